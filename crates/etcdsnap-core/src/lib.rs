@@ -1,0 +1,19 @@
+//! etcdsnap's engine: etcd snapshots taken through the etcd v3 API, written atomically to local disk
+//! and S3-compatible storage, pruned by retention, scheduled by cron, and served to the CLI by the
+//! supervisor API. The `etcdsnap` binary parses flags and renders; everything else lives here.
+
+pub mod api;
+pub mod duration;
+pub mod error;
+pub mod etcd;
+pub mod naming;
+pub mod records;
+pub mod retention;
+pub mod schedule;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+pub mod tls;
+pub mod token;
+
+pub use error::{Error, Result};

@@ -1,0 +1,225 @@
+//! Snapshot file names and the names derived from them, in K3s's formats:
+//! `<prefix>-<node>-<unix seconds>[.zip]`, legacy map keys `local-…`/`s3-…`, and
+//! ETCDSnapshotFile object names. Pure functions; no I/O.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Suffix of compressed snapshots.
+pub const ZIP_SUFFIX: &str = ".zip";
+/// Suffix of a file being written; never listed as a snapshot.
+pub const PART_SUFFIX: &str = ".part";
+/// Default prefix of scheduled snapshots.
+pub const DEFAULT_SCHEDULED_PREFIX: &str = "etcd-snapshot";
+/// Default prefix of on-demand snapshots.
+pub const DEFAULT_ON_DEMAND_PREFIX: &str = "on-demand";
+
+/// Unix seconds of `t`, rounded to the nearest second as K3s does.
+pub fn rounded_unix(t: DateTime<Utc>) -> i64 {
+    (t.timestamp_millis() + 500).div_euclid(1000)
+}
+
+/// `<prefix>-<node>-<unix>`: the base name of a snapshot taken at `t`.
+pub fn snapshot_base_name(prefix: &str, node: &str, t: DateTime<Utc>) -> String {
+    format!("{prefix}-{node}-{}", rounded_unix(t))
+}
+
+/// Whether a file name is compressed (ends in `.zip`).
+pub fn is_compressed(name: &str) -> bool {
+    name.ends_with(ZIP_SUFFIX)
+}
+
+/// The unix time encoded in a snapshot name: the digits after the last `-`, once `.zip` is
+/// stripped. `None` when they do not parse; callers fall back to mtime or LastModified.
+pub fn parse_snapshot_time(name: &str) -> Option<DateTime<Utc>> {
+    let base = name.strip_suffix(ZIP_SUFFIX).unwrap_or(name);
+    let (_, digits) = base.rsplit_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = digits.parse().ok()?;
+    DateTime::from_timestamp(secs, 0)
+}
+
+/// K3s's legacy map key: `<kind>-<name>` with every character outside `[-._a-zA-Z0-9]` as `_`.
+pub fn legacy_key(kind: &str, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{kind}-{clean}")
+}
+
+/// Accepts only a plain file name (no directory part, no `..`, not empty), as `delete` and
+/// restore-by-name need. K3s joins whatever it gets to the snapshot dir; we refuse instead.
+pub fn validate_plain_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+        || name.contains("..");
+    if bad {
+        return Err(Error::InvalidInput(format!(
+            "invalid snapshot name {name:?}: give the plain file name as `ls` prints it, without a directory or `..`"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a `--name`/`--etcd-snapshot-name` prefix: it becomes part of a file name.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() || prefix.contains('/') || prefix.contains('\\') || prefix.contains('\0')
+    {
+        return Err(Error::InvalidInput(format!(
+            "invalid snapshot name prefix {prefix:?}: use letters, digits, '-', '_' or '.' without a directory part"
+        )));
+    }
+    Ok(())
+}
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    s.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    })
+}
+
+/// ETCDSnapshotFile object name: `<kind>-<lowercased file name>-<6 hex of sha256(node+location)>`,
+/// with K3s's fallback body when the name is not a DNS-1123 subdomain or too long.
+pub fn record_object_name(
+    kind: &str,
+    file_name: &str,
+    node: &str,
+    location: &str,
+    created: DateTime<Utc>,
+) -> String {
+    let digest = hex::encode(Sha256::digest(format!("{node}{location}").as_bytes()));
+    let mut body = file_name.to_lowercase();
+    if !is_dns1123_subdomain(&body) || body.len() + 13 > 253 {
+        let label = node.split('.').next().unwrap_or(node);
+        body = format!("etcd-snapshot-{label}-{}", created.timestamp());
+        if is_compressed(file_name) {
+            body.push_str(ZIP_SUFFIX);
+        }
+    }
+    format!("{kind}-{body}-{}", &digest[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn base_name_rounds_to_nearest_second() {
+        let cases = [
+            (1_730_308_816_000, "on-demand-n1-1730308816"),
+            (1_730_308_816_499, "on-demand-n1-1730308816"),
+            (1_730_308_816_500, "on-demand-n1-1730308817"),
+            (1_730_308_816_999, "on-demand-n1-1730308817"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(snapshot_base_name("on-demand", "n1", at(ms)), want);
+        }
+    }
+
+    #[test]
+    fn parses_times_from_names() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("etcd-snapshot-node1-1730308816", Some(1730308816)),
+            ("etcd-snapshot-node1-1730308816.zip", Some(1730308816)),
+            ("on-demand-ip-172-31-16-180-1713817190", Some(1713817190)),
+            ("on-demand-n1.example.com-1713817190.zip", Some(1713817190)),
+            ("random-file", None),
+            ("nodash", None),
+            ("trailing-", None),
+            ("x-12a", None),
+            ("x-+12", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(
+                parse_snapshot_time(name).map(|t| t.timestamp()),
+                *want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_keys_are_sanitized() {
+        assert_eq!(legacy_key("local", "on-demand-n1-1"), "local-on-demand-n1-1");
+        assert_eq!(legacy_key("s3", "a b/c:d.zip"), "s3-a_b_c_d.zip");
+    }
+
+    #[test]
+    fn plain_names_only() {
+        for ok in ["on-demand-n1-1", "a.zip", "x_y"] {
+            assert!(validate_plain_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x..y", "a\0b"] {
+            let err = validate_plain_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid snapshot name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn record_names_match_k3s_vectors() {
+        let t = DateTime::from_timestamp(1730308816, 0).unwrap();
+        assert_eq!(
+            record_object_name(
+                "local",
+                "on-demand-k3s-server-1-1730308816",
+                "k3s-server-1",
+                "file:///var/lib/rancher/k3s/server/db/snapshots/on-demand-k3s-server-1-1730308816",
+                t
+            ),
+            "local-on-demand-k3s-server-1-1730308816-3e9290"
+        );
+        assert_eq!(
+            record_object_name(
+                "s3",
+                "on-demand-k3s-server-1-1730308816",
+                "s3",
+                "s3://etcd/k3s-test/on-demand-k3s-server-1-1730308816",
+                t
+            ),
+            "s3-on-demand-k3s-server-1-1730308816-79b15c"
+        );
+        let t2 = DateTime::from_timestamp(1753969041, 0).unwrap();
+        let n = record_object_name(
+            "local",
+            "on-demand-ip-10-11-0-14-1753969041",
+            "ip-10-11-0-14",
+            "file:///var/lib/rancher/k3s/server/db/snapshots/on-demand-ip-10-11-0-14-1753969041",
+            t2,
+        );
+        assert!(n.ends_with("-9e8c6d"), "{n}");
+        // Not a DNS-1123 subdomain: fallback body.
+        let n = record_object_name("local", "On_Demand.zip", "node.a.b", "file:///x", t);
+        assert!(
+            n.starts_with("local-etcd-snapshot-node-1730308816.zip-"),
+            "{n}"
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Writes a snapshot stream to disk so that a file appears under its final name only when it is
+//! complete and verified: `<file>.part` (0600, created exclusively) → checksum verified → fsync →
+//! rename → fsync of the directory. Hashing, compression and writing run on a blocking thread fed
+//! by a bounded channel, so memory stays bounded whatever the database size. If the stream fails,
+//! the checksum is wrong, or the caller is cancelled, the `.part` file is removed.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::verify::TrailerHasher;
+use crate::etcd::ChunkStream;
+use crate::naming::{PART_SUFFIX, ZIP_SUFFIX};
+use crate::store::local::sync_dir;
+use crate::{Error, Result};
+
+/// Chunks in flight between the network and the disk (etcd sends 32 KiB chunks: ~2 MiB).
+const CHANNEL_DEPTH: usize = 64;
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// What to write.
+#[derive(Debug, Clone)]
+pub struct WriteSpec {
+    pub dir: PathBuf,
+    /// `<prefix>-<node>-<unix>`; the file is this name, or this name + `.zip`.
+    pub base_name: String,
+    pub compress: bool,
+    /// Deflate level for compressed snapshots (1 fastest … 9 smallest).
+    pub compression_level: i64,
+    /// Modification time recorded in the zip entry.
+    pub created: DateTime<Utc>,
+    /// A stream silent for this long is abandoned.
+    pub idle_timeout: Duration,
+}
+
+/// A snapshot file that was written and verified.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub path: PathBuf,
+    pub file_name: String,
+    /// Bytes on disk (the zip when compressed).
+    pub size: u64,
+    /// Bytes of the raw etcd snapshot, trailer included.
+    pub raw_size: u64,
+}
+
+enum Msg {
+    Chunk(Vec<u8>),
+    End,
+}
+
+enum Sink {
+    Raw(BufWriter<File>),
+    Zip(Box<zip::ZipWriter<BufWriter<File>>>),
+}
+
+impl Sink {
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Raw(w) => w.write_all(data),
+            Sink::Zip(z) => z.write_all(data),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<File> {
+        let buffered = match self {
+            Sink::Raw(w) => w,
+            Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?,
+        };
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(file)
+    }
+}
+
+fn zip_time(t: DateTime<Utc>) -> zip::DateTime {
+    zip::DateTime::from_date_and_time(
+        t.year().clamp(1980, 2107) as u16,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+    )
+    .unwrap_or_default()
+}
+
+fn open_sink(part: &Path, spec: &WriteSpec) -> Result<Sink> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(part)
+        .map_err(|e| Error::io("create", part, e))?;
+    let w = BufWriter::with_capacity(WRITE_BUFFER, file);
+    if !spec.compress {
+        return Ok(Sink::Raw(w));
+    }
+    let mut z = zip::ZipWriter::new(w);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(spec.compression_level))
+        .unix_permissions(0o600)
+        .last_modified_time(zip_time(spec.created))
+        .large_file(true);
+    z.start_file(spec.base_name.as_str(), opts)
+        .map_err(|e| Error::Other(format!("failed to start zip entry: {e}")))?;
+    Ok(Sink::Zip(Box::new(z)))
+}
+
+/// The disk side: consumes chunks until `End`, then verifies and publishes the file. Any early
+/// end (sender dropped) or failure removes the `.part` file.
+fn disk_side(mut rx: mpsc::Receiver<Msg>, spec: WriteSpec, part: PathBuf, fin: PathBuf) -> Result<Written> {
+    let result = (|| {
+        let mut sink = open_sink(&part, &spec)?;
+        let mut hasher = TrailerHasher::new();
+        let mut complete = false;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Chunk(c) => {
+                    hasher.update(&c);
+                    sink.write_all(&c).map_err(|e| Error::io("write", &part, e))?;
+                }
+                Msg::End => {
+                    complete = true;
+                    break;
+                }
+            }
+        }
+        if !complete {
+            return Err(Error::Other("snapshot stream ended early".into()));
+        }
+        let raw_size = hasher.finish()?;
+        let file = sink.finish().map_err(|e| Error::io("finish", &part, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &part, e))?
+            .len();
+        drop(file);
+        std::fs::rename(&part, &fin).map_err(|e| Error::io("rename", &part, e))?;
+        sync_dir(&spec.dir)?;
+        Ok(Written {
+            file_name: fin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: fin.clone(),
+            size,
+            raw_size,
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
+}
+
+/// The final path a spec produces.
+pub fn final_path(spec: &WriteSpec) -> PathBuf {
+    let mut name = spec.base_name.clone();
+    if spec.compress {
+        name.push_str(ZIP_SUFFIX);
+    }
+    spec.dir.join(name)
+}
+
+/// Streams `chunks` into the file described by `spec`; see the module docs for the guarantees.
+pub async fn write_stream(mut chunks: ChunkStream, spec: WriteSpec) -> Result<Written> {
+    let fin = final_path(&spec);
+    if fin.exists() {
+        return Err(Error::InvalidInput(format!(
+            "{} already exists; snapshot names carry the second they were taken, wait a second and retry",
+            fin.display()
+        )));
+    }
+    let part = PathBuf::from(format!("{}{PART_SUFFIX}", fin.display()));
+    let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_DEPTH);
+    let idle = spec.idle_timeout;
+    let disk = tokio::task::spawn_blocking({
+        let (part, fin) = (part.clone(), fin.clone());
+        move || disk_side(rx, spec, part, fin)
+    });
+    let net: Result<()> = async {
+        loop {
+            let next = tokio::time::timeout(idle, chunks.next())
+                .await
+                .map_err(|_| Error::Etcd(format!("snapshot stream stalled for {idle:?}")))?;
+            match next {
+                Some(Ok(chunk)) => {
+                    if tx.send(Msg::Chunk(chunk)).await.is_err() {
+                        // The disk side stopped; its error is the one to report.
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let _ = tx.send(Msg::End).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    drop(tx);
+    let disk = disk
+        .await
+        .map_err(|e| Error::Other(format!("snapshot writer thread failed: {e}")))?;
+    match (net, disk) {
+        (Err(e), _) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+        (Ok(()), r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::verify::{verify_file, with_trailer};
+
+    fn spec(dir: &Path, compress: bool) -> WriteSpec {
+        WriteSpec {
+            dir: dir.to_path_buf(),
+            base_name: "on-demand-n1-1700000000".into(),
+            compress,
+            compression_level: 3,
+            created: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn chunks(data: Vec<u8>, fail_at: Option<usize>) -> ChunkStream {
+        let parts: Vec<Result<Vec<u8>>> = data
+            .chunks(32 * 1024)
+            .enumerate()
+            .map(|(i, c)| {
+                if Some(i) == fail_at {
+                    Err(Error::Etcd("boom".into()))
+                } else {
+                    Ok(c.to_vec())
+                }
+            })
+            .collect();
+        Box::pin(futures::stream::iter(parts))
+    }
+
+    fn db(pages: usize) -> Vec<u8> {
+        with_trailer((0..pages * 4096).map(|i| (i % 13) as u8).collect())
+    }
+
+    #[tokio::test]
+    async fn writes_raw_and_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = db(40);
+        let w = write_stream(chunks(data.clone(), None), spec(dir.path(), false))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&w.path).unwrap(), data);
+        assert_eq!(crate::store::local::mode_of(&w.path), Some(0o600));
+        let z = write_stream(chunks(data.clone(), None), spec(dir.path(), true))
+            .await
+            .unwrap();
+        assert!(z.file_name.ends_with(".zip"));
+        assert_eq!(verify_file(&z.path).unwrap(), data.len() as u64);
+        assert!(z.size < data.len() as u64);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn failures_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = db(10);
+        bad[5] ^= 1;
+        for (data, fail_at) in [(bad, None), (db(10), Some(1)), (vec![1u8; 1000], None)] {
+            for compress in [false, true] {
+                let r = write_stream(chunks(data.clone(), fail_at), spec(dir.path(), compress)).await;
+                assert!(r.is_err());
+                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! Building the object_store S3 client from an [`S3Config`]: credentials chain, endpoint and
+//! addressing style, CA bundle, certificate checks, proxy and timeouts. Also turns client errors
+//! into messages that name the likely cause, with every secret value scrubbed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpClient, HttpConnector};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, RetryConfig};
+
+use super::config::{BucketLookup, S3Config, redact_proxy};
+use crate::{Error, Result};
+
+/// Static credentials, wherever they came from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+    /// Where they came from, for logs: `configuration`, `environment`, or the file path.
+    pub source: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where credentials are looked up (injected so tests need not touch the process environment).
+pub trait CredentialEnv {
+    fn var(&self, name: &str) -> Option<String>;
+    fn home(&self) -> Option<PathBuf>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl CredentialEnv for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    fn home(&self) -> Option<PathBuf> {
+        self.var("HOME").map(PathBuf::from)
+    }
+}
+
+/// Explicit keys, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`), then the
+/// shared credentials file. `None` leaves the choice to object_store's instance credentials.
+pub fn resolve_credentials(
+    cfg: &S3Config,
+    env: &dyn CredentialEnv,
+) -> Result<Option<StaticCredentials>> {
+    if !cfg.access_key.is_empty() || !cfg.secret_key.is_empty() {
+        if cfg.access_key.is_empty() || cfg.secret_key.is_empty() {
+            return Err(Error::InvalidInput(
+                "etcd-s3-access-key and etcd-s3-secret-key must be set together".into(),
+            ));
+        }
+        return Ok(Some(StaticCredentials {
+            access_key: cfg.access_key.clone(),
+            secret_key: cfg.secret_key.clone(),
+            session_token: Some(cfg.session_token.clone()).filter(|t| !t.is_empty()),
+            source: "configuration".into(),
+        }));
+    }
+    if let (Some(access_key), Some(secret_key)) = (
+        env.var("AWS_ACCESS_KEY_ID"),
+        env.var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok(Some(StaticCredentials {
+            access_key,
+            secret_key,
+            session_token: env.var("AWS_SESSION_TOKEN"),
+            source: "environment".into(),
+        }));
+    }
+    let file = env
+        .var("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| env.home().map(|h| h.join(".aws").join("credentials")));
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            tracing::warn!("Unable to read AWS shared credentials file {}: {e}", file.display());
+            return Ok(None);
+        }
+    };
+    let profile = env
+        .var("AWS_PROFILE")
+        .unwrap_or_else(|| "default".to_string());
+    Ok(parse_shared_credentials(&text, &profile).map(|(ak, sk, token)| {
+        StaticCredentials {
+            access_key: ak,
+            secret_key: sk,
+            session_token: token,
+            source: file.display().to_string(),
+        }
+    }))
+}
+
+/// Reads `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token` of `profile` from
+/// the INI text of an AWS shared credentials file.
+pub fn parse_shared_credentials(
+    text: &str,
+    profile: &str,
+) -> Option<(String, String, Option<String>)> {
+    let mut in_profile = false;
+    let (mut ak, mut sk, mut token) = (None, None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[') {
+            let name = section.split(']').next().unwrap_or("").trim();
+            let name = name.strip_prefix("profile ").map_or(name, str::trim);
+            in_profile = name == profile;
+            continue;
+        }
+        if !in_profile {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "aws_access_key_id" => ak = Some(v),
+            "aws_secret_access_key" => sk = Some(v),
+            "aws_session_token" => token = Some(v),
+            _ => {}
+        }
+    }
+    match (ak, sk) {
+        (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => {
+            Some((a, s, token.filter(|t| !t.is_empty())))
+        }
+        _ => None,
+    }
+}
+
+/// Loads `--etcd-s3-endpoint-ca`: space-separated tokens, each base64 of a PEM bundle or a path
+/// to a PEM file. Returns the DER certificates.
+pub fn load_endpoint_ca(value: &str) -> Result<Vec<Vec<u8>>> {
+    let mut certs = Vec::new();
+    for token in value.split_whitespace() {
+        let from_b64 = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .map(|pem| pem_certificates(&pem))
+            .filter(|c| !c.is_empty());
+        if let Some(found) = from_b64 {
+            certs.extend(found);
+            continue;
+        }
+        match std::fs::read(Path::new(token)) {
+            Ok(pem) => certs.extend(pem_certificates(&pem)),
+            Err(e) => {
+                return Err(Error::InvalidInput(format!(
+                    "etcd-s3-endpoint-ca {:?} is neither base64-encoded PEM nor a readable file: {e}",
+                    shorten(token)
+                )));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::InvalidInput(
+            "no certificates loaded from etcd-s3-endpoint-ca".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+fn shorten(token: &str) -> String {
+    if token.chars().count() > 64 {
+        format!("{}...", token.chars().take(61).collect::<String>())
+    } else {
+        token.to_string()
+    }
+}
+
+/// The DER bytes of every `CERTIFICATE` block in a PEM text; anything else is skipped.
+pub fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            body = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(b) = body.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b.as_bytes())
+                && !der.is_empty()
+            {
+                out.push(der);
+            }
+        } else if let Some(b) = body.as_mut() {
+            b.push_str(line);
+        }
+    }
+    out
+}
+
+/// How requests reach the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` from the environment.
+    Environment,
+    /// `none`: always direct.
+    Direct,
+    /// This proxy for every request.
+    Url(String),
+}
+
+impl ProxyMode {
+    pub fn from_config(proxy: &str) -> Self {
+        match proxy {
+            "" => ProxyMode::Environment,
+            "none" => ProxyMode::Direct,
+            url => ProxyMode::Url(url.to_string()),
+        }
+    }
+}
+
+/// Builds the reqwest clients object_store asks for, with our TLS and proxy rules (object_store's
+/// own options cannot turn off environment proxies or replace the system roots).
+#[derive(Clone)]
+pub struct Transport {
+    /// Only these roots when set (K3s replaces the system pool with the CA bundle).
+    pub roots: Option<Vec<Vec<u8>>>,
+    pub accept_invalid_certs: bool,
+    pub proxy: ProxyMode,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proxy = match &self.proxy {
+            ProxyMode::Url(u) => format!("Url({})", redact_proxy(u)),
+            other => format!("{other:?}"),
+        };
+        f.debug_struct("Transport")
+            .field("roots", &self.roots.as_ref().map(Vec::len))
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("proxy", &proxy)
+            .finish()
+    }
+}
+
+impl Transport {
+    fn reqwest_client(&self, options: &ClientOptions) -> Result<reqwest::Client, String> {
+        let duration = |key: ClientConfigKey| {
+            options
+                .get_config_value(&key)
+                .and_then(|v| humantime::parse_duration(&v).ok())
+        };
+        let allow_http = options
+            .get_config_value(&ClientConfigKey::AllowHttp)
+            .is_some_and(|v| v == "true");
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("etcdsnap/", env!("CARGO_PKG_VERSION")))
+            .no_gzip()
+            .https_only(!allow_http);
+        if let Some(t) = duration(ClientConfigKey::Timeout) {
+            b = b.timeout(t);
+        }
+        if let Some(t) = duration(ClientConfigKey::ConnectTimeout) {
+            b = b.connect_timeout(t);
+        }
+        if self.accept_invalid_certs {
+            b = b.danger_accept_invalid_certs(true);
+        } else if let Some(roots) = &self.roots {
+            let certs = roots
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("invalid CA certificate: {e}"))?;
+            b = b.tls_certs_only(certs);
+        }
+        b = match &self.proxy {
+            ProxyMode::Environment => b,
+            ProxyMode::Direct => b.no_proxy(),
+            ProxyMode::Url(u) => b.proxy(
+                reqwest::Proxy::all(u.as_str())
+                    .map_err(|_| format!("invalid proxy URL {}", redact_proxy(u)))?,
+            ),
+        };
+        b.build()
+            .map_err(|e| format!("cannot build HTTP client: {}", error_chain(&e)))
+    }
+}
+
+impl HttpConnector for Transport {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = self
+            .reqwest_client(options)
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: e.into(),
+            })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
+/// Where requests go, after the endpoint, region and lookup rules are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressing {
+    /// `scheme://host[:port]` that the user sees in messages (no bucket).
+    pub endpoint_url: String,
+    /// What object_store gets as its endpoint (with the bucket for virtual-hosted style).
+    pub store_endpoint: String,
+    pub virtual_hosted: bool,
+}
+
+/// AWS serves every region at `s3.<region>.amazonaws.com`; the global name only answers for
+/// us-east-1 without redirects, so the default endpoint follows the region.
+fn regional_host(endpoint: &str, region: &str) -> String {
+    if endpoint == super::config::DEFAULT_ENDPOINT && region != super::config::DEFAULT_REGION {
+        if region.starts_with("cn-") {
+            return format!("s3.{region}.amazonaws.com.cn");
+        }
+        return format!("s3.{region}.amazonaws.com");
+    }
+    endpoint.to_string()
+}
+
+fn is_aws_host(host: &str) -> bool {
+    let h = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn") || h == "amazonaws.com"
+}
+
+/// A bucket name that can be a DNS label under TLS (no dots, lowercase).
+fn dns_compatible(bucket: &str) -> bool {
+    !bucket.is_empty()
+        && !bucket.contains('.')
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn addressing(cfg: &S3Config) -> Result<Addressing> {
+    let scheme = if cfg.insecure { "http" } else { "https" };
+    let host = regional_host(cfg.effective_endpoint(), cfg.effective_region());
+    let virtual_hosted = match cfg.bucket_lookup_type()? {
+        BucketLookup::Dns => true,
+        BucketLookup::Path => false,
+        BucketLookup::Auto => {
+            host.to_ascii_lowercase().contains("aliyun")
+                || (is_aws_host(&host) && dns_compatible(&cfg.bucket))
+        }
+    };
+    let endpoint_url = format!("{scheme}://{host}");
+    let store_endpoint = if virtual_hosted {
+        format!("{scheme}://{}.{host}", cfg.bucket)
+    } else {
+        endpoint_url.clone()
+    };
+    Ok(Addressing {
+        endpoint_url,
+        store_endpoint,
+        virtual_hosted,
+    })
+}
+
+/// A built client and what it was built with.
+pub struct BuiltClient {
+    pub store: AmazonS3,
+    pub addressing: Addressing,
+    pub credential_source: String,
+}
+
+/// Builds the object_store client; no request is made.
+pub fn build_client(cfg: &S3Config, env: &dyn CredentialEnv) -> Result<BuiltClient> {
+    let addressing = addressing(cfg)?;
+    let roots = if cfg.insecure || cfg.skip_ssl_verify || cfg.endpoint_ca.trim().is_empty() {
+        None
+    } else {
+        Some(load_endpoint_ca(&cfg.endpoint_ca).map_err(|e| Error::S3Init(e.to_string()))?)
+    };
+    let transport = Transport {
+        roots,
+        accept_invalid_certs: cfg.skip_ssl_verify && !cfg.insecure,
+        proxy: ProxyMode::from_config(&cfg.proxy),
+    };
+    let options = ClientOptions::new()
+        .with_allow_http(cfg.insecure)
+        .with_timeout(cfg.timeout)
+        .with_connect_timeout(cfg.timeout.min(Duration::from_secs(30)));
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 5,
+        retry_timeout: cfg.timeout.min(Duration::from_secs(180)),
+    };
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&cfg.bucket)
+        .with_region(cfg.effective_region())
+        .with_endpoint(&addressing.store_endpoint)
+        .with_virtual_hosted_style_request(addressing.virtual_hosted)
+        .with_allow_http(cfg.insecure)
+        .with_client_options(options)
+        .with_retry(retry)
+        .with_http_connector(transport);
+    let credential_source = match resolve_credentials(cfg, env)? {
+        Some(c) => {
+            builder = builder
+                .with_access_key_id(c.access_key)
+                .with_secret_access_key(c.secret_key);
+            if let Some(t) = c.session_token {
+                builder = builder.with_token(t);
+            }
+            c.source
+        }
+        None => {
+            // Web identity and container credentials, as the AWS SDKs read them.
+            for (var, key) in [
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    AmazonS3ConfigKey::WebIdentityTokenFile,
+                ),
+                ("AWS_ROLE_ARN", AmazonS3ConfigKey::RoleArn),
+                ("AWS_ROLE_SESSION_NAME", AmazonS3ConfigKey::RoleSessionName),
+                (
+                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                    AmazonS3ConfigKey::ContainerCredentialsRelativeUri,
+                ),
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    AmazonS3ConfigKey::ContainerCredentialsFullUri,
+                ),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    AmazonS3ConfigKey::ContainerAuthorizationTokenFile,
+                ),
+            ] {
+                if let Some(v) = env.var(var) {
+                    builder = builder.with_config(key, v);
+                }
+            }
+            "instance".to_string()
+        }
+    };
+    let store = builder
+        .build()
+        .map_err(|e| Error::S3Init(scrub(&error_chain(&e), &cfg.secrets())))?;
+    Ok(BuiltClient {
+        store,
+        addressing,
+        credential_source,
+    })
+}
+
+/// Every message in an error's source chain, joined with `: `, skipping repeats.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Replaces each secret value in `text` with `<redacted>`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() {
+            out = out.replace(s.as_str(), "<redacted>");
+        }
+    }
+    out
+}
+
+/// The likely cause of a failed request, from its error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    NoSuchBucket,
+    NotFound,
+    AccessDenied,
+    Tls,
+    Connect,
+    Other,
+}
+
+pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
+    let lower = chain.to_ascii_lowercase();
+    if chain.contains("NoSuchBucket") {
+        return Cause::NoSuchBucket;
+    }
+    if matches!(
+        err,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+    ]
+    .iter()
+    .any(|c| chain.contains(c))
+    {
+        return Cause::AccessDenied;
+    }
+    if matches!(err, object_store::Error::NotFound { .. }) {
+        return Cause::NotFound;
+    }
+    if [
+        "certificate",
+        "unknownissuer",
+        "tls handshake",
+        "invalid peer",
+        "handshake failure",
+        "received corrupt message",
+        "invalidcontenttype",
+    ]
+    .iter()
+    .any(|c| lower.contains(c))
+    {
+        return Cause::Tls;
+    }
+    if [
+        "connection refused",
+        "error trying to connect",
+        "dns error",
+        "failed to lookup address",
+        "timed out",
+        "operation timed out",
+        "connection reset",
+        "client error (connect)",
+        "no route to host",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|c| lower.contains(c))
+    {
+        return Cause::Connect;
+    }
+    Cause::Other
+}
+
+/// A message for an error of `what` (e.g. `upload of s3://b/k`), with a hint for the cause.
+pub fn describe_error(
+    what: &str,
+    err: &object_store::Error,
+    bucket: &str,
+    endpoint_url: &str,
+    secrets: &[String],
+) -> (Cause, String) {
+    let chain = error_chain(err);
+    let cause = classify_error(err, &chain);
+    let detail = summarize(&chain);
+    let msg = match cause {
+        Cause::NoSuchBucket => format!("bucket {bucket} does not exist"),
+        Cause::AccessDenied => format!(
+            "{what}: access denied to bucket {bucket}: check --etcd-s3-access-key and \
+             --etcd-s3-secret-key (and --etcd-s3-session-token): {detail}"
+        ),
+        Cause::Tls => format!(
+            "{what}: TLS connection to {endpoint_url} failed; set --etcd-s3-endpoint-ca to the \
+             CA bundle that signed the server certificate, or --etcd-s3-skip-ssl-verify: {detail}"
+        ),
+        Cause::Connect => format!("{what}: cannot connect to S3 endpoint {endpoint_url}: {detail}"),
+        Cause::NotFound | Cause::Other => format!("{what}: {detail}"),
+    };
+    (cause, scrub(&msg, secrets))
+}
+
+/// Shortens an S3 XML error body to its code and message when present.
+fn summarize(chain: &str) -> String {
+    let tag = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = chain.find(&open)? + open.len();
+        let end = chain[start..].find(&close)? + start;
+        Some(chain[start..end].to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => {
+            let head = chain.split('<').next().unwrap_or("").trim_end();
+            format!("{head} {code}: {message}")
+        }
+        _ => chain.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct FakeEnv(HashMap<&'static str, String>, Option<PathBuf>);
+
+    impl CredentialEnv for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn home(&self) -> Option<PathBuf> {
+            self.1.clone()
+        }
+    }
+
+    fn cfg() -> S3Config {
+        S3Config {
+            bucket: "bk".into(),
+            ..S3Config::default()
+        }
+    }
+
+    #[test]
+    fn credentials_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "# comment\n[default]\naws_access_key_id = FILEAK\naws_secret_access_key=FILESK\n\n\
+             [other]\naws_access_key_id=OAK\naws_secret_access_key = OSK\naws_session_token=OT\n",
+        )
+        .unwrap();
+        let mut vars: HashMap<&'static str, String> = HashMap::new();
+        vars.insert("AWS_ACCESS_KEY_ID", "ENVAK".into());
+        vars.insert("AWS_SECRET_ACCESS_KEY", "ENVSK".into());
+        vars.insert("AWS_SESSION_TOKEN", "ENVT".into());
+        vars.insert("AWS_SHARED_CREDENTIALS_FILE", file.display().to_string());
+        let env = FakeEnv(vars.clone(), None);
+
+        let explicit = S3Config {
+            access_key: "AK".into(),
+            secret_key: "SK".into(),
+            ..cfg()
+        };
+        let c = resolve_credentials(&explicit, &env).unwrap().unwrap();
+        assert_eq!((c.access_key.as_str(), c.session_token), ("AK", None));
+
+        let c = resolve_credentials(&cfg(), &env).unwrap().unwrap();
+        assert_eq!(c.access_key, "ENVAK");
+        assert_eq!(c.session_token.as_deref(), Some("ENVT"));
+
+        vars.remove("AWS_ACCESS_KEY_ID");
+        let c = resolve_credentials(&cfg(), &FakeEnv(vars.clone(), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.access_key.as_str(), c.secret_key.as_str()), ("FILEAK", "FILESK"));
+
+        vars.insert("AWS_PROFILE", "other".into());
+        let c = resolve_credentials(&cfg(), &FakeEnv(vars.clone(), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.access_key, "OAK");
+        assert_eq!(c.session_token.as_deref(), Some("OT"));
+
+        // Default file location under $HOME.
+        std::fs::create_dir_all(dir.path().join("home/.aws")).unwrap();
+        std::fs::write(
+            dir.path().join("home/.aws/credentials"),
+            "[profile default]\naws_access_key_id=H\naws_secret_access_key=HS\n",
+        )
+        .unwrap();
+        let env = FakeEnv(HashMap::new(), Some(dir.path().join("home")));
+        assert_eq!(
+            resolve_credentials(&cfg(), &env)
+                .unwrap()
+                .unwrap()
+                .access_key,
+            "H"
+        );
+        let none = FakeEnv(HashMap::new(), Some(dir.path().join("nowhere")));
+        assert!(resolve_credentials(&cfg(), &none).unwrap().is_none());
+
+        let half = S3Config {
+            access_key: "AK".into(),
+            ..cfg()
+        };
+        assert!(resolve_credentials(&half, &none).is_err());
+        assert_eq!(
+            format!("{:?}", resolve_credentials(&explicit, &none).unwrap()),
+            "Some(StaticCredentials { source: \"configuration\", .. })"
+        );
+    }
+
+    fn test_ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn endpoint_ca_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem1 = test_ca_pem();
+        let pem2 = test_ca_pem();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, format!("{pem1}\n{pem2}")).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&pem1);
+
+        assert_eq!(load_endpoint_ca(&path.display().to_string()).unwrap().len(), 2);
+        assert_eq!(load_endpoint_ca(&b64).unwrap().len(), 1);
+        let both = format!("  {b64}   {} ", path.display());
+        assert_eq!(load_endpoint_ca(&both).unwrap().len(), 3);
+
+        let err = load_endpoint_ca("/no/such/ca.pem").unwrap_err().to_string();
+        assert!(err.contains("/no/such/ca.pem"), "{err}");
+        assert!(err.contains("neither base64-encoded PEM nor a readable file"));
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let err = load_endpoint_ca(&empty.display().to_string()).unwrap_err();
+        assert_eq!(err.to_string(), "no certificates loaded from etcd-s3-endpoint-ca");
+        assert_eq!(
+            load_endpoint_ca("").unwrap_err().to_string(),
+            "no certificates loaded from etcd-s3-endpoint-ca"
+        );
+        assert_eq!(pem_certificates(pem1.as_bytes()).len(), 1);
+    }
+
+    #[test]
+    fn addressing_rules() {
+        let a = |endpoint: &str, lookup: &str, bucket: &str, region: &str, insecure: bool| {
+            addressing(&S3Config {
+                endpoint: endpoint.into(),
+                bucket_lookup: lookup.into(),
+                bucket: bucket.into(),
+                region: region.into(),
+                insecure,
+                ..S3Config::default()
+            })
+            .unwrap()
+        };
+        let x = a("minio:9000", "", "bk", "us-east-1", false);
+        assert_eq!(x.store_endpoint, "https://minio:9000");
+        assert!(!x.virtual_hosted);
+        let x = a("minio:9000", "dns", "bk", "us-east-1", true);
+        assert_eq!(x.store_endpoint, "http://bk.minio:9000");
+        assert_eq!(x.endpoint_url, "http://minio:9000");
+        assert!(x.virtual_hosted);
+        let x = a("s3.amazonaws.com", "auto", "bk", "us-east-1", false);
+        assert_eq!(x.store_endpoint, "https://bk.s3.amazonaws.com");
+        let x = a("s3.amazonaws.com", "", "bk", "eu-west-1", false);
+        assert_eq!(x.store_endpoint, "https://bk.s3.eu-west-1.amazonaws.com");
+        let x = a("s3.amazonaws.com", "", "my.bucket", "us-east-1", false);
+        assert_eq!(x.store_endpoint, "https://s3.amazonaws.com");
+        assert!(!x.virtual_hosted);
+        let x = a("s3.amazonaws.com", "path", "bk", "us-east-1", false);
+        assert!(!x.virtual_hosted);
+        let x = a("oss-cn-hangzhou.aliyuncs.com", "", "bk", "cn-hangzhou", false);
+        assert!(x.virtual_hosted);
+        assert_eq!(x.store_endpoint, "https://bk.oss-cn-hangzhou.aliyuncs.com");
+        let x = a("", "", "bk", "", false);
+        assert_eq!(x.store_endpoint, "https://bk.s3.amazonaws.com");
+    }
+
+    #[test]
+    fn scrub_and_summarize() {
+        let secrets = vec!["TOPSECRET".to_string()];
+        assert_eq!(scrub("a TOPSECRET b", &secrets), "a <redacted> b");
+        let s = summarize(
+            "Error performing GET http://x in 1ms - Server returned non-2xx status code: 403 \
+             Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code>\
+             <Message>bad sig</Message></Error>",
+        );
+        assert!(s.ends_with("SignatureDoesNotMatch: bad sig"), "{s}");
+        assert!(!s.contains('<'));
+    }
+}

@@ -1,0 +1,442 @@
+//! The S3 configuration as K3s carries it (`EtcdS3`): JSON names, defaults and validation.
+//!
+//! Deserialising follows Go's rules: a field missing from the JSON is the zero value, not the
+//! K3s default (`S3Config::default()` gives those). Secrets never reach `Debug` output.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::godur::{self, format_go_duration};
+use crate::store::S3Spec;
+use crate::{Error, Result};
+
+/// Default `--etcd-s3-endpoint`.
+pub const DEFAULT_ENDPOINT: &str = "s3.amazonaws.com";
+/// Default `--etcd-s3-region`.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Default `--etcd-s3-timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `--etcd-s3-retention`.
+pub const DEFAULT_RETENTION: i64 = 5;
+
+/// K3s's `EtcdS3` configuration, as carried in the `/db/snapshot` request JSON.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Config {
+    /// `--etcd-s3-access-key` (secret-ish: never logged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub access_key: String,
+    /// `--etcd-s3-bucket`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bucket: String,
+    /// `--etcd-s3-bucket-lookup-type`: `auto`, `dns`, `path` or empty (auto).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bucket_lookup: String,
+    /// `--etcd-s3-config-secret`: name of a kube-system Secret holding the configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_secret: String,
+    /// `--etcd-s3-endpoint`: `host[:port]`, no scheme.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    /// `--etcd-s3-endpoint-ca`: space-separated file paths or base64-encoded PEM bundles.
+    #[serde(rename = "endpointCA", default, skip_serializing_if = "String::is_empty")]
+    pub endpoint_ca: String,
+    /// `--etcd-s3-folder`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub folder: String,
+    /// `--etcd-s3-proxy`: a URL, or `none` to ignore `HTTP(S)_PROXY`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub proxy: String,
+    /// `--etcd-s3-region`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    /// `--etcd-s3-secret-key` (never logged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_key: String,
+    /// `--etcd-s3-session-token` (never logged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_token: String,
+    /// `--etcd-s3-insecure`: plain HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// `--etcd-s3-skip-ssl-verify`: accept any server certificate.
+    #[serde(rename = "skipSSLVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_ssl_verify: bool,
+    /// `--etcd-s3-retention`: objects kept per name prefix; below 1 disables pruning.
+    #[serde(default)]
+    pub retention: i64,
+    /// `--etcd-s3-timeout`: bound of each S3 operation (Go duration text in JSON).
+    #[serde(default, with = "godur::serde_go")]
+    pub timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            access_key: String::new(),
+            bucket: String::new(),
+            bucket_lookup: String::new(),
+            config_secret: String::new(),
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            endpoint_ca: String::new(),
+            folder: String::new(),
+            proxy: String::new(),
+            region: DEFAULT_REGION.to_string(),
+            secret_key: String::new(),
+            session_token: String::new(),
+            insecure: false,
+            skip_ssl_verify: false,
+            retention: DEFAULT_RETENTION,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn redacted(v: &str) -> &'static str {
+            if v.is_empty() { "" } else { "<redacted>" }
+        }
+        f.debug_struct("S3Config")
+            .field("access_key", &redacted(&self.access_key))
+            .field("bucket", &self.bucket)
+            .field("bucket_lookup", &self.bucket_lookup)
+            .field("config_secret", &self.config_secret)
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_ca", &self.endpoint_ca)
+            .field("folder", &self.folder)
+            .field("proxy", &redact_proxy(&self.proxy))
+            .field("region", &self.region)
+            .field("secret_key", &redacted(&self.secret_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("insecure", &self.insecure)
+            .field("skip_ssl_verify", &self.skip_ssl_verify)
+            .field("retention", &self.retention)
+            .field("timeout", &format_go_duration(self.timeout))
+            .finish()
+    }
+}
+
+/// A proxy URL may carry `user:password@`; keep only the scheme and host part.
+pub(crate) fn redact_proxy(proxy: &str) -> String {
+    match proxy.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
+            None => proxy.to_string(),
+        },
+        None => proxy.to_string(),
+    }
+}
+
+/// How bucket names are put into request URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketLookup {
+    /// Path style, except AWS and Aliyun endpoints (virtual-hosted).
+    Auto,
+    /// Virtual-hosted style: `https://<bucket>.<endpoint>/<key>`.
+    Dns,
+    /// Path style: `https://<endpoint>/<bucket>/<key>`.
+    Path,
+}
+
+impl S3Config {
+    /// The non-secret part, as recorded in ETCDSnapshotFile `spec.s3`.
+    pub fn spec(&self) -> S3Spec {
+        S3Spec {
+            endpoint: self.endpoint.clone(),
+            endpoint_ca: self.endpoint_ca.clone(),
+            skip_ssl_verify: self.skip_ssl_verify,
+            bucket: self.bucket.clone(),
+            bucket_lookup: self.bucket_lookup.clone(),
+            region: self.region.clone(),
+            prefix: self.folder.clone(),
+            insecure: self.insecure,
+        }
+    }
+
+    /// Checks the values K3s checks before building a client.
+    pub fn validate(&self) -> Result<()> {
+        if self.bucket.is_empty() {
+            return Err(Error::InvalidInput("s3 bucket name was not set".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::InvalidInput(
+                "etcd-s3-timeout must be greater than 0s".into(),
+            ));
+        }
+        self.bucket_lookup_type()?;
+        validate_proxy(&self.proxy)?;
+        validate_endpoint(&self.endpoint)?;
+        Ok(())
+    }
+
+    /// The parsed `bucketLookup`.
+    pub fn bucket_lookup_type(&self) -> Result<BucketLookup> {
+        match self.bucket_lookup.to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(BucketLookup::Auto),
+            "dns" => Ok(BucketLookup::Dns),
+            "path" => Ok(BucketLookup::Path),
+            other => Err(Error::InvalidInput(format!(
+                "invalid etcd-s3-bucket-lookup-type {other:?}: must be auto, dns or path"
+            ))),
+        }
+    }
+
+    /// The endpoint, or the default when empty.
+    pub fn effective_endpoint(&self) -> &str {
+        if self.endpoint.is_empty() {
+            DEFAULT_ENDPOINT
+        } else {
+            &self.endpoint
+        }
+    }
+
+    /// The region, or the default when empty.
+    pub fn effective_region(&self) -> &str {
+        if self.region.is_empty() {
+            DEFAULT_REGION
+        } else {
+            &self.region
+        }
+    }
+
+    /// The folder without leading or trailing slashes.
+    pub fn folder_trimmed(&self) -> &str {
+        self.folder.trim_matches('/')
+    }
+
+    /// The secret values held by this configuration, for scrubbing error texts.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        [&self.access_key, &self.secret_key, &self.session_token]
+            .into_iter()
+            .filter(|s| s.len() >= 4)
+            .cloned()
+            .collect()
+    }
+}
+
+fn validate_proxy(proxy: &str) -> Result<()> {
+    if proxy.is_empty() || proxy == "none" {
+        return Ok(());
+    }
+    let bad = || Error::InvalidInput("proxy URL must include scheme and host".into());
+    let (scheme, rest) = proxy.split_once("://").ok_or_else(bad)?;
+    let scheme_ok = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host
+        .strip_prefix('[')
+        .map_or_else(|| host.split(':').next().unwrap_or(""), |h| h);
+    if !scheme_ok || host.is_empty() {
+        return Err(bad());
+    }
+    reqwest::Proxy::all(proxy)
+        .map(|_| ())
+        .map_err(|_| Error::InvalidInput(format!("invalid proxy URL {}", redact_proxy(proxy))))
+}
+
+fn validate_endpoint(endpoint: &str) -> Result<()> {
+    if endpoint.contains("://") {
+        return Err(Error::InvalidInput(format!(
+            "etcd-s3-endpoint must be host[:port] without a scheme (use --etcd-s3-insecure for \
+             http): {endpoint}"
+        )));
+    }
+    if endpoint.contains('/') || endpoint.chars().any(char::is_whitespace) {
+        return Err(Error::InvalidInput(format!(
+            "etcd-s3-endpoint must be host[:port]: {endpoint}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> S3Config {
+        S3Config {
+            bucket: "b".into(),
+            ..S3Config::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_k3s_defaults() {
+        let c = S3Config::default();
+        assert_eq!(c.endpoint, "s3.amazonaws.com");
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        assert_eq!(c.retention, 5);
+    }
+
+    #[test]
+    fn json_uses_k3s_names_and_omits_empty() {
+        let c = S3Config {
+            bucket: "b".into(),
+            endpoint_ca: "/ca.pem".into(),
+            skip_ssl_verify: true,
+            bucket_lookup: "path".into(),
+            access_key: "AK".into(),
+            ..S3Config::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "accessKey": "AK", "bucket": "b", "bucketLookup": "path",
+                "endpoint": "s3.amazonaws.com", "endpointCA": "/ca.pem",
+                "region": "us-east-1", "skipSSLVerify": true, "retention": 5,
+                "timeout": "5m0s"
+            })
+        );
+        let back: S3Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn json_reads_go_durations_and_zero_values() {
+        let c: S3Config = serde_json::from_str(
+            r#"{"bucket":"b","timeout":"1m30.5s","insecure":true,"sessionToken":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(90_500));
+        assert!(c.insecure);
+        assert_eq!(c.session_token, "t");
+        assert_eq!(c.retention, 0);
+        assert_eq!(c.endpoint, "");
+        assert_eq!(c.effective_endpoint(), DEFAULT_ENDPOINT);
+        let neg: S3Config = serde_json::from_str(r#"{"bucket":"b","timeout":"-1s"}"#).unwrap();
+        assert_eq!(neg.timeout, Duration::ZERO);
+        assert!(serde_json::from_str::<S3Config>(r#"{"timeout":"5 minutes"}"#).is_err());
+    }
+
+    #[test]
+    fn validation_messages() {
+        let cases: Vec<(S3Config, Option<&str>)> = vec![
+            (valid(), None),
+            (S3Config::default(), Some("s3 bucket name was not set")),
+            (
+                S3Config {
+                    timeout: Duration::ZERO,
+                    ..valid()
+                },
+                Some("etcd-s3-timeout must be greater than 0s"),
+            ),
+            (
+                S3Config {
+                    proxy: "none".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
+                    proxy: "http://proxy.local:3128".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
+                    proxy: "http://user:pw@proxy.local:3128".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
+                    proxy: "proxy.local:3128".into(),
+                    ..valid()
+                },
+                Some("proxy URL must include scheme and host"),
+            ),
+            (
+                S3Config {
+                    proxy: "http://".into(),
+                    ..valid()
+                },
+                Some("proxy URL must include scheme and host"),
+            ),
+            (
+                S3Config {
+                    bucket_lookup: "dns".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
+                    bucket_lookup: "PATH".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
+                    bucket_lookup: "virtual".into(),
+                    ..valid()
+                },
+                Some("invalid etcd-s3-bucket-lookup-type"),
+            ),
+            (
+                S3Config {
+                    endpoint: "https://minio:9000".into(),
+                    ..valid()
+                },
+                Some("without a scheme"),
+            ),
+        ];
+        for (cfg, want) in cases {
+            match (cfg.validate(), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => {
+                    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+                    assert!(e.to_string().contains(w), "{e} should contain {w}");
+                }
+                (got, want) => panic!("{cfg:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = S3Config {
+            access_key: "AKIAEXAMPLEKEY".into(),
+            secret_key: "sUpErSeCrEt/KEY".into(),
+            session_token: "SeSsIoNtOkEn".into(),
+            proxy: "http://bob:hunter22@proxy:3128".into(),
+            bucket: "b".into(),
+            ..S3Config::default()
+        };
+        let dbg = format!("{c:?} {c:#?}");
+        for secret in ["AKIAEXAMPLEKEY", "sUpErSeCrEt/KEY", "SeSsIoNtOkEn", "hunter22"] {
+            assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
+        }
+        assert!(dbg.contains("<redacted>"));
+        assert!(dbg.contains("\"b\""));
+    }
+
+    #[test]
+    fn spec_is_the_non_secret_part() {
+        let c = S3Config {
+            bucket: "b".into(),
+            folder: "f".into(),
+            secret_key: "s".into(),
+            insecure: true,
+            ..S3Config::default()
+        };
+        let s = c.spec();
+        assert_eq!(s.bucket, "b");
+        assert_eq!(s.prefix, "f");
+        assert_eq!(s.endpoint, "s3.amazonaws.com");
+        assert_eq!(s.region, "us-east-1");
+        assert!(s.insecure);
+    }
+}

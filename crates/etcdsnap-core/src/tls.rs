@@ -1,0 +1,227 @@
+//! Certificates for the embedded etcd and the supervisor API, generated on first start and reused
+//! afterwards. File names follow K3s (`server/tls/etcd/server-ca.crt`, `client.crt`, ...), so an
+//! operator finds them where the K3s docs say. CAs have fixed subjects, so a leaf can be issued
+//! later from the CA key alone.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Duration, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
+};
+
+use crate::token::write_private;
+use crate::{Error, Result};
+
+fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("failed to {what}: {e}"))
+}
+
+fn validity(params: &mut CertificateParams, years: i64) {
+    let start = Utc::now() - Duration::days(1);
+    let end = start + Duration::days(365 * years);
+    params.not_before = date_time_ymd(start.year(), start.month() as u8, start.day() as u8);
+    params.not_after = date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "etcdsnap");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut p, 10);
+    p
+}
+
+/// A certificate authority on disk: `<name>.crt` and `<name>.key`.
+pub struct Ca {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    common_name: String,
+    key: KeyPair,
+}
+
+impl Ca {
+    /// Loads the CA `<dir>/<name>.{crt,key}`, creating it when absent.
+    pub fn load_or_create(dir: &Path, name: &str, common_name: &str) -> Result<Ca> {
+        let cert_path = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        let key = if cert_path.exists() && key_path.exists() {
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| Error::io("read CA key", &key_path, e))?;
+            KeyPair::from_pem(&pem).map_err(|e| tls_err("parse CA key", e))?
+        } else {
+            let key = KeyPair::generate().map_err(|e| tls_err("generate CA key", e))?;
+            let cert = ca_params(common_name)
+                .self_signed(&key)
+                .map_err(|e| tls_err("sign CA certificate", e))?;
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+            write_private(&cert_path, cert.pem().as_bytes())?;
+            key
+        };
+        Ok(Ca {
+            cert_path,
+            key_path,
+            common_name: common_name.to_string(),
+            key,
+        })
+    }
+
+    /// The CA certificate as PEM text.
+    pub fn cert_pem(&self) -> Result<String> {
+        std::fs::read_to_string(&self.cert_path)
+            .map_err(|e| Error::io("read CA certificate", &self.cert_path, e))
+    }
+
+    /// Issues `<dir>/<name>.{crt,key}` unless both exist. `hosts` become SANs (IP or DNS).
+    pub fn ensure_leaf(
+        &self,
+        dir: &Path,
+        name: &str,
+        common_name: &str,
+        hosts: &[String],
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> Result<(PathBuf, PathBuf)> {
+        let crt = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        if crt.exists() && key_path.exists() {
+            return Ok((crt, key_path));
+        }
+        let mut sans: Vec<String> = hosts.to_vec();
+        sans.sort();
+        sans.dedup();
+        let mut p = CertificateParams::new(sans).map_err(|e| tls_err("build certificate", e))?;
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, common_name);
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = usages.to_vec();
+        p.use_authority_key_identifier_extension = true;
+        validity(&mut p, 10);
+        let issuer = Issuer::new(ca_params(&self.common_name), &self.key);
+        let key = KeyPair::generate().map_err(|e| tls_err("generate key", e))?;
+        let cert = p
+            .signed_by(&key, &issuer)
+            .map_err(|e| tls_err("sign certificate", e))?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        write_private(&crt, cert.pem().as_bytes())?;
+        Ok((crt, key_path))
+    }
+}
+
+/// Paths of the embedded etcd's certificates.
+#[derive(Debug, Clone)]
+pub struct EtcdCerts {
+    pub server_ca: PathBuf,
+    pub peer_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub peer_cert: PathBuf,
+    pub peer_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))
+}
+
+/// Creates (or reuses) the etcd CAs and certificates under `<tls_dir>/etcd`.
+pub fn ensure_etcd_certs(tls_dir: &Path, hosts: &[String]) -> Result<EtcdCerts> {
+    let dir = tls_dir.join("etcd");
+    ensure_dir(&dir)?;
+    let server_ca = Ca::load_or_create(&dir, "server-ca", "etcd-server-ca")?;
+    let peer_ca = Ca::load_or_create(&dir, "peer-ca", "etcd-peer-ca")?;
+    use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let (server_cert, server_key) =
+        server_ca.ensure_leaf(&dir, "server-client", "etcd-server", hosts, &[ServerAuth, ClientAuth])?;
+    let (peer_cert, peer_key) =
+        peer_ca.ensure_leaf(&dir, "peer-server-client", "etcd-peer", hosts, &[ServerAuth, ClientAuth])?;
+    let (client_cert, client_key) =
+        server_ca.ensure_leaf(&dir, "client", "etcd-client", &[], &[ClientAuth])?;
+    Ok(EtcdCerts {
+        server_ca: server_ca.cert_path,
+        peer_ca: peer_ca.cert_path,
+        server_cert,
+        server_key,
+        peer_cert,
+        peer_key,
+        client_cert,
+        client_key,
+    })
+}
+
+/// The supervisor API's CA and serving certificate.
+#[derive(Debug, Clone)]
+pub struct SupervisorCerts {
+    pub ca_pem: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Creates (or reuses) `<tls_dir>/server-ca.{crt,key}` and the supervisor's serving certificate.
+pub fn ensure_supervisor_certs(tls_dir: &Path, hosts: &[String]) -> Result<SupervisorCerts> {
+    ensure_dir(tls_dir)?;
+    let ca = Ca::load_or_create(tls_dir, "server-ca", "etcdsnap-server-ca")?;
+    let (cert, key) = ca.ensure_leaf(
+        tls_dir,
+        "serving-supervisor",
+        "etcdsnap-supervisor",
+        hosts,
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    )?;
+    Ok(SupervisorCerts {
+        ca_pem: ca.cert_pem()?,
+        cert,
+        key,
+    })
+}
+
+/// The SANs every generated serving certificate carries, plus the given extra hosts.
+pub fn default_hosts(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["127.0.0.1", "::1", "localhost"]
+        .iter()
+        .chain(extra)
+        .filter(|h| !h.is_empty() && **h != "0.0.0.0" && **h != "::")
+        .map(|s| s.to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_and_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = default_hosts(&["node1"]);
+        let a = ensure_etcd_certs(dir.path(), &hosts).unwrap();
+        let pem1 = std::fs::read(&a.client_cert).unwrap();
+        let b = ensure_etcd_certs(dir.path(), &hosts).unwrap();
+        assert_eq!(pem1, std::fs::read(&b.client_cert).unwrap());
+        for p in [&a.server_ca, &a.server_key, &a.client_key, &a.peer_key] {
+            assert_eq!(crate::store::local::mode_of(p), Some(0o600), "{}", p.display());
+        }
+        assert!(dir.path().join("etcd/server-ca.key").exists());
+        let s = ensure_supervisor_certs(dir.path(), &hosts).unwrap();
+        assert!(s.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+}

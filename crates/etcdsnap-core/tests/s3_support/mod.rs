@@ -1,0 +1,371 @@
+//! Real S3 servers for the S3 store tests: s3s-fs (plain HTTP, checks SigV4, on disk) and moto
+//! (TLS with a CA made here, any credentials, in memory). Each test starts its own server on a
+//! free loopback port; the guard kills it on drop and PR_SET_PDEATHSIG kills it if the test
+//! process dies first. A missing server binary fails the test.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use sha2::{Digest, Sha256};
+
+pub const ACCESS_KEY: &str = "etcdsnaptestak";
+pub const SECRET_KEY: &str = "etcdsnaptestsecretkey0123456789";
+
+/// The path of a server binary named by an environment variable set by `ci/install-deps.sh`.
+pub fn server_bin(var: &str) -> PathBuf {
+    let value = std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh) \
+             before the S3 tests"
+        )
+    });
+    let path = PathBuf::from(&value);
+    assert!(
+        path.is_file(),
+        "{var}={value} does not exist: run ci/install-deps.sh"
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `port` accepts connections; panics with the server log otherwise.
+    pub fn wait_port(&mut self, port: u16, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{what} exited with {status}; log:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                panic!("{what} not ready on port {port}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// s3s-fs on a loopback port; buckets are directories under `root`.
+pub struct S3sFs {
+    pub proc: Proc,
+    pub port: u16,
+    pub root: tempfile::TempDir,
+}
+
+impl S3sFs {
+    pub fn start(buckets: &[&str]) -> S3sFs {
+        let bin = server_bin("S3S_FS_BIN");
+        let root = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(root.path().join(b)).unwrap();
+        }
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root.path());
+        let mut proc = Proc::spawn(cmd, "s3s-fs");
+        proc.wait_port(port, "s3s-fs");
+        S3sFs { proc, port, root }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A plain object_store client for checking what the store wrote.
+    pub fn raw_client(&self, bucket: &str) -> AmazonS3 {
+        raw_client(&format!("http://127.0.0.1:{}", self.port), bucket, None)
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, all PEM.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "etcdsnap test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// moto over HTTPS with a certificate from [`TestPki`].
+pub struct MotoTls {
+    pub proc: Proc,
+    pub port: u16,
+    pub pki: TestPki,
+    pub dir: tempfile::TempDir,
+}
+
+impl MotoTls {
+    pub fn start() -> MotoTls {
+        let bin = server_bin("MOTO_SERVER_BIN");
+        let pki = TestPki::new();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("server.pem"), &pki.cert_pem).unwrap();
+        std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-c")
+            .arg(dir.path().join("server.pem"))
+            .arg("-k")
+            .arg(dir.path().join("server.key"));
+        let mut proc = Proc::spawn(cmd, "moto");
+        proc.wait_port(port, "moto_server");
+        MotoTls {
+            proc,
+            port,
+            pki,
+            dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Creates a bucket with a plain PUT (moto does not check signatures).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let ca = reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .no_proxy()
+            .build()
+            .unwrap();
+        let url = format!("https://127.0.0.1:{}/{bucket}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http.put(&url).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) if Instant::now() > deadline => panic!(
+                    "create bucket {bucket}: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("create bucket {bucket}: {e}; log:\n{}", self.proc.log())
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+/// An object_store client independent of the store under test.
+pub fn raw_client(url: &str, bucket: &str, ca_pem: Option<&str>) -> AmazonS3 {
+    let mut options = object_store::ClientOptions::new().with_allow_http(true);
+    if let Some(ca) = ca_pem {
+        options = options
+            .with_root_certificate(object_store::Certificate::from_pem(ca.as_bytes()).unwrap());
+    }
+    AmazonS3Builder::new()
+        .with_endpoint(url)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_virtual_hosted_style_request(false)
+        .with_allow_http(true)
+        .with_client_options(options)
+        .build()
+        .unwrap()
+}
+
+/// A TCP relay in front of a server that records every byte the client sends.
+pub struct RecordingProxy {
+    pub port: u16,
+    pub sent: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingProxy {
+    pub async fn start(upstream_port: u16) -> RecordingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&sent);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.split();
+                    let (mut sr, mut sw) = server.split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // The first 4 KiB of each read hold any request head; the rest
+                            // of a big upload's body is not needed.
+                            record
+                                .lock()
+                                .unwrap()
+                                .extend_from_slice(&buf[..n.min(4096)]);
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sw.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                        let _ = cw.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        RecordingProxy { port, sent, task }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
+    }
+
+    pub fn clear(&self) {
+        self.sent.lock().unwrap().clear();
+    }
+
+    /// Request lines (`METHOD target`) seen so far.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.text()
+            .split("\r\n")
+            .filter(|l| {
+                ["GET ", "PUT ", "HEAD ", "POST ", "DELETE "]
+                    .iter()
+                    .any(|m| l.starts_with(m))
+                    && l.ends_with(" HTTP/1.1")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A valid raw etcd snapshot: `size` bytes of data followed by their SHA-256 (the total size is
+/// `size + 32`, so a multiple of 512 for `size` gives K3s's `size % 512 == 32`).
+pub fn raw_snapshot(size: usize, seed: u8) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let sum = Sha256::digest(&data);
+    data.extend_from_slice(&sum);
+    data
+}
+
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}

@@ -1,0 +1,159 @@
+//! `etcdsnap etcd-snapshot save|delete|ls|prune`: each is one request to the running server, as
+//! in K3s, so on-demand and scheduled snapshots share one code path and one lock.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use etcdsnap_core::api::{Operation, SnapshotRequest, SnapshotResult};
+use etcdsnap_core::records::EtcdSnapshotFileList;
+use etcdsnap_core::store::s3::S3Config;
+
+use super::client::SupervisorClient;
+use super::render::{Format, render_list};
+use super::{S3Flags, SnapshotAction, SnapshotFlags, default_data_dir};
+
+/// Builds the S3 configuration from flags when S3 is enabled. `fallback_retention` is used when
+/// no S3 retention is given (K3s 1.35+: S3 retention defaults to the snapshot retention).
+pub fn s3_config(flags: &S3Flags, fallback_retention: Option<i64>) -> Result<Option<S3Config>> {
+    if flags.s3 != Some(true) {
+        return Ok(None);
+    }
+    if flags.config_secret.is_some() {
+        bail!(
+            "--etcd-s3-config-secret is not supported yet: etcdsnap does not read Kubernetes secrets; pass the S3 settings as flags or config-file keys"
+        );
+    }
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        m.insert(k.to_string(), v);
+    };
+    let s = |o: &Option<String>| o.clone().map(serde_json::Value::String);
+    for (k, v) in [
+        ("endpoint", s(&flags.endpoint)),
+        ("endpointCA", s(&flags.endpoint_ca)),
+        ("accessKey", s(&flags.access_key)),
+        ("secretKey", s(&flags.secret_key)),
+        ("sessionToken", s(&flags.session_token)),
+        ("bucket", s(&flags.bucket)),
+        ("bucketLookup", s(&flags.bucket_lookup_type)),
+        ("region", s(&flags.region)),
+        ("folder", s(&flags.folder)),
+        ("proxy", s(&flags.proxy)),
+        ("timeout", s(&flags.timeout)),
+    ] {
+        if let Some(v) = v {
+            put(k, v);
+        }
+    }
+    if let Some(b) = flags.skip_ssl_verify {
+        put("skipSSLVerify", b.into());
+    }
+    if let Some(b) = flags.insecure {
+        put("insecure", b.into());
+    }
+    if let Some(r) = flags.retention.or(fallback_retention) {
+        put("retention", r.into());
+    }
+    let cfg: S3Config = serde_json::from_value(serde_json::Value::Object(m))
+        .map_err(|e| anyhow::anyhow!("invalid S3 settings: {e}"))?;
+    cfg.validate()?;
+    Ok(Some(cfg))
+}
+
+fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
+    Ok(SnapshotRequest {
+        operation: Some(op),
+        name: vec![flags.name.clone()],
+        dir: flags.dir.clone(),
+        compress: flags.compress,
+        retention: flags.retention,
+        s3: s3_config(&flags.s3, flags.retention)?,
+        s3_node_metadata: None,
+    })
+}
+
+async fn client(flags: &SnapshotFlags, s3: Option<&S3Config>) -> Result<SupervisorClient> {
+    let data_dir = flags.data_dir.clone().unwrap_or_else(default_data_dir);
+    // K3s waits 2 minutes, plus the S3 timeout when S3 is in play.
+    let mut timeout = Duration::from_secs(120);
+    if let Some(s3) = s3 {
+        timeout += s3.timeout;
+    }
+    SupervisorClient::connect(
+        &flags.etcd_server,
+        flags.etcd_token.as_deref(),
+        &data_dir,
+        timeout,
+    )
+    .await
+}
+
+fn print_result(r: &SnapshotResult, verb: &str) {
+    for n in &r.created {
+        println!("Snapshot {n} {verb}.");
+    }
+    for w in &r.warnings {
+        eprintln!("WARNING: {w}");
+    }
+}
+
+/// Runs one `etcd-snapshot` subcommand.
+pub async fn run(action: SnapshotAction) -> Result<()> {
+    match action {
+        SnapshotAction::Save(a) => {
+            if !a.extra.is_empty() {
+                bail!(
+                    "save takes no arguments, got {:?}; use --name to set the snapshot name prefix",
+                    a.extra
+                );
+            }
+            let mut req = request(&a.flags, Operation::Save)?;
+            // On-demand saves never prune local snapshots (K3s sends retention 0).
+            req.retention = Some(0);
+            let c = client(&a.flags, req.s3.as_ref()).await?;
+            let body = c.snapshot(&req).await?;
+            let r: SnapshotResult = serde_json::from_slice(&body)?;
+            if r.created.is_empty() {
+                bail!("the server took no snapshot; see the server log for details");
+            }
+            print_result(&r, "saved");
+            for n in &r.deleted {
+                println!("Snapshot {n} deleted.");
+            }
+        }
+        SnapshotAction::Delete(a) => {
+            if a.names.is_empty() {
+                bail!("no snapshots given for removal");
+            }
+            let mut req = request(&a.flags, Operation::Delete)?;
+            req.name = a.names.clone();
+            let c = client(&a.flags, req.s3.as_ref()).await?;
+            let r: SnapshotResult = serde_json::from_slice(&c.snapshot(&req).await?)?;
+            for n in &r.deleted {
+                println!("Snapshot {n} deleted.");
+            }
+            for n in &a.names {
+                if !r.deleted.contains(n) {
+                    eprintln!("WARNING: Snapshot {n} not found.");
+                }
+            }
+        }
+        SnapshotAction::Prune(a) => {
+            let req = request(&a.flags, Operation::Prune)?;
+            let c = client(&a.flags, req.s3.as_ref()).await?;
+            let r: SnapshotResult = serde_json::from_slice(&c.snapshot(&req).await?)?;
+            for n in &r.deleted {
+                println!("Snapshot {n} deleted.");
+            }
+        }
+        SnapshotAction::Ls(a) => {
+            let format = Format::parse(&a.output)?;
+            let mut req = request(&a.flags, Operation::List)?;
+            req.s3_node_metadata = Some(format != Format::Table);
+            let c = client(&a.flags, req.s3.as_ref()).await?;
+            let list: EtcdSnapshotFileList = serde_json::from_slice(&c.snapshot(&req).await?)?;
+            print!("{}", render_list(&list, format)?);
+        }
+    }
+    Ok(())
+}

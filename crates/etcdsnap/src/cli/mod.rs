@@ -1,0 +1,387 @@
+//! Command-line definitions: flags, their `ETCDSNAP_*` environment variables and defaults, in
+//! K3s's spelling. Parsing only; the subcommand modules turn flags into validated settings and
+//! call the library.
+
+pub mod client;
+pub mod config_file;
+pub mod etcd_snapshot;
+pub mod render;
+pub mod server;
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+
+/// Default config file, as K3s's `/etc/rancher/k3s/config.yaml`.
+pub const DEFAULT_CONFIG: &str = "/etc/etcdsnap/config.yaml";
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "ETCDSNAP_CONFIG_FILE";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcdsnap",
+    version,
+    about = "K3s-compatible etcd snapshots for any etcd v3 cluster: scheduled and on-demand, local and S3, with retention and restore",
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: supervise an embedded etcd (or attach to an external one) and take
+    /// scheduled snapshots
+    Server(Box<ServerArgs>),
+    /// Manage etcd snapshots
+    #[command(name = "etcd-snapshot", subcommand_required = true, arg_required_else_help = true)]
+    EtcdSnapshot(EtcdSnapshotCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdSnapshotCmd {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Trigger an immediate etcd snapshot
+    Save(SaveArgs),
+    /// Delete given snapshot(s)
+    Delete(DeleteArgs),
+    /// List snapshots
+    #[command(visible_aliases = ["list", "l"])]
+    Ls(LsArgs),
+    /// Remove snapshots that match the name prefix that exceed the configured retention count
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[command(flatten)]
+    pub flags: SnapshotFlags,
+    /// save takes no arguments
+    #[arg(hide = true)]
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub flags: SnapshotFlags,
+    /// Snapshot file names, as `ls` prints them
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub flags: SnapshotFlags,
+    /// Output format: table, json or yaml
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub flags: SnapshotFlags,
+}
+
+/// S3 settings, shared by `server` (`--etcd-s3-*`) and `etcd-snapshot` (`--s3-*`, with the
+/// `--etcd-` spelling as an alias). Every field is optional so that "not given" is visible.
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Flags {
+    /// Enable backup to S3
+    #[arg(long = "s3", alias = "etcd-s3", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub s3: Option<bool>,
+    /// S3 endpoint host[:port], no scheme (default: s3.amazonaws.com)
+    #[arg(long = "s3-endpoint", alias = "etcd-s3-endpoint")]
+    pub endpoint: Option<String>,
+    /// S3 custom CA: file paths or base64 PEM bundles, space-separated
+    #[arg(long = "s3-endpoint-ca", alias = "etcd-s3-endpoint-ca")]
+    pub endpoint_ca: Option<String>,
+    /// Disable S3 TLS certificate verification
+    #[arg(long = "s3-skip-ssl-verify", alias = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub skip_ssl_verify: Option<bool>,
+    /// S3 access key
+    #[arg(long = "s3-access-key", alias = "etcd-s3-access-key", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: Option<String>,
+    /// S3 secret key
+    #[arg(long = "s3-secret-key", alias = "etcd-s3-secret-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// S3 session token
+    #[arg(long = "s3-session-token", alias = "etcd-s3-session-token", env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+    /// S3 bucket name
+    #[arg(long = "s3-bucket", alias = "etcd-s3-bucket")]
+    pub bucket: Option<String>,
+    /// S3 bucket lookup type: auto, dns or path
+    #[arg(long = "s3-bucket-lookup-type", alias = "etcd-s3-bucket-lookup-type")]
+    pub bucket_lookup_type: Option<String>,
+    /// S3 region (default: us-east-1)
+    #[arg(long = "s3-region", alias = "etcd-s3-region")]
+    pub region: Option<String>,
+    /// S3 folder
+    #[arg(long = "s3-folder", alias = "etcd-s3-folder")]
+    pub folder: Option<String>,
+    /// Proxy URL for S3, or `none` to ignore proxy environment variables
+    #[arg(long = "s3-proxy", alias = "etcd-s3-proxy")]
+    pub proxy: Option<String>,
+    /// Name of a kube-system secret holding S3 settings (not supported yet; refused)
+    #[arg(long = "s3-config-secret", alias = "etcd-s3-config-secret")]
+    pub config_secret: Option<String>,
+    /// Use plain HTTP to talk to S3
+    #[arg(long = "s3-insecure", alias = "etcd-s3-insecure", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub insecure: Option<bool>,
+    /// Bound on each S3 operation, a Go duration (default: 5m)
+    #[arg(long = "s3-timeout", alias = "etcd-s3-timeout")]
+    pub timeout: Option<String>,
+    /// Number of S3 snapshots to retain (default: the snapshot retention)
+    #[arg(id = "s3_retention", long = "s3-retention", alias = "etcd-s3-retention", allow_negative_numbers = true)]
+    pub retention: Option<i64>,
+}
+
+/// Flags of every `etcd-snapshot` subcommand (K3s's shared set).
+#[derive(Debug, Args, Clone)]
+pub struct SnapshotFlags {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Turn on debug logs
+    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub debug: bool,
+    /// Node name (unused: the server names snapshots after its own node)
+    #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
+    #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Token of the server to talk to (default: <data-dir>/server/token)
+    #[arg(short = 't', long = "etcd-token")]
+    pub etcd_token: Option<String>,
+    /// Supervisor URL of the server to talk to
+    #[arg(short = 's', long = "etcd-server", default_value = "https://127.0.0.1:9345")]
+    pub etcd_server: String,
+    /// Directory to save snapshots to (default: the server's --etcd-snapshot-dir)
+    #[arg(long = "dir", alias = "etcd-snapshot-dir")]
+    pub dir: Option<String>,
+    /// Snapshot name prefix
+    #[arg(long = "name", default_value = "on-demand")]
+    pub name: String,
+    /// Compress etcd snapshot
+    #[arg(long = "snapshot-compress", alias = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub compress: Option<bool>,
+    /// Number of snapshots to retain (default: the server's)
+    #[arg(long = "snapshot-retention", alias = "etcd-snapshot-retention", allow_negative_numbers = true)]
+    pub retention: Option<i64>,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+/// Flags of `etcdsnap server`.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Turn on debug logs
+    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub debug: bool,
+    /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
+    #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Node name (default: the host name)
+    #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Initialize a new cluster using embedded etcd (the default when the data dir is empty)
+    #[arg(long = "cluster-init", env = "ETCDSNAP_CLUSTER_INIT", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub cluster_init: bool,
+    /// Shared secret used to authenticate to the server (default: generated, in <data-dir>/server/token)
+    #[arg(short = 't', long = "token", env = "ETCDSNAP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the token
+    #[arg(long = "token-file", env = "ETCDSNAP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Address the supervisor and etcd listen on (default: all addresses for the supervisor)
+    #[arg(long = "bind-address")]
+    pub bind_address: Option<String>,
+    /// Address etcd advertises to clients and peers (default: 127.0.0.1)
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<String>,
+    /// Supervisor API port
+    #[arg(long = "https-listen-port", default_value_t = 9345)]
+    pub https_listen_port: u16,
+    /// Embedded etcd client port
+    #[arg(long = "etcd-client-port", default_value_t = 2379)]
+    pub etcd_client_port: u16,
+    /// Embedded etcd peer port
+    #[arg(long = "etcd-peer-port", default_value_t = 2380)]
+    pub etcd_peer_port: u16,
+    /// etcd binary to run (default: `etcd` on PATH)
+    #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
+    pub etcd_binary: Option<PathBuf>,
+    /// External etcd client URLs, comma-separated (no embedded etcd is started)
+    #[arg(long = "datastore-endpoint", env = "ETCDSNAP_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: Option<String>,
+    /// CA of the external etcd
+    #[arg(long = "datastore-cafile", env = "ETCDSNAP_DATASTORE_CAFILE")]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate for the external etcd
+    #[arg(long = "datastore-certfile", env = "ETCDSNAP_DATASTORE_CERTFILE")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Client key for the external etcd
+    #[arg(long = "datastore-keyfile", env = "ETCDSNAP_DATASTORE_KEYFILE")]
+    pub datastore_keyfile: Option<PathBuf>,
+    /// Disable scheduled snapshots
+    #[arg(long = "etcd-disable-snapshots", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub etcd_disable_snapshots: bool,
+    /// Prefix of scheduled snapshot names
+    #[arg(long = "etcd-snapshot-name", default_value = "etcd-snapshot")]
+    pub etcd_snapshot_name: String,
+    /// Snapshot schedule in cron syntax, e.g. every 5 hours '0 */5 * * *'
+    #[arg(long = "etcd-snapshot-schedule-cron", default_value = "0 */12 * * *")]
+    pub etcd_snapshot_schedule_cron: String,
+    /// Number of snapshots to retain
+    #[arg(long = "etcd-snapshot-retention", default_value_t = 5, allow_negative_numbers = true)]
+    pub etcd_snapshot_retention: i64,
+    /// Directory to save snapshots to (default: <data-dir>/server/db/snapshots)
+    #[arg(long = "etcd-snapshot-dir")]
+    pub etcd_snapshot_dir: Option<PathBuf>,
+    /// Compress etcd snapshots
+    #[arg(long = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub etcd_snapshot_compress: bool,
+    #[command(flatten, next_help_heading = "S3")]
+    pub s3: ServerS3Flags,
+}
+
+/// The server spells S3 flags with the `etcd-` prefix.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerS3Flags {
+    /// Enable backup to S3
+    #[arg(long = "etcd-s3", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub s3: Option<bool>,
+    /// S3 endpoint host[:port], no scheme (default: s3.amazonaws.com)
+    #[arg(long = "etcd-s3-endpoint")]
+    pub endpoint: Option<String>,
+    /// S3 custom CA: file paths or base64 PEM bundles, space-separated
+    #[arg(long = "etcd-s3-endpoint-ca")]
+    pub endpoint_ca: Option<String>,
+    /// Disable S3 TLS certificate verification
+    #[arg(long = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub skip_ssl_verify: Option<bool>,
+    /// S3 access key
+    #[arg(long = "etcd-s3-access-key", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: Option<String>,
+    /// S3 secret key
+    #[arg(long = "etcd-s3-secret-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// S3 session token
+    #[arg(long = "etcd-s3-session-token", env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+    /// S3 bucket name
+    #[arg(long = "etcd-s3-bucket")]
+    pub bucket: Option<String>,
+    /// S3 bucket lookup type: auto, dns or path
+    #[arg(long = "etcd-s3-bucket-lookup-type")]
+    pub bucket_lookup_type: Option<String>,
+    /// S3 region (default: us-east-1)
+    #[arg(long = "etcd-s3-region")]
+    pub region: Option<String>,
+    /// S3 folder
+    #[arg(long = "etcd-s3-folder")]
+    pub folder: Option<String>,
+    /// Proxy URL for S3, or `none` to ignore proxy environment variables
+    #[arg(long = "etcd-s3-proxy")]
+    pub proxy: Option<String>,
+    /// Name of a kube-system secret holding S3 settings (not supported yet; refused)
+    #[arg(long = "etcd-s3-config-secret")]
+    pub config_secret: Option<String>,
+    /// Use plain HTTP to talk to S3
+    #[arg(long = "etcd-s3-insecure", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub insecure: Option<bool>,
+    /// Bound on each S3 operation, a Go duration (default: 5m)
+    #[arg(long = "etcd-s3-timeout")]
+    pub timeout: Option<String>,
+    /// Number of S3 snapshots to retain (default: --etcd-snapshot-retention)
+    #[arg(id = "s3_retention", long = "etcd-s3-retention", allow_negative_numbers = true)]
+    pub retention: Option<i64>,
+}
+
+impl From<ServerS3Flags> for S3Flags {
+    fn from(s: ServerS3Flags) -> Self {
+        S3Flags {
+            s3: s.s3,
+            endpoint: s.endpoint,
+            endpoint_ca: s.endpoint_ca,
+            skip_ssl_verify: s.skip_ssl_verify,
+            access_key: s.access_key,
+            secret_key: s.secret_key,
+            session_token: s.session_token,
+            bucket: s.bucket,
+            bucket_lookup_type: s.bucket_lookup_type,
+            region: s.region,
+            folder: s.folder,
+            proxy: s.proxy,
+            config_secret: s.config_secret,
+            insecure: s.insecure,
+            timeout: s.timeout,
+            retention: s.retention,
+        }
+    }
+}
+
+/// The default data dir: `/var/lib/etcdsnap` for root, `~/.etcdsnap` otherwise.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/lib/etcdsnap")
+    } else {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".etcdsnap")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn k3s_flag_spellings_parse() {
+        let cli = Cli::try_parse_from([
+            "etcdsnap", "etcd-snapshot", "save", "--etcd-s3", "--etcd-s3-bucket=b",
+            "--etcd-snapshot-compress", "--etcd-snapshot-retention", "3", "--name", "x",
+            "--dir", "/tmp",
+        ])
+        .unwrap();
+        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Save(a) }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.flags.s3.s3, Some(true));
+        assert_eq!(a.flags.s3.bucket.as_deref(), Some("b"));
+        assert_eq!(a.flags.compress, Some(true));
+        assert_eq!(a.flags.retention, Some(3));
+        let cli = Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "list", "--s3=false"]).unwrap();
+        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Ls(a) }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.flags.s3.s3, Some(false));
+        let cli = Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "delete", "--s3", "snap-1"]).unwrap();
+        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Delete(a) }) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.names, ["snap-1"]);
+        assert!(Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "ls", "--etcd-snapshot-name", "x"]).is_err());
+    }
+}

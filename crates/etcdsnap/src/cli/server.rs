@@ -1,0 +1,132 @@
+//! `etcdsnap server`: turns flags into a validated [`ServerConfig`] (a bad schedule, name or S3
+//! setting fails here, at start-up, not at the first tick), binds the supervisor port and runs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use etcdsnap_core::etcd::ClientTls;
+use etcdsnap_core::naming::validate_prefix;
+use etcdsnap_core::schedule::Schedule;
+use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
+use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
+
+use super::etcd_snapshot::s3_config;
+use super::{ServerArgs, default_data_dir};
+
+/// The host name, lower-cased, as K3s names its node.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).to_lowercase()
+}
+
+/// Validates the flags into a server configuration.
+pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
+    let schedule = Schedule::parse(&a.etcd_snapshot_schedule_cron)?;
+    validate_prefix(&a.etcd_snapshot_name)?;
+    let token = match (&a.token, &a.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --token-file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let datastore = match &a.datastore_endpoint {
+        Some(eps) => {
+            let endpoints: Vec<String> = eps
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if endpoints.is_empty() {
+                bail!("--datastore-endpoint is empty: give one or more etcd client URLs, comma-separated");
+            }
+            for e in &endpoints {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    bail!("--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL");
+                }
+            }
+            Some(ExternalDatastore {
+                endpoints,
+                tls: ClientTls {
+                    ca_file: a.datastore_cafile.clone(),
+                    cert_file: a.datastore_certfile.clone(),
+                    key_file: a.datastore_keyfile.clone(),
+                },
+            })
+        }
+        None => None,
+    };
+    let node_name = a
+        .node_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(hostname);
+    validate_prefix(&node_name).context("invalid --node-name")?;
+    let s3 = s3_config(&a.s3.clone().into(), Some(a.etcd_snapshot_retention))?;
+    Ok(ServerConfig {
+        data_dir: a.data_dir.clone().unwrap_or_else(default_data_dir),
+        node_name,
+        token,
+        bind_address: a.bind_address.clone(),
+        advertise_address: a
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        etcd_client_port: a.etcd_client_port,
+        etcd_peer_port: a.etcd_peer_port,
+        etcd_binary: a.etcd_binary.clone(),
+        datastore,
+        snapshots: SnapshotSettings {
+            disabled: a.etcd_disable_snapshots,
+            name: a.etcd_snapshot_name.clone(),
+            schedule,
+            retention: a.etcd_snapshot_retention,
+            dir: a.etcd_snapshot_dir.clone().map(PathBuf::from),
+            compress: a.etcd_snapshot_compress,
+            s3,
+        },
+        compression_level: DEFAULT_COMPRESSION_LEVEL,
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub async fn run(a: ServerArgs) -> Result<()> {
+    let cfg = config(&a)?;
+    let bind = a.bind_address.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let listener = tokio::net::TcpListener::bind((bind.as_str(), a.https_listen_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {bind}:{}: is another server running? (--https-listen-port)",
+                a.https_listen_port
+            )
+        })?;
+    tracing::info!(
+        "starting etcdsnap server {} on node {} (data dir {})",
+        env!("CARGO_PKG_VERSION"),
+        cfg.node_name,
+        cfg.data_dir.display()
+    );
+    etcdsnap_core::server::run(cfg, listener, shutdown_signal()).await?;
+    tracing::info!("server stopped");
+    Ok(())
+}

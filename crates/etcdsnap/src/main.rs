@@ -1,0 +1,96 @@
+//! `etcdsnap`: parse (config file, env, flags), start logging, run the subcommand, map errors to
+//! exit codes (2 for usage errors, 1 for failures).
+
+mod cli;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::{CommandFactory, FromArgMatches};
+use cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
+
+/// The subcommand words after which config-file flags are inserted, if argv names one.
+fn subcommand_path(argv: &[OsString]) -> Option<Vec<&'static str>> {
+    let word = |i: usize| argv.get(i).and_then(|s| s.to_str());
+    match word(1)? {
+        "server" => Some(vec!["server"]),
+        "etcd-snapshot" => {
+            let sub = match word(2)? {
+                "save" => "save",
+                "delete" => "delete",
+                "ls" => "ls",
+                "list" => "list",
+                "l" => "l",
+                "prune" => "prune",
+                _ => return None,
+            };
+            Some(vec!["etcd-snapshot", sub])
+        }
+        _ => None,
+    }
+}
+
+fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let mut warnings = Vec::new();
+    let argv = match subcommand_path(&argv) {
+        Some(path) => {
+            let src = cli::config_file::find_config(&argv, CONFIG_ENV, Path::new(DEFAULT_CONFIG));
+            let config = cli::config_file::load_config_args(&src)?;
+            let (argv, w) = cli::config_file::expand_args(&Cli::command(), &path, argv, config);
+            warnings = w;
+            argv
+        }
+        None => argv,
+    };
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((cli, warnings))
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() {
+    let (cli, warnings) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let debug = match &cli.command {
+        Command::Server(a) => a.debug,
+        Command::EtcdSnapshot(_) => false,
+    };
+    init_logging(debug);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Server(a) => cli::server::run(*a).await,
+            Command::EtcdSnapshot(c) => cli::etcd_snapshot::run(c.action).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
