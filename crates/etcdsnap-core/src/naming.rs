@@ -78,8 +78,7 @@ pub fn validate_plain_name(name: &str) -> Result<()> {
 
 /// Validates a `--name`/`--etcd-snapshot-name` prefix: it becomes part of a file name.
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() || prefix.contains('/') || prefix.contains('\\') || prefix.contains('\0')
-    {
+    if prefix.is_empty() || prefix.contains('/') || prefix.contains('\\') || prefix.contains('\0') {
         return Err(Error::InvalidInput(format!(
             "invalid snapshot name prefix {prefix:?}: use letters, digits, '-', '_' or '.' without a directory part"
         )));
@@ -168,7 +167,10 @@ mod tests {
 
     #[test]
     fn legacy_keys_are_sanitized() {
-        assert_eq!(legacy_key("local", "on-demand-n1-1"), "local-on-demand-n1-1");
+        assert_eq!(
+            legacy_key("local", "on-demand-n1-1"),
+            "local-on-demand-n1-1"
+        );
         assert_eq!(legacy_key("s3", "a b/c:d.zip"), "s3-a_b_c_d.zip");
     }
 
@@ -177,7 +179,17 @@ mod tests {
         for ok in ["on-demand-n1-1", "a.zip", "x_y"] {
             assert!(validate_plain_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "x..y", "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            "x..y",
+            "a\0b",
+        ] {
             let err = validate_plain_name(bad).unwrap_err().to_string();
             assert!(err.contains("invalid snapshot name"), "{bad}: {err}");
         }

@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(item["kind"], "ETCDSnapshotFile");
         assert_eq!(item["metadata"]["name"], "local-on-demand-n1-1730308816");
         assert_eq!(item["metadata"]["labels"][LABEL_STORAGE_NODE], "n1");
-        assert_eq!(item["metadata"]["annotations"][ANNOTATION_TOKEN_HASH], "b4b83cda3099");
+        assert_eq!(
+            item["metadata"]["annotations"][ANNOTATION_TOKEN_HASH],
+            "b4b83cda3099"
+        );
         assert_eq!(item["spec"]["snapshotName"], "on-demand-n1-1730308816");
         assert_eq!(item["status"]["size"], "4128");
         assert_eq!(item["status"]["creationTime"], "2024-10-30T17:20:16Z");

@@ -57,16 +57,60 @@ mod tests {
             want: &'static [&'static str],
         }
         let cases = [
-            Case { prefix: "etcd-snapshot", keep: 2, want: &["etcd-snapshot-n1-200.zip", "etcd-snapshot-n1-100"] },
-            Case { prefix: "etcd-snapshot", keep: 4, want: &[] },
-            Case { prefix: "etcd-snapshot", keep: 5, want: &[] },
-            Case { prefix: "etcd-snapshot", keep: 1, want: &["etcd-snapshot-n2-300", "etcd-snapshot-n1-200.zip", "etcd-snapshot-n1-100"] },
-            Case { prefix: "etcd-snapshot", keep: 0, want: &[] },
-            Case { prefix: "etcd-snapshot", keep: -3, want: &[] },
-            Case { prefix: "on-demand", keep: 1, want: &[] },
-            Case { prefix: "on-demand", keep: 0, want: &[] },
-            Case { prefix: "etcd-snapshot-n2", keep: 1, want: &[] },
-            Case { prefix: "", keep: 5, want: &["unrelated"] },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: 2,
+                want: &["etcd-snapshot-n1-200.zip", "etcd-snapshot-n1-100"],
+            },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: 4,
+                want: &[],
+            },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: 5,
+                want: &[],
+            },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: 1,
+                want: &[
+                    "etcd-snapshot-n2-300",
+                    "etcd-snapshot-n1-200.zip",
+                    "etcd-snapshot-n1-100",
+                ],
+            },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: 0,
+                want: &[],
+            },
+            Case {
+                prefix: "etcd-snapshot",
+                keep: -3,
+                want: &[],
+            },
+            Case {
+                prefix: "on-demand",
+                keep: 1,
+                want: &[],
+            },
+            Case {
+                prefix: "on-demand",
+                keep: 0,
+                want: &[],
+            },
+            Case {
+                prefix: "etcd-snapshot-n2",
+                keep: 1,
+                want: &[],
+            },
+            Case {
+                prefix: "",
+                keep: 5,
+                want: &["unrelated"],
+            },
         ];
         for case in cases {
             let got = select_for_deletion(&files, case.prefix, case.keep);

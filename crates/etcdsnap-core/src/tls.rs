@@ -148,10 +148,20 @@ pub fn ensure_etcd_certs(tls_dir: &Path, hosts: &[String]) -> Result<EtcdCerts> 
     let server_ca = Ca::load_or_create(&dir, "server-ca", "etcd-server-ca")?;
     let peer_ca = Ca::load_or_create(&dir, "peer-ca", "etcd-peer-ca")?;
     use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
-    let (server_cert, server_key) =
-        server_ca.ensure_leaf(&dir, "server-client", "etcd-server", hosts, &[ServerAuth, ClientAuth])?;
-    let (peer_cert, peer_key) =
-        peer_ca.ensure_leaf(&dir, "peer-server-client", "etcd-peer", hosts, &[ServerAuth, ClientAuth])?;
+    let (server_cert, server_key) = server_ca.ensure_leaf(
+        &dir,
+        "server-client",
+        "etcd-server",
+        hosts,
+        &[ServerAuth, ClientAuth],
+    )?;
+    let (peer_cert, peer_key) = peer_ca.ensure_leaf(
+        &dir,
+        "peer-server-client",
+        "etcd-peer",
+        hosts,
+        &[ServerAuth, ClientAuth],
+    )?;
     let (client_cert, client_key) =
         server_ca.ensure_leaf(&dir, "client", "etcd-client", &[], &[ClientAuth])?;
     Ok(EtcdCerts {
@@ -218,7 +228,12 @@ mod tests {
         let b = ensure_etcd_certs(dir.path(), &hosts).unwrap();
         assert_eq!(pem1, std::fs::read(&b.client_cert).unwrap());
         for p in [&a.server_ca, &a.server_key, &a.client_key, &a.peer_key] {
-            assert_eq!(crate::store::local::mode_of(p), Some(0o600), "{}", p.display());
+            assert_eq!(
+                crate::store::local::mode_of(p),
+                Some(0o600),
+                "{}",
+                p.display()
+            );
         }
         assert!(dir.path().join("etcd/server-ca.key").exists());
         let s = ensure_supervisor_certs(dir.path(), &hosts).unwrap();

@@ -36,8 +36,10 @@ impl Token {
                 "the token is empty: pass --token or write the server token file".into(),
             ));
         }
-        if let Some(rest) = raw.strip_prefix("K10") {
-            if let Some((hash, creds)) = rest.split_once("::") {
+        if let Some(rest) = raw.strip_prefix("K10")
+            && let Some((hash, creds)) = rest.split_once("::")
+        {
+            {
                 let (user, pass) = creds.split_once(':').ok_or_else(|| {
                     Error::InvalidInput(
                         "malformed token: expected K10<ca hash>::<user>:<secret>".into(),
@@ -118,12 +120,12 @@ pub fn load_or_create(given: Option<&str>, token_file: &Path, ca_pem: &[u8]) -> 
             password: random_secret(),
         },
     };
-    if let Some(h) = &token.ca_hash {
-        if *h != hash {
-            return Err(Error::InvalidInput(format!(
-                "the token's CA hash {h} does not match this server's CA ({hash}): pass the token this server issued, or its bare secret"
-            )));
-        }
+    if let Some(h) = &token.ca_hash
+        && *h != hash
+    {
+        return Err(Error::InvalidInput(format!(
+            "the token's CA hash {h} does not match this server's CA ({hash}): pass the token this server issued, or its bare secret"
+        )));
     }
     token.ca_hash = Some(hash);
     token.username = "server".into();

@@ -46,7 +46,11 @@ impl EmbeddedEtcd {
     }
 
     pub fn peer_url(&self) -> String {
-        format!("https://{}:{}", url_host(&self.advertise_ip), self.peer_port)
+        format!(
+            "https://{}:{}",
+            url_host(&self.advertise_ip),
+            self.peer_port
+        )
     }
 
     /// Command-line flags for the etcd binary (flags only: the child's ETCD_* environment is
@@ -83,11 +87,7 @@ impl EmbeddedEtcd {
             format!("--advertise-client-urls={advertise_client}"),
             format!("--listen-peer-urls={}", peer_listen.join(",")),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),
-            format!(
-                "--initial-cluster={}={}",
-                self.member_name,
-                self.peer_url()
-            ),
+            format!("--initial-cluster={}={}", self.member_name, self.peer_url()),
             "--initial-cluster-state=new".into(),
             format!("--cert-file={}", p(&c.server_cert)),
             format!("--key-file={}", p(&c.server_key)),
@@ -151,7 +151,10 @@ pub async fn binary_version(binary: &Path) -> Result<String> {
         .map_err(|e| Error::io("run", binary, e))?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("etcd Version:")
+                .map(|v| v.trim().to_string())
+        })
         .ok_or_else(|| {
             Error::InvalidInput(format!(
                 "{} --version did not print an etcd version; is it etcd?",

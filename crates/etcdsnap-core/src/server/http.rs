@@ -14,12 +14,12 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 
 use super::ServerState;
+use crate::Error;
 use crate::api::{Operation, SnapshotRequest, Status};
 use crate::naming::DEFAULT_ON_DEMAND_PREFIX;
 use crate::records::EtcdSnapshotFileList;
 use crate::snapshot::SaveRequest;
 use crate::token::constant_time_eq;
-use crate::Error;
 
 /// Readiness of the datastore, flipped by the server once etcd answers.
 #[derive(Default)]
@@ -148,7 +148,11 @@ async fn snapshot(
         }
     };
     let Some(op) = req.operation else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid snapshot operation");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid snapshot operation",
+        );
     };
     if !state.ready.get() {
         return status(
@@ -158,12 +162,16 @@ async fn snapshot(
         );
     }
     let cfg = &state.snapshots;
-    let dir = req.dir.as_ref().map(std::path::PathBuf::from).or_else(|| cfg.dir.clone());
+    let dir = req
+        .dir
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .or_else(|| cfg.dir.clone());
     let s3 = req.s3.clone();
-    if let Some(s3cfg) = &s3 {
-        if let Err(e) = state.engine.s3(s3cfg).await {
-            return error_response(&e);
-        }
+    if let Some(s3cfg) = &s3
+        && let Err(e) = state.engine.s3(s3cfg).await
+    {
+        return error_response(&e);
     }
     let prefix = req
         .name
@@ -183,7 +191,11 @@ async fn snapshot(
             engine.save(&save).await.map(|r| json(StatusCode::OK, &r))
         }
         Operation::List => engine
-            .list(dir.as_deref(), s3.as_ref(), req.s3_node_metadata.unwrap_or(true))
+            .list(
+                dir.as_deref(),
+                s3.as_ref(),
+                req.s3_node_metadata.unwrap_or(true),
+            )
             .await
             .map(|recs| json(StatusCode::OK, &EtcdSnapshotFileList::from_records(&recs))),
         Operation::Delete => engine

@@ -120,7 +120,8 @@ async fn serve(
         let tls = tls.clone();
         let svc = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {peer} failed: {e}");
@@ -138,7 +139,10 @@ async fn serve(
     }
 }
 
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -271,11 +275,11 @@ pub async fn run(
         tracing::warn!("a snapshot was still running at shutdown; abandoning it");
     }
     server_task.abort();
-    if let Some(mut c) = child {
-        if outcome.is_ok() {
-            tracing::info!("stopping etcd");
-            c.stop(Duration::from_secs(15)).await;
-        }
+    if let Some(mut c) = child
+        && outcome.is_ok()
+    {
+        tracing::info!("stopping etcd");
+        c.stop(Duration::from_secs(15)).await;
     }
     outcome
 }
@@ -320,7 +324,7 @@ async fn supervise(
             }
         }
         waited += step;
-        if waited.as_secs() > 0 && waited.as_millis() % 10_000 == 0 {
+        if waited.as_secs() > 0 && waited.as_millis().is_multiple_of(10_000) {
             tracing::info!("waiting for etcd to become ready ({}s)", waited.as_secs());
         }
     }

@@ -73,7 +73,9 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             }
         }
         if skipped > 0 {
-            tracing::warn!("skipped {skipped} scheduled snapshot tick(s): the previous snapshot was still running");
+            tracing::warn!(
+                "skipped {skipped} scheduled snapshot tick(s): the previous snapshot was still running"
+            );
         }
         after = t.max(next);
     }

@@ -37,15 +37,43 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let mk = |registry: &mut Registry, name: &str, help: &str| {
             let h: Hist = Family::new_with_constructor(new_hist);
+            // Both series exist from the start, so dashboards see zeros rather than nothing.
+            for status in ["success", "error"] {
+                drop(h.get_or_create(&StatusLabel { status }));
+            }
             registry.register(name, help, h.clone());
             h
         };
-        let save = mk(&mut registry, "etcdsnap_etcd_snapshot_save_duration_seconds", "Total time taken to complete the etcd snapshot process");
-        let save_local = mk(&mut registry, "etcdsnap_etcd_snapshot_save_local_duration_seconds", "Total time taken to save a local snapshot file");
-        let save_s3 = mk(&mut registry, "etcdsnap_etcd_snapshot_save_s3_duration_seconds", "Total time taken to upload a snapshot file to S3");
-        let reconcile = mk(&mut registry, "etcdsnap_etcd_snapshot_reconcile_duration_seconds", "Total time taken to sync the list of etcd snapshots");
-        let reconcile_local = mk(&mut registry, "etcdsnap_etcd_snapshot_reconcile_local_duration_seconds", "Total time taken to list local snapshot files");
-        let reconcile_s3 = mk(&mut registry, "etcdsnap_etcd_snapshot_reconcile_s3_duration_seconds", "Total time taken to list S3 snapshot files");
+        let save = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_save_duration_seconds",
+            "Total time taken to complete the etcd snapshot process",
+        );
+        let save_local = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_save_local_duration_seconds",
+            "Total time taken to save a local snapshot file",
+        );
+        let save_s3 = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_save_s3_duration_seconds",
+            "Total time taken to upload a snapshot file to S3",
+        );
+        let reconcile = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_reconcile_duration_seconds",
+            "Total time taken to sync the list of etcd snapshots",
+        );
+        let reconcile_local = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_reconcile_local_duration_seconds",
+            "Total time taken to list local snapshot files",
+        );
+        let reconcile_s3 = mk(
+            &mut registry,
+            "etcdsnap_etcd_snapshot_reconcile_s3_duration_seconds",
+            "Total time taken to list S3 snapshot files",
+        );
         Metrics {
             registry: Mutex::new(registry),
             save,
@@ -62,7 +90,8 @@ impl Metrics {
     /// Records one observation.
     pub fn observe(h: &Hist, ok: bool, d: Duration) {
         let status = if ok { "success" } else { "error" };
-        h.get_or_create(&StatusLabel { status }).observe(d.as_secs_f64());
+        h.get_or_create(&StatusLabel { status })
+            .observe(d.as_secs_f64());
     }
 
     /// The text exposition format.

@@ -102,7 +102,10 @@ impl<E: EtcdSource> Engine<E> {
     /// Takes a snapshot now. Errors before the local file exists fail the save; S3 problems
     /// after it are reported in `warnings` and logged, and the local file stays.
     pub async fn save(&self, req: &SaveRequest) -> Result<SnapshotResult> {
-        let _guard = self.save_lock.try_lock().map_err(|_| Error::SaveInProgress)?;
+        let _guard = self
+            .save_lock
+            .try_lock()
+            .map_err(|_| Error::SaveInProgress)?;
         let started = Instant::now();
         let r = self.save_locked(req).await;
         Metrics::observe(&self.metrics.save, r.is_ok(), started.elapsed());
@@ -139,7 +142,8 @@ impl<E: EtcdSource> Engine<E> {
             written.is_ok(),
             local_started.elapsed(),
         );
-        let written = written.inspect_err(|e| tracing::error!("Failed to take etcd snapshot: {e}"))?;
+        let written =
+            written.inspect_err(|e| tracing::error!("Failed to take etcd snapshot: {e}"))?;
         tracing::info!(
             "Snapshot {} saved ({} bytes on disk, {} bytes of database)",
             written.path.display(),
@@ -221,16 +225,28 @@ impl<E: EtcdSource> Engine<E> {
         let started = Instant::now();
         let local = self.local(dir, true)?;
         let mut records = local.list().await;
-        Metrics::observe(&self.metrics.reconcile_local, records.is_ok(), started.elapsed());
+        Metrics::observe(
+            &self.metrics.reconcile_local,
+            records.is_ok(),
+            started.elapsed(),
+        );
         if let (Ok(recs), Some(cfg)) = (&mut records, s3) {
             let started = Instant::now();
             let store = self.s3(cfg).await?;
             let s3recs = store.list_records(s3_node_metadata).await;
-            Metrics::observe(&self.metrics.reconcile_s3, s3recs.is_ok(), started.elapsed());
+            Metrics::observe(
+                &self.metrics.reconcile_s3,
+                s3recs.is_ok(),
+                started.elapsed(),
+            );
             recs.extend(s3recs?);
         }
         let mut records = records?;
-        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.name.cmp(&b.name)));
+        records.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         Ok(records)
     }
 

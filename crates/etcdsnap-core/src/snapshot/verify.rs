@@ -93,12 +93,17 @@ fn hash_reader(mut r: impl Read, what: &Path) -> Result<u64> {
 pub fn verify_file(path: &Path) -> Result<u64> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name = name.strip_suffix(crate::naming::PART_SUFFIX).unwrap_or(name);
+    let name = name
+        .strip_suffix(crate::naming::PART_SUFFIX)
+        .unwrap_or(name);
     if !is_compressed(name) {
         return hash_reader(BufReader::with_capacity(1 << 20, file), path);
     }
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
-        Error::Integrity(format!("{}: not a readable zip archive: {e}", path.display()))
+        Error::Integrity(format!(
+            "{}: not a readable zip archive: {e}",
+            path.display()
+        ))
     })?;
     if archive.len() != 1 {
         return Err(Error::Integrity(format!(
@@ -108,7 +113,10 @@ pub fn verify_file(path: &Path) -> Result<u64> {
         )));
     }
     let entry = archive.by_index(0).map_err(|e| {
-        Error::Integrity(format!("{}: cannot read the zip entry: {e}", path.display()))
+        Error::Integrity(format!(
+            "{}: cannot read the zip entry: {e}",
+            path.display()
+        ))
     })?;
     hash_reader(entry, path)
 }
@@ -147,7 +155,12 @@ mod tests {
         data[100] ^= 1;
         let mut h = TrailerHasher::new();
         h.update(&data);
-        assert!(h.finish().unwrap_err().to_string().contains("checksum mismatch"));
+        assert!(
+            h.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("checksum mismatch")
+        );
 
         let data = snapshot(2);
         let mut h = TrailerHasher::new();
@@ -156,7 +169,12 @@ mod tests {
 
         let mut h = TrailerHasher::new();
         h.update(&vec![0u8; 8192]);
-        assert!(h.finish().unwrap_err().to_string().contains("sha256 checksum not found"));
+        assert!(
+            h.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("sha256 checksum not found")
+        );
     }
 
     #[test]

@@ -116,7 +116,12 @@ fn open_sink(part: &Path, spec: &WriteSpec) -> Result<Sink> {
 
 /// The disk side: consumes chunks until `End`, then verifies and publishes the file. Any early
 /// end (sender dropped) or failure removes the `.part` file.
-fn disk_side(mut rx: mpsc::Receiver<Msg>, spec: WriteSpec, part: PathBuf, fin: PathBuf) -> Result<Written> {
+fn disk_side(
+    mut rx: mpsc::Receiver<Msg>,
+    spec: WriteSpec,
+    part: PathBuf,
+    fin: PathBuf,
+) -> Result<Written> {
     let result = (|| {
         let mut sink = open_sink(&part, &spec)?;
         let mut hasher = TrailerHasher::new();
@@ -125,7 +130,8 @@ fn disk_side(mut rx: mpsc::Receiver<Msg>, spec: WriteSpec, part: PathBuf, fin: P
             match msg {
                 Msg::Chunk(c) => {
                     hasher.update(&c);
-                    sink.write_all(&c).map_err(|e| Error::io("write", &part, e))?;
+                    sink.write_all(&c)
+                        .map_err(|e| Error::io("write", &part, e))?;
                 }
                 Msg::End => {
                     complete = true;
@@ -284,7 +290,8 @@ mod tests {
         bad[5] ^= 1;
         for (data, fail_at) in [(bad, None), (db(10), Some(1)), (vec![1u8; 1000], None)] {
             for compress in [false, true] {
-                let r = write_stream(chunks(data.clone(), fail_at), spec(dir.path(), compress)).await;
+                let r =
+                    write_stream(chunks(data.clone(), fail_at), spec(dir.path(), compress)).await;
                 assert!(r.is_err());
                 assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
             }

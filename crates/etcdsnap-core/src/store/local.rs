@@ -20,7 +20,11 @@ pub fn default_snapshot_dir(data_dir: &Path) -> PathBuf {
 
 /// Resolves the snapshot directory. The default one is created (0700) when `create` is set; a
 /// directory given by the user must already exist, so that a typo does not scatter snapshots.
-pub fn resolve_snapshot_dir(data_dir: &Path, custom: Option<&Path>, create: bool) -> Result<PathBuf> {
+pub fn resolve_snapshot_dir(
+    data_dir: &Path,
+    custom: Option<&Path>,
+    create: bool,
+) -> Result<PathBuf> {
     let dir = match custom {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => {
@@ -294,13 +298,21 @@ mod tests {
         let names: Vec<_> = recs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
-            ["etcd-snapshot-n1-100", "etcd-snapshot-n1-300.zip", "etcd-snapshot-n2-200", "on-demand-n1-150"]
+            [
+                "etcd-snapshot-n1-100",
+                "etcd-snapshot-n1-300.zip",
+                "etcd-snapshot-n2-200",
+                "on-demand-n1-150"
+            ]
         );
         assert_eq!(recs[0].created_at.timestamp(), 100);
         assert!(recs[0].metadata.is_some());
         assert!(recs[1].compressed);
         assert_eq!(recs[2].size, 3);
-        assert_eq!(recs[0].location, format!("file://{}/etcd-snapshot-n1-100", dir.display()));
+        assert_eq!(
+            recs[0].location,
+            format!("file://{}/etcd-snapshot-n1-100", dir.display())
+        );
 
         let deleted = store.apply_retention("etcd-snapshot", 2).await.unwrap();
         assert_eq!(deleted, ["etcd-snapshot-n1-100"]);
@@ -320,7 +332,10 @@ mod tests {
         assert_eq!(mode_of(&d), Some(0o700));
         let missing = root.path().join("nope");
         let err = resolve_snapshot_dir(root.path(), Some(&missing), true).unwrap_err();
-        assert!(err.to_string().contains("failed to get etcd-snapshot-dir"), "{err}");
+        assert!(
+            err.to_string().contains("failed to get etcd-snapshot-dir"),
+            "{err}"
+        );
         assert!(!missing.exists());
         let file = root.path().join("f");
         std::fs::write(&file, "x").unwrap();

@@ -26,9 +26,17 @@ pub enum SnapshotStatus {
 pub struct S3Spec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
-    #[serde(rename = "endpointCA", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "endpointCA",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub endpoint_ca: String,
-    #[serde(rename = "skipSSLVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "skipSSLVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub skip_ssl_verify: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bucket: String,

@@ -31,8 +31,8 @@ use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::{
-    Attribute, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions,
-    PutOptions, PutPayload,
+    Attribute, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -296,7 +296,11 @@ impl S3Store {
 
     /// Uploads a finished snapshot file (and its extra-metadata sidecar, if any) and returns the
     /// record of the S3 copy. A failed sidecar upload is only logged.
-    pub async fn upload(&self, local_path: &FsPath, sidecar: Option<&FsPath>) -> Result<SnapshotRecord> {
+    pub async fn upload(
+        &self,
+        local_path: &FsPath,
+        sidecar: Option<&FsPath>,
+    ) -> Result<SnapshotRecord> {
         let file_name = local_path
             .file_name()
             .and_then(|n| n.to_str())
@@ -343,9 +347,9 @@ impl S3Store {
                             tracing::info!("Uploaded snapshot metadata {meta_loc}");
                             metadata = Some(b64);
                         }
-                        Err(e) => tracing::warn!(
-                            "Failed to upload snapshot metadata to {meta_loc}: {e}"
-                        ),
+                        Err(e) => {
+                            tracing::warn!("Failed to upload snapshot metadata to {meta_loc}: {e}")
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -372,7 +376,12 @@ impl S3Store {
         })
     }
 
-    async fn put_small(&self, key: &str, data: Vec<u8>, attributes: Attributes) -> Result<Option<String>> {
+    async fn put_small(
+        &self,
+        key: &str,
+        data: Vec<u8>,
+        attributes: Attributes,
+    ) -> Result<Option<String>> {
         let path = self.obj_path(key)?;
         let what = format!("upload of {}", keys::location(&self.cfg.bucket, key));
         self.bounded("upload", async {
@@ -522,7 +531,10 @@ impl S3Store {
         let part = dest_dir.join(format!("{file_name}.part"));
         let guard = PartGuard(Some(part.clone()));
         let what = format!("download of {}", keys::location(&self.cfg.bucket, &key));
-        tracing::info!("Downloading snapshot {}", keys::location(&self.cfg.bucket, &key));
+        tracing::info!(
+            "Downloading snapshot {}",
+            keys::location(&self.cfg.bucket, &key)
+        );
 
         self.bounded("download", async {
             let got = match self.store.get(&path).await {
@@ -544,8 +556,12 @@ impl S3Store {
                     .await
                     .map_err(|e| Error::io("write", &part, e))?;
             }
-            out.flush().await.map_err(|e| Error::io("write", &part, e))?;
-            out.sync_all().await.map_err(|e| Error::io("fsync", &part, e))?;
+            out.flush()
+                .await
+                .map_err(|e| Error::io("write", &part, e))?;
+            out.sync_all()
+                .await
+                .map_err(|e| Error::io("fsync", &part, e))?;
             Ok(())
         })
         .await?;
@@ -596,7 +612,9 @@ impl S3Store {
         out.write_all(&data)
             .await
             .map_err(|e| Error::io("write", &part, e))?;
-        out.sync_all().await.map_err(|e| Error::io("fsync", &part, e))?;
+        out.sync_all()
+            .await
+            .map_err(|e| Error::io("fsync", &part, e))?;
         drop(out);
         tokio::fs::rename(&part, &dest)
             .await
@@ -729,10 +747,9 @@ impl S3Store {
                     match self.store.get_opts(&o.location, opts).await {
                         Ok(r) => self.remember_attributes(&r.meta, &r.attributes),
                         Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => tracing::warn!(
-                            "{}",
-                            self.err(&format!("HEAD of {}", o.location), &e)
-                        ),
+                        Err(e) => {
+                            tracing::warn!("{}", self.err(&format!("HEAD of {}", o.location), &e))
+                        }
                     }
                 })
                 .buffer_unordered(LIST_CONCURRENCY)
@@ -829,7 +846,9 @@ impl S3Store {
         let candidates: Vec<RetentionCandidate> = objects
             .iter()
             .filter_map(|o| match classify(&self.folder, o.location.as_ref()) {
-                ObjectKind::Snapshot { dir, name } if dir == top_dir && name.starts_with(prefix) => {
+                ObjectKind::Snapshot { dir, name }
+                    if dir == top_dir && name.starts_with(prefix) =>
+                {
                     Some(RetentionCandidate {
                         name: name.to_string(),
                         key: o.location.to_string(),
@@ -879,11 +898,13 @@ impl SnapshotStore for S3Store {
     }
 }
 
+type CacheEntry = ((S3Config, S3Identity), Arc<S3Store>);
+
 /// A few connected stores, keyed by the whole configuration and identity, so repeated
 /// operations skip building a client and checking the bucket.
 #[derive(Default)]
 pub struct S3StoreCache {
-    entries: Mutex<VecDeque<((S3Config, S3Identity), Arc<S3Store>)>>,
+    entries: Mutex<VecDeque<CacheEntry>>,
 }
 
 impl fmt::Debug for S3StoreCache {
@@ -1084,7 +1105,8 @@ mod tests {
         texts.push(err.to_string());
         texts.push(format!("{err:?}"));
         assert!(
-            err.to_string().contains("cannot connect to S3 endpoint http://127.0.0.1:9"),
+            err.to_string()
+                .contains("cannot connect to S3 endpoint http://127.0.0.1:9"),
             "{err}"
         );
         let bad_ca = S3Config {

@@ -23,39 +23,35 @@ pub fn s3_config(flags: &S3Flags, fallback_retention: Option<i64>) -> Result<Opt
             "--etcd-s3-config-secret is not supported yet: etcdsnap does not read Kubernetes secrets; pass the S3 settings as flags or config-file keys"
         );
     }
-    let mut m = serde_json::Map::new();
-    let mut put = |k: &str, v: serde_json::Value| {
-        m.insert(k.to_string(), v);
-    };
-    let s = |o: &Option<String>| o.clone().map(serde_json::Value::String);
-    for (k, v) in [
-        ("endpoint", s(&flags.endpoint)),
-        ("endpointCA", s(&flags.endpoint_ca)),
-        ("accessKey", s(&flags.access_key)),
-        ("secretKey", s(&flags.secret_key)),
-        ("sessionToken", s(&flags.session_token)),
-        ("bucket", s(&flags.bucket)),
-        ("bucketLookup", s(&flags.bucket_lookup_type)),
-        ("region", s(&flags.region)),
-        ("folder", s(&flags.folder)),
-        ("proxy", s(&flags.proxy)),
-        ("timeout", s(&flags.timeout)),
-    ] {
+    let mut cfg = S3Config::default();
+    let set = |field: &mut String, v: &Option<String>| {
         if let Some(v) = v {
-            put(k, v);
+            *field = v.clone();
         }
+    };
+    set(&mut cfg.endpoint, &flags.endpoint);
+    set(&mut cfg.endpoint_ca, &flags.endpoint_ca);
+    set(&mut cfg.access_key, &flags.access_key);
+    set(&mut cfg.secret_key, &flags.secret_key);
+    set(&mut cfg.session_token, &flags.session_token);
+    set(&mut cfg.bucket, &flags.bucket);
+    set(&mut cfg.bucket_lookup, &flags.bucket_lookup_type);
+    set(&mut cfg.region, &flags.region);
+    set(&mut cfg.folder, &flags.folder);
+    set(&mut cfg.proxy, &flags.proxy);
+    if let Some(t) = &flags.timeout {
+        cfg.timeout = etcdsnap_core::duration::parse_go_duration(t)
+            .map_err(|e| anyhow::anyhow!("invalid --etcd-s3-timeout {t:?}: {e}"))?;
     }
     if let Some(b) = flags.skip_ssl_verify {
-        put("skipSSLVerify", b.into());
+        cfg.skip_ssl_verify = b;
     }
     if let Some(b) = flags.insecure {
-        put("insecure", b.into());
+        cfg.insecure = b;
     }
     if let Some(r) = flags.retention.or(fallback_retention) {
-        put("retention", r.into());
+        cfg.retention = r;
     }
-    let cfg: S3Config = serde_json::from_value(serde_json::Value::Object(m))
-        .map_err(|e| anyhow::anyhow!("invalid S3 settings: {e}"))?;
     cfg.validate()?;
     Ok(Some(cfg))
 }

@@ -36,8 +36,12 @@ pub enum Command {
     /// scheduled snapshots
     Server(Box<ServerArgs>),
     /// Manage etcd snapshots
-    #[command(name = "etcd-snapshot", subcommand_required = true, arg_required_else_help = true)]
-    EtcdSnapshot(EtcdSnapshotCmd),
+    #[command(
+        name = "etcd-snapshot",
+        subcommand_required = true,
+        arg_required_else_help = true
+    )]
+    EtcdSnapshot(Box<EtcdSnapshotCmd>),
 }
 
 #[derive(Debug, Args)]
@@ -108,13 +112,28 @@ pub struct S3Flags {
     #[arg(long = "s3-skip-ssl-verify", alias = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub skip_ssl_verify: Option<bool>,
     /// S3 access key
-    #[arg(long = "s3-access-key", alias = "etcd-s3-access-key", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    #[arg(
+        long = "s3-access-key",
+        alias = "etcd-s3-access-key",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
     pub access_key: Option<String>,
     /// S3 secret key
-    #[arg(long = "s3-secret-key", alias = "etcd-s3-secret-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long = "s3-secret-key",
+        alias = "etcd-s3-secret-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// S3 session token
-    #[arg(long = "s3-session-token", alias = "etcd-s3-session-token", env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "s3-session-token",
+        alias = "etcd-s3-session-token",
+        env = "AWS_SESSION_TOKEN",
+        hide_env_values = true
+    )]
     pub session_token: Option<String>,
     /// S3 bucket name
     #[arg(long = "s3-bucket", alias = "etcd-s3-bucket")]
@@ -141,7 +160,12 @@ pub struct S3Flags {
     #[arg(long = "s3-timeout", alias = "etcd-s3-timeout")]
     pub timeout: Option<String>,
     /// Number of S3 snapshots to retain (default: the snapshot retention)
-    #[arg(id = "s3_retention", long = "s3-retention", alias = "etcd-s3-retention", allow_negative_numbers = true)]
+    #[arg(
+        id = "s3_retention",
+        long = "s3-retention",
+        alias = "etcd-s3-retention",
+        allow_negative_numbers = true
+    )]
     pub retention: Option<i64>,
 }
 
@@ -164,7 +188,11 @@ pub struct SnapshotFlags {
     #[arg(short = 't', long = "etcd-token")]
     pub etcd_token: Option<String>,
     /// Supervisor URL of the server to talk to
-    #[arg(short = 's', long = "etcd-server", default_value = "https://127.0.0.1:9345")]
+    #[arg(
+        short = 's',
+        long = "etcd-server",
+        default_value = "https://127.0.0.1:9345"
+    )]
     pub etcd_server: String,
     /// Directory to save snapshots to (default: the server's --etcd-snapshot-dir)
     #[arg(long = "dir", alias = "etcd-snapshot-dir")]
@@ -176,7 +204,11 @@ pub struct SnapshotFlags {
     #[arg(long = "snapshot-compress", alias = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub compress: Option<bool>,
     /// Number of snapshots to retain (default: the server's)
-    #[arg(long = "snapshot-retention", alias = "etcd-snapshot-retention", allow_negative_numbers = true)]
+    #[arg(
+        long = "snapshot-retention",
+        alias = "etcd-snapshot-retention",
+        allow_negative_numbers = true
+    )]
     pub retention: Option<i64>,
     #[command(flatten)]
     pub s3: S3Flags,
@@ -201,7 +233,12 @@ pub struct ServerArgs {
     #[arg(long = "cluster-init", env = "ETCDSNAP_CLUSTER_INIT", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub cluster_init: bool,
     /// Shared secret used to authenticate to the server (default: generated, in <data-dir>/server/token)
-    #[arg(short = 't', long = "token", env = "ETCDSNAP_TOKEN", hide_env_values = true)]
+    #[arg(
+        short = 't',
+        long = "token",
+        env = "ETCDSNAP_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// File holding the token
     #[arg(long = "token-file", env = "ETCDSNAP_TOKEN_FILE")]
@@ -246,7 +283,11 @@ pub struct ServerArgs {
     #[arg(long = "etcd-snapshot-schedule-cron", default_value = "0 */12 * * *")]
     pub etcd_snapshot_schedule_cron: String,
     /// Number of snapshots to retain
-    #[arg(long = "etcd-snapshot-retention", default_value_t = 5, allow_negative_numbers = true)]
+    #[arg(
+        long = "etcd-snapshot-retention",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
     pub etcd_snapshot_retention: i64,
     /// Directory to save snapshots to (default: <data-dir>/server/db/snapshots)
     #[arg(long = "etcd-snapshot-dir")]
@@ -274,13 +315,25 @@ pub struct ServerS3Flags {
     #[arg(long = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub skip_ssl_verify: Option<bool>,
     /// S3 access key
-    #[arg(long = "etcd-s3-access-key", env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    #[arg(
+        long = "etcd-s3-access-key",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
     pub access_key: Option<String>,
     /// S3 secret key
-    #[arg(long = "etcd-s3-secret-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long = "etcd-s3-secret-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// S3 session token
-    #[arg(long = "etcd-s3-session-token", env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "etcd-s3-session-token",
+        env = "AWS_SESSION_TOKEN",
+        hide_env_values = true
+    )]
     pub session_token: Option<String>,
     /// S3 bucket name
     #[arg(long = "etcd-s3-bucket")]
@@ -307,7 +360,11 @@ pub struct ServerS3Flags {
     #[arg(long = "etcd-s3-timeout")]
     pub timeout: Option<String>,
     /// Number of S3 snapshots to retain (default: --etcd-snapshot-retention)
-    #[arg(id = "s3_retention", long = "etcd-s3-retention", allow_negative_numbers = true)]
+    #[arg(
+        id = "s3_retention",
+        long = "etcd-s3-retention",
+        allow_negative_numbers = true
+    )]
     pub retention: Option<i64>,
 }
 
@@ -357,15 +414,61 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn action(cli: Cli) -> SnapshotAction {
+        match cli.command {
+            Command::EtcdSnapshot(c) => c.action,
+            Command::Server(_) => panic!("not etcd-snapshot"),
+        }
+    }
+
+    #[test]
+    fn later_flags_override_earlier_ones_in_subcommands() {
+        let cli = Cli::try_parse_from([
+            "etcdsnap",
+            "etcd-snapshot",
+            "save",
+            "--name=a",
+            "--name=b",
+            "--snapshot-compress=true",
+            "--snapshot-compress=false",
+        ])
+        .unwrap();
+        let SnapshotAction::Save(a) = action(cli) else {
+            panic!()
+        };
+        assert_eq!(a.flags.name, "b");
+        assert_eq!(a.flags.compress, Some(false));
+        let cli = Cli::try_parse_from([
+            "etcdsnap",
+            "server",
+            "--etcd-snapshot-retention=1",
+            "--etcd-snapshot-retention=7",
+        ])
+        .unwrap();
+        let Command::Server(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.etcd_snapshot_retention, 7);
+    }
+
     #[test]
     fn k3s_flag_spellings_parse() {
         let cli = Cli::try_parse_from([
-            "etcdsnap", "etcd-snapshot", "save", "--etcd-s3", "--etcd-s3-bucket=b",
-            "--etcd-snapshot-compress", "--etcd-snapshot-retention", "3", "--name", "x",
-            "--dir", "/tmp",
+            "etcdsnap",
+            "etcd-snapshot",
+            "save",
+            "--etcd-s3",
+            "--etcd-s3-bucket=b",
+            "--etcd-snapshot-compress",
+            "--etcd-snapshot-retention",
+            "3",
+            "--name",
+            "x",
+            "--dir",
+            "/tmp",
         ])
         .unwrap();
-        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Save(a) }) = cli.command else {
+        let SnapshotAction::Save(a) = action(cli) else {
             panic!()
         };
         assert_eq!(a.flags.s3.s3, Some(true));
@@ -373,15 +476,25 @@ mod tests {
         assert_eq!(a.flags.compress, Some(true));
         assert_eq!(a.flags.retention, Some(3));
         let cli = Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "list", "--s3=false"]).unwrap();
-        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Ls(a) }) = cli.command else {
+        let SnapshotAction::Ls(a) = action(cli) else {
             panic!()
         };
         assert_eq!(a.flags.s3.s3, Some(false));
-        let cli = Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "delete", "--s3", "snap-1"]).unwrap();
-        let Command::EtcdSnapshot(EtcdSnapshotCmd { action: SnapshotAction::Delete(a) }) = cli.command else {
+        let cli =
+            Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "delete", "--s3", "snap-1"]).unwrap();
+        let SnapshotAction::Delete(a) = action(cli) else {
             panic!()
         };
         assert_eq!(a.names, ["snap-1"]);
-        assert!(Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "ls", "--etcd-snapshot-name", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "etcdsnap",
+                "etcd-snapshot",
+                "ls",
+                "--etcd-snapshot-name",
+                "x"
+            ])
+            .is_err()
+        );
     }
 }

@@ -50,7 +50,10 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 fn local_time(rfc3339: &str) -> String {
     DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| t.with_timezone(&Local).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map(|t| {
+            t.with_timezone(&Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
         .unwrap_or_else(|_| rfc3339.to_string())
 }
 

@@ -1,8 +1,6 @@
 //! `etcdsnap server`: turns flags into a validated [`ServerConfig`] (a bad schedule, name or S3
 //! setting fails here, at start-up, not at the first tick), binds the supervisor port and runs.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, bail};
 use etcdsnap_core::etcd::ClientTls;
 use etcdsnap_core::naming::validate_prefix;
@@ -47,11 +45,15 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
                 .filter(|s| !s.is_empty())
                 .collect();
             if endpoints.is_empty() {
-                bail!("--datastore-endpoint is empty: give one or more etcd client URLs, comma-separated");
+                bail!(
+                    "--datastore-endpoint is empty: give one or more etcd client URLs, comma-separated"
+                );
             }
             for e in &endpoints {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
-                    bail!("--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL");
+                    bail!(
+                        "--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL"
+                    );
                 }
             }
             Some(ExternalDatastore {
@@ -90,7 +92,7 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             name: a.etcd_snapshot_name.clone(),
             schedule,
             retention: a.etcd_snapshot_retention,
-            dir: a.etcd_snapshot_dir.clone().map(PathBuf::from),
+            dir: a.etcd_snapshot_dir.clone(),
             compress: a.etcd_snapshot_compress,
             s3,
         },

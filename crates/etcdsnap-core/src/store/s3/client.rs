@@ -90,21 +90,24 @@ pub fn resolve_credentials(
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            tracing::warn!("Unable to read AWS shared credentials file {}: {e}", file.display());
+            tracing::warn!(
+                "Unable to read AWS shared credentials file {}: {e}",
+                file.display()
+            );
             return Ok(None);
         }
     };
     let profile = env
         .var("AWS_PROFILE")
         .unwrap_or_else(|| "default".to_string());
-    Ok(parse_shared_credentials(&text, &profile).map(|(ak, sk, token)| {
-        StaticCredentials {
+    Ok(
+        parse_shared_credentials(&text, &profile).map(|(ak, sk, token)| StaticCredentials {
             access_key: ak,
             secret_key: sk,
             session_token: token,
             source: file.display().to_string(),
-        }
-    }))
+        }),
+    )
 }
 
 /// Reads `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token` of `profile` from
@@ -568,6 +571,11 @@ pub fn describe_error(
             "{what}: access denied to bucket {bucket}: check --etcd-s3-access-key and \
              --etcd-s3-secret-key (and --etcd-s3-session-token): {detail}"
         ),
+        Cause::Tls if chain.contains("InvalidContentType") => format!(
+            "{what}: TLS connection to {endpoint_url} failed: the endpoint does not seem to speak \
+             TLS (set --etcd-s3-insecure for plain HTTP; for a private CA set \
+             --etcd-s3-endpoint-ca or --etcd-s3-skip-ssl-verify): {detail}"
+        ),
         Cause::Tls => format!(
             "{what}: TLS connection to {endpoint_url} failed; set --etcd-s3-endpoint-ca to the \
              CA bundle that signed the server certificate, or --etcd-s3-skip-ssl-verify: {detail}"
@@ -587,11 +595,10 @@ fn summarize(chain: &str) -> String {
         let end = chain[start..].find(&close)? + start;
         Some(chain[start..end].to_string())
     };
+    let head = || chain.split('<').next().unwrap_or("").trim_end().to_string();
     match (tag("Code"), tag("Message")) {
-        (Some(code), Some(message)) => {
-            let head = chain.split('<').next().unwrap_or("").trim_end();
-            format!("{head} {code}: {message}")
-        }
+        (Some(code), Some(message)) => format!("{} {code}: {message}", head()),
+        (Some(code), None) => format!("{} {code}", head()),
         _ => chain.to_string(),
     }
 }
@@ -653,7 +660,10 @@ mod tests {
         let c = resolve_credentials(&cfg(), &FakeEnv(vars.clone(), None))
             .unwrap()
             .unwrap();
-        assert_eq!((c.access_key.as_str(), c.secret_key.as_str()), ("FILEAK", "FILESK"));
+        assert_eq!(
+            (c.access_key.as_str(), c.secret_key.as_str()),
+            ("FILEAK", "FILESK")
+        );
 
         vars.insert("AWS_PROFILE", "other".into());
         let c = resolve_credentials(&cfg(), &FakeEnv(vars.clone(), None))
@@ -707,7 +717,10 @@ mod tests {
         std::fs::write(&path, format!("{pem1}\n{pem2}")).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&pem1);
 
-        assert_eq!(load_endpoint_ca(&path.display().to_string()).unwrap().len(), 2);
+        assert_eq!(
+            load_endpoint_ca(&path.display().to_string()).unwrap().len(),
+            2
+        );
         assert_eq!(load_endpoint_ca(&b64).unwrap().len(), 1);
         let both = format!("  {b64}   {} ", path.display());
         assert_eq!(load_endpoint_ca(&both).unwrap().len(), 3);
@@ -719,7 +732,10 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate").unwrap();
         let err = load_endpoint_ca(&empty.display().to_string()).unwrap_err();
-        assert_eq!(err.to_string(), "no certificates loaded from etcd-s3-endpoint-ca");
+        assert_eq!(
+            err.to_string(),
+            "no certificates loaded from etcd-s3-endpoint-ca"
+        );
         assert_eq!(
             load_endpoint_ca("").unwrap_err().to_string(),
             "no certificates loaded from etcd-s3-endpoint-ca"
@@ -756,7 +772,13 @@ mod tests {
         assert!(!x.virtual_hosted);
         let x = a("s3.amazonaws.com", "path", "bk", "us-east-1", false);
         assert!(!x.virtual_hosted);
-        let x = a("oss-cn-hangzhou.aliyuncs.com", "", "bk", "cn-hangzhou", false);
+        let x = a(
+            "oss-cn-hangzhou.aliyuncs.com",
+            "",
+            "bk",
+            "cn-hangzhou",
+            false,
+        );
         assert!(x.virtual_hosted);
         assert_eq!(x.store_endpoint, "https://bk.oss-cn-hangzhou.aliyuncs.com");
         let x = a("", "", "bk", "", false);
@@ -774,5 +796,7 @@ mod tests {
         );
         assert!(s.ends_with("SignatureDoesNotMatch: bad sig"), "{s}");
         assert!(!s.contains('<'));
+        let s = summarize("403 Forbidden: <Error><Code>AccessDenied</Code></Error>");
+        assert_eq!(s, "403 Forbidden: AccessDenied");
     }
 }

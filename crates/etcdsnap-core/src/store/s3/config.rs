@@ -41,7 +41,11 @@ pub struct S3Config {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
     /// `--etcd-s3-endpoint-ca`: space-separated file paths or base64-encoded PEM bundles.
-    #[serde(rename = "endpointCA", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "endpointCA",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub endpoint_ca: String,
     /// `--etcd-s3-folder`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -62,7 +66,11 @@ pub struct S3Config {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
     /// `--etcd-s3-skip-ssl-verify`: accept any server certificate.
-    #[serde(rename = "skipSSLVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "skipSSLVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub skip_ssl_verify: bool,
     /// `--etcd-s3-retention`: objects kept per name prefix; below 1 disables pruning.
     #[serde(default)]
@@ -209,11 +217,21 @@ impl S3Config {
 
     /// The secret values held by this configuration, for scrubbing error texts.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        [&self.access_key, &self.secret_key, &self.session_token]
-            .into_iter()
-            .filter(|s| s.len() >= 4)
-            .cloned()
-            .collect()
+        let proxy_userinfo = self
+            .proxy
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo.to_string())
+            .unwrap_or_default();
+        [
+            self.access_key.clone(),
+            self.secret_key.clone(),
+            self.session_token.clone(),
+            proxy_userinfo,
+        ]
+        .into_iter()
+        .filter(|s| s.len() >= 4)
+        .collect()
     }
 }
 
@@ -230,9 +248,10 @@ fn validate_proxy(proxy: &str) -> Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host
-        .strip_prefix('[')
-        .map_or_else(|| host.split(':').next().unwrap_or(""), |h| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
     if !scheme_ok || host.is_empty() {
         return Err(bad());
     }
@@ -352,6 +371,13 @@ mod tests {
             ),
             (
                 S3Config {
+                    proxy: "http://[::1]:3128".into(),
+                    ..valid()
+                },
+                None,
+            ),
+            (
+                S3Config {
                     proxy: "proxy.local:3128".into(),
                     ..valid()
                 },
@@ -416,10 +442,16 @@ mod tests {
             ..S3Config::default()
         };
         let dbg = format!("{c:?} {c:#?}");
-        for secret in ["AKIAEXAMPLEKEY", "sUpErSeCrEt/KEY", "SeSsIoNtOkEn", "hunter22"] {
+        for secret in [
+            "AKIAEXAMPLEKEY",
+            "sUpErSeCrEt/KEY",
+            "SeSsIoNtOkEn",
+            "hunter22",
+        ] {
             assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
         }
         assert!(dbg.contains("<redacted>"));
+        assert!(c.secrets().contains(&"bob:hunter22".to_string()));
         assert!(dbg.contains("\"b\""));
     }
 

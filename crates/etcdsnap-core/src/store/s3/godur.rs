@@ -218,7 +218,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        for text in ["", "5", "m", "1x", "1.2.3s", "-", ".s", "5 m", "1h-1m", "3000000h"] {
+        for text in [
+            "", "5", "m", "1x", "1.2.3s", "-", ".s", "5 m", "1h-1m", "3000000h",
+        ] {
             assert!(parse_go_duration(text).is_err(), "{text:?} should fail");
         }
         assert!(parse_go_duration("-5m").is_err());

@@ -53,10 +53,7 @@ pub fn classify<'a>(folder: &str, key: &'a str) -> ObjectKind<'a> {
     let rel = if folder.is_empty() {
         key
     } else {
-        match key
-            .strip_prefix(folder)
-            .and_then(|r| r.strip_prefix('/'))
-        {
+        match key.strip_prefix(folder).and_then(|r| r.strip_prefix('/')) {
             Some(r) => r,
             None => return ObjectKind::Ignored,
         }

@@ -1,0 +1,11 @@
+//! Integration tests against real etcd 3.4 and 3.5 processes and real `etcdsnap server`s.
+
+#[path = "integration/harness.rs"]
+mod harness;
+
+#[path = "integration/config_file.rs"]
+mod config_file;
+#[path = "integration/server.rs"]
+mod server;
+#[path = "integration/snapshots.rs"]
+mod snapshots;

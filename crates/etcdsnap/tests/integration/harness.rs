@@ -1,0 +1,581 @@
+#![allow(dead_code)]
+//! Test harness: real etcd (3.4 and 3.5) and real `etcdsnap server` processes on free loopback
+//! ports, each in its own temp dir, killed on drop. Binary paths come from the environment that
+//! `ci/install-deps.sh --env` prints; a missing binary fails the test, it never skips it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcdsnap_core::tls::{EtcdCerts, default_hosts, ensure_etcd_certs};
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            log,
+            name: name.into(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (at most `grace`); returns the exit status.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not exit within {limit:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate(Duration::from_secs(10));
+        }
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn env_bin(var: &str) -> PathBuf {
+    let p = std::env::var_os(var).unwrap_or_else(|| {
+        panic!("{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh) before the tests")
+    });
+    let p = PathBuf::from(p);
+    assert!(
+        p.is_file(),
+        "{var}={} does not exist: run ci/install-deps.sh",
+        p.display()
+    );
+    p
+}
+
+/// The etcd versions under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Etcd {
+    V34,
+    V35,
+}
+
+impl Etcd {
+    pub fn etcd(self) -> PathBuf {
+        match self {
+            Etcd::V34 => env_bin("ETCD34_BIN"),
+            Etcd::V35 => env_bin("ETCD35_BIN"),
+        }
+    }
+    pub fn etcdctl(self) -> PathBuf {
+        match self {
+            Etcd::V34 => env_bin("ETCDCTL34_BIN"),
+            Etcd::V35 => env_bin("ETCDCTL35_BIN"),
+        }
+    }
+    /// `etcdutl snapshot restore` for 3.5, `etcdctl snapshot restore` for 3.4.
+    pub fn restore_cmd(self) -> Command {
+        let mut c = match self {
+            Etcd::V34 => Command::new(self.etcdctl()),
+            Etcd::V35 => Command::new(env_bin("ETCDUTL35_BIN")),
+        };
+        c.env("ETCDCTL_API", "3");
+        c
+    }
+}
+
+/// An empty config file, so that a config on the test machine cannot interfere.
+pub fn empty_config() -> PathBuf {
+    let p = std::env::temp_dir().join("etcdsnap-test-empty-config.yaml");
+    if !p.exists() {
+        std::fs::write(&p, "").unwrap();
+    }
+    p
+}
+
+pub fn etcdsnap_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_etcdsnap"))
+}
+
+/// Polls `f` until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// GET over HTTPS without verifying the certificate (test-only probing).
+pub fn https_get(url: &str) -> Option<(u16, String)> {
+    rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .ok()?;
+        let r = c.get(url).send().await.ok()?;
+        let code = r.status().as_u16();
+        Some((code, r.text().await.ok()?))
+    })
+}
+
+/// A running `etcdsnap server` with embedded etcd (or external, per its args).
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub node: String,
+    pub etcd: Etcd,
+    pub proc: Proc,
+}
+
+pub struct ServerBuilder {
+    etcd: Etcd,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    wait_ready: bool,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+    pub fn dir(mut self, d: tempfile::TempDir) -> Self {
+        self.dir = Some(d);
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("no-config.yaml"), "").unwrap();
+        let (port, client_port, peer_port) = (free_port(), free_port(), free_port());
+        let node = "n1".to_string();
+        let mut cmd = Command::new(etcdsnap_bin());
+        cmd.arg("server")
+            .arg("-d")
+            .arg(dir.path())
+            .args(["--node-name", &node, "--bind-address", "127.0.0.1"])
+            .arg(format!("--https-listen-port={port}"))
+            .arg(format!("--etcd-client-port={client_port}"))
+            .arg(format!("--etcd-peer-port={peer_port}"))
+            .arg(format!("--etcd-binary={}", self.etcd.etcd().display()))
+            .args(&self.args)
+            .env("ETCDSNAP_CONFIG_FILE", dir.path().join("no-config.yaml"))
+            .env("RUST_LOG", "info");
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        let log = dir.path().join("server.log");
+        let proc = Proc::spawn("etcdsnap server", cmd, log);
+        let mut s = Server {
+            dir,
+            port,
+            client_port,
+            peer_port,
+            node,
+            etcd: self.etcd,
+            proc,
+        };
+        if self.wait_ready {
+            s.wait_healthy();
+        }
+        s
+    }
+}
+
+impl Server {
+    pub fn builder(etcd: Etcd) -> ServerBuilder {
+        ServerBuilder {
+            etcd,
+            args: Vec::new(),
+            envs: Vec::new(),
+            wait_ready: true,
+            dir: None,
+        }
+    }
+
+    pub fn start(etcd: Etcd) -> Server {
+        Self::builder(etcd).start()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn wait_healthy(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some((200, _)) = https_get(&format!("{}/healthz", self.url())) {
+                return;
+            }
+            if let Ok(Some(st)) = self.proc.child.try_wait() {
+                panic!(
+                    "server exited ({st}) before it was healthy; log:\n{}",
+                    self.proc.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server not healthy in 30s; log:\n{}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.dir.path().join("server/db/snapshots")
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server/token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `etcdsnap etcd-snapshot <args>` against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(etcdsnap_bin());
+        cmd.arg("etcd-snapshot")
+            .args(args)
+            .arg("-d")
+            .arg(self.dir.path())
+            .arg(format!("--etcd-server={}", self.url()))
+            .env(
+                "ETCDSNAP_CONFIG_FILE",
+                self.dir.path().join("no-config.yaml"),
+            );
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Files in the snapshot dir, sorted.
+    pub fn snapshot_files(&self) -> Vec<String> {
+        list_files(&self.snapshot_dir())
+    }
+
+    /// Client certificates of the embedded etcd.
+    pub fn etcd_tls(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let d = self.dir.path().join("server/tls/etcd");
+        (
+            d.join("server-ca.crt"),
+            d.join("client.crt"),
+            d.join("client.key"),
+        )
+    }
+
+    pub fn etcd_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Writes keys into the embedded etcd.
+    pub fn put(&self, kvs: &[(String, Vec<u8>)]) {
+        let (ca, cert, key) = self.etcd_tls();
+        put_keys(&self.etcd_endpoint(), Some((&ca, &cert, &key)), kvs);
+    }
+}
+
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Connects inside the caller's runtime (a tonic channel dies with the runtime that made it).
+pub async fn etcd_client(
+    endpoint: &str,
+    tls: Option<(&Path, &Path, &Path)>,
+) -> etcd_client::Client {
+    let mut opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    if let Some((ca, cert, key)) = tls {
+        opts = opts.with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(
+                    std::fs::read(ca).unwrap(),
+                ))
+                .identity(etcd_client::Identity::from_pem(
+                    std::fs::read(cert).unwrap(),
+                    std::fs::read(key).unwrap(),
+                )),
+        );
+    }
+    etcd_client::Client::connect([endpoint], Some(opts))
+        .await
+        .unwrap()
+}
+
+pub fn put_keys(endpoint: &str, tls: Option<(&Path, &Path, &Path)>, kvs: &[(String, Vec<u8>)]) {
+    rt().block_on(async {
+        let mut c = etcd_client(endpoint, tls).await;
+        for (k, v) in kvs {
+            c.put(k.as_str(), v.clone(), None).await.unwrap();
+        }
+    });
+}
+
+pub fn get_key(endpoint: &str, tls: Option<(&Path, &Path, &Path)>, key: &str) -> Option<Vec<u8>> {
+    rt().block_on(async {
+        let mut c = etcd_client(endpoint, tls).await;
+        let r = c.get(key, None).await.unwrap();
+        r.kvs().first().map(|kv| kv.value().to_vec())
+    })
+}
+
+/// A plain etcd process (no etcdsnap), on free ports, optionally with mTLS.
+pub struct PlainEtcd {
+    pub dir: tempfile::TempDir,
+    pub client_port: u16,
+    pub certs: Option<EtcdCerts>,
+    pub proc: Proc,
+}
+
+impl PlainEtcd {
+    /// Starts etcd on `data_dir` (or a fresh one); `tls` turns on client-cert auth.
+    pub fn start(
+        v: Etcd,
+        data_dir: Option<PathBuf>,
+        name: &str,
+        peer_port: Option<u16>,
+        tls: bool,
+    ) -> PlainEtcd {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data_dir.unwrap_or_else(|| dir.path().join("data"));
+        let cp = free_port();
+        let pp = peer_port.unwrap_or_else(free_port);
+        let scheme = if tls { "https" } else { "http" };
+        let mut cmd = Command::new(v.etcd());
+        cmd.arg(format!("--name={name}"))
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={scheme}://127.0.0.1:{cp}"))
+            .arg(format!("--advertise-client-urls={scheme}://127.0.0.1:{cp}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{pp}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{pp}"
+            ))
+            .arg(format!("--initial-cluster={name}=http://127.0.0.1:{pp}"));
+        let certs = if tls {
+            let c = ensure_etcd_certs(&dir.path().join("tls"), &default_hosts(&[])).unwrap();
+            cmd.arg(format!("--cert-file={}", c.server_cert.display()))
+                .arg(format!("--key-file={}", c.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", c.server_ca.display()))
+                .arg("--client-cert-auth=true");
+            Some(c)
+        } else {
+            None
+        };
+        let log = dir.path().join("etcd.log");
+        let proc = Proc::spawn("etcd", cmd, log);
+        let e = PlainEtcd {
+            dir,
+            client_port: cp,
+            certs,
+            proc,
+        };
+        let ep = e.endpoint();
+        let tls_paths = e.tls_paths();
+        wait_for(Duration::from_secs(20), "plain etcd", || {
+            let t = tls_paths
+                .as_ref()
+                .map(|(a, b, c)| (a.as_path(), b.as_path(), c.as_path()));
+            let ok = rt().block_on(async {
+                let mut opts =
+                    etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(1));
+                if let Some((ca, cert, key)) = t {
+                    opts = opts.with_tls(
+                        etcd_client::TlsOptions::new()
+                            .ca_certificate(etcd_client::Certificate::from_pem(
+                                std::fs::read(ca).ok()?,
+                            ))
+                            .identity(etcd_client::Identity::from_pem(
+                                std::fs::read(cert).ok()?,
+                                std::fs::read(key).ok()?,
+                            )),
+                    );
+                }
+                let mut c = etcd_client::Client::connect([ep.as_str()], Some(opts))
+                    .await
+                    .ok()?;
+                c.status().await.ok()
+            });
+            ok.map(|_| ())
+        });
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf, PathBuf)> {
+        self.certs.as_ref().map(|c| {
+            (
+                c.server_ca.clone(),
+                c.client_cert.clone(),
+                c.client_key.clone(),
+            )
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let t = self.tls_paths();
+        get_key(
+            &self.endpoint(),
+            t.as_ref()
+                .map(|(a, b, c)| (a.as_path(), b.as_path(), c.as_path())),
+            key,
+        )
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts failure and returns stderr.
+#[track_caller]
+pub fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "command unexpectedly succeeded:\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    stderr(o)
+}
