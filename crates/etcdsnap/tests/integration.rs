@@ -1,10 +1,15 @@
 //! Integration tests against real etcd 3.4 and 3.5 processes and real `etcdsnap server`s.
 
 #[path = "integration/harness.rs"]
+#[macro_use]
 mod harness;
+#[path = "../../etcdsnap-core/tests/s3_support/mod.rs"]
+mod s3_support;
 
 #[path = "integration/config_file.rs"]
 mod config_file;
+#[path = "integration/s3.rs"]
+mod s3;
 #[path = "integration/server.rs"]
 mod server;
 #[path = "integration/snapshots.rs"]

@@ -35,6 +35,7 @@ pub struct EtcdTarget {
 pub struct MemberStatus {
     pub endpoint: String,
     pub member_id: u64,
+    pub cluster_id: u64,
     pub version: String,
     pub db_size: i64,
     pub is_learner: bool,
@@ -113,6 +114,7 @@ impl EtcdTarget {
         let status = MemberStatus {
             endpoint: endpoint.to_string(),
             member_id: st.header().map(|h| h.member_id()).unwrap_or_default(),
+            cluster_id: st.header().map(|h| h.cluster_id()).unwrap_or_default(),
             version: st.version().to_string(),
             db_size: st.db_size(),
             is_learner: st.is_learner(),

@@ -236,7 +236,6 @@ pub async fn run(
             data_dir: cfg.data_dir.clone(),
             compression_level: cfg.compression_level,
             token_hash: token.hash12(),
-            cluster_id: String::new(),
             idle_timeout: Duration::from_secs(120),
         },
     );

@@ -37,8 +37,6 @@ pub struct EngineConfig {
     pub compression_level: i64,
     /// 12-hex hash of the server token, recorded in S3 metadata.
     pub token_hash: String,
-    /// Cluster identity recorded in S3 metadata (`K3s-Cluster-Id`).
-    pub cluster_id: String,
     /// A snapshot stream silent this long is abandoned.
     pub idle_timeout: Duration,
 }
@@ -62,6 +60,8 @@ pub struct Engine<E> {
     cfg: EngineConfig,
     save_lock: tokio::sync::Mutex<()>,
     s3_cache: S3StoreCache,
+    /// Cluster identity recorded in S3 metadata (`K3s-Cluster-Id`), known once etcd answers.
+    cluster_id: std::sync::OnceLock<String>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -72,6 +72,7 @@ impl<E: EtcdSource> Engine<E> {
             cfg,
             save_lock: tokio::sync::Mutex::new(()),
             s3_cache: S3StoreCache::default(),
+            cluster_id: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
         }
     }
@@ -89,10 +90,23 @@ impl<E: EtcdSource> Engine<E> {
         Ok(LocalStore::new(dir, self.cfg.node_name.clone()))
     }
 
+    /// The cluster identity recorded with uploads: the etcd cluster ID in hex, asked of etcd
+    /// the first time it is needed.
+    pub async fn cluster_id(&self) -> Result<String> {
+        if let Some(id) = self.cluster_id.get() {
+            return Ok(id.clone());
+        }
+        let st = self.etcd.status().await?;
+        Ok(self
+            .cluster_id
+            .get_or_init(|| format!("{:016x}", st.cluster_id))
+            .clone())
+    }
+
     /// Connects to S3 (cached by configuration). Failures are `Error::S3Init`.
     pub async fn s3(&self, cfg: &S3Config) -> Result<Arc<S3Store>> {
         let identity = S3Identity {
-            cluster_id: self.cfg.cluster_id.clone(),
+            cluster_id: self.cluster_id().await?,
             node_name: self.cfg.node_name.clone(),
             token_hash: self.cfg.token_hash.clone(),
         };

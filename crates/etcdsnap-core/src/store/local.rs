@@ -29,6 +29,10 @@ pub fn resolve_snapshot_dir(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => {
             let d = default_snapshot_dir(data_dir);
+            if !create && !d.exists() {
+                // Nothing was ever saved here: an empty store, not an error.
+                return Ok(d);
+            }
             if create && !d.exists() {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -138,7 +142,7 @@ impl LocalStore {
         while let Some(d) = stack.pop() {
             let rd = match std::fs::read_dir(&d) {
                 Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && d != self.dir => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("read snapshot dir", &d, e)),
             };
             for entry in rd {

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 use etcdsnap_core::tls::{EtcdCerts, default_hosts, ensure_etcd_certs};
 
+/// Generates one test per etcd version from a function taking [`Etcd`].
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn etcd_3_4() {
+                super::$body(crate::harness::Etcd::V34)
+            }
+            #[test]
+            fn etcd_3_5() {
+                super::$body(crate::harness::Etcd::V35)
+            }
+        }
+    };
+}
+
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -578,4 +594,12 @@ pub fn fails(o: &Output) -> String {
         stderr(o)
     );
     stderr(o)
+}
+
+impl ServerBuilder {
+    /// Names the server's node `name` instead of `n1` (the `--node-name` given last wins). The
+    /// `node` field of the started [`Server`] still says `n1`.
+    pub fn node(self, name: &str) -> Self {
+        self.args(["--node-name", name])
+    }
 }

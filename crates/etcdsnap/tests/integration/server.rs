@@ -94,21 +94,6 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn etcd_3_4() {
-                super::$body(crate::harness::Etcd::V34)
-            }
-            #[test]
-            fn etcd_3_5() {
-                super::$body(crate::harness::Etcd::V35)
-            }
-        }
-    };
-}
-
 both!(scheduled_snapshots_use_prefix_and_retention, scheduled);
 fn scheduled(v: Etcd) {
     let s = Server::builder(v)
@@ -206,7 +191,7 @@ fn etcd_death_stops_the_server_with_its_log() {
     );
 }
 
-fn child_pids(pid: i32) -> Vec<i32> {
+pub fn child_pids(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in rd.flatten() {

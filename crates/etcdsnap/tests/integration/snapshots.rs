@@ -17,22 +17,6 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// Generates one test per etcd version.
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn etcd_3_4() {
-                super::$body(crate::harness::Etcd::V34)
-            }
-            #[test]
-            fn etcd_3_5() {
-                super::$body(crate::harness::Etcd::V35)
-            }
-        }
-    };
-}
-
 both!(save_is_named_verified_and_restorable, save_and_restore);
 fn save_and_restore(v: Etcd) {
     let s = Server::start(v);
@@ -358,6 +342,28 @@ fn prune_rules(v: Etcd) {
 }
 
 #[test]
+fn cli_requests_use_the_server_snapshot_dir() {
+    let custom = tempfile::tempdir().unwrap();
+    let s = Server::builder(Etcd::V35)
+        .arg(format!("--etcd-snapshot-dir={}", custom.path().display()))
+        .start();
+    ok(&s.cli(&["save"]));
+    assert_eq!(list_files(custom.path()).len(), 1);
+    assert!(s.snapshot_files().is_empty());
+    let table = ok(&s.cli(&["ls"]));
+    assert!(
+        table.contains(&format!("file://{}/on-demand-n1-", custom.path().display())),
+        "{table}"
+    );
+    // delete and prune on a server that never wrote to the default dir are not errors.
+    let s2 = Server::start(Etcd::V34);
+    ok(&s2.cli(&["prune"]));
+    let out = s2.cli(&["delete", "nothing-here"]);
+    ok(&out);
+    assert!(stderr(&out).contains("Snapshot nothing-here not found."));
+}
+
+#[test]
 fn custom_snapshot_dir_must_exist() {
     let s = Server::start(Etcd::V35);
     let missing = s.data_dir().join("does-not-exist");
@@ -454,4 +460,41 @@ fn wrong_token_is_rejected_with_a_clear_error() {
     .env("ETCDSNAP_CONFIG_FILE", empty_config());
     let err = fails(&cmd.output().unwrap());
     assert!(err.contains("cannot reach the etcdsnap server"), "{err}");
+}
+
+#[test]
+fn etcd_dying_mid_save_leaves_no_file() {
+    let mut s = Server::start(Etcd::V35);
+    let big: Vec<(String, Vec<u8>)> = (0..96)
+        .map(|i| (format!("/big/{i}"), vec![(i % 251) as u8; 1 << 20]))
+        .collect();
+    s.put(&big);
+    let mut save = Command::new(etcdsnap_bin());
+    save.args(["etcd-snapshot", "save", "--snapshot-compress", "-d"])
+        .arg(s.data_dir())
+        .arg(format!("--etcd-server={}", s.url()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let save = save.spawn().unwrap();
+    wait_for(Duration::from_secs(20), "a .part file", || {
+        s.snapshot_files()
+            .iter()
+            .any(|f| f.ends_with(".part"))
+            .then_some(())
+    });
+    let etcd = crate::server::child_pids(s.proc.pid());
+    assert_eq!(etcd.len(), 1);
+    // SAFETY: killing the etcd our server started.
+    unsafe {
+        libc::kill(etcd[0], libc::SIGKILL);
+    }
+    let out = save.wait_with_output().unwrap();
+    assert!(!out.status.success(), "save succeeded with etcd killed");
+    s.proc.wait_exit(Duration::from_secs(90));
+    assert_eq!(
+        s.snapshot_files(),
+        Vec::<String>::new(),
+        "a partial snapshot was left"
+    );
 }

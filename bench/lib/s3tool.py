@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""boto3 side of bench/s3.sh (run with MOTO_PYTHON, which has boto3).
+
+usage: s3tool.py ENDPOINT_URL AK SK BUCKET list PREFIX
+       s3tool.py ENDPOINT_URL AK SK BUCKET upload FILE KEY
+       s3tool.py ENDPOINT_URL AK SK BUCKET count PREFIX
+
+`list` is a bare paginated ListObjectsV2 of PREFIX that only counts keys; `upload` is
+upload_file with 8 MiB parts, 2 in flight (etcdsnap's settings). Both print one JSON line
+with "inproc_seconds": the time from before creating the client to the end of the operation
+(Python start-up and `import boto3` excluded; the caller times the whole process).
+"""
+
+import json
+import sys
+import time
+
+t_start = time.monotonic()
+import boto3  # noqa: E402
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+t_imported = time.monotonic()
+
+
+def client(ep, ak, sk):
+    return boto3.client(
+        "s3", endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key=sk,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def main():
+    ep, ak, sk, bucket, op = sys.argv[1:6]
+    args = sys.argv[6:]
+    t0 = time.monotonic()
+    c = client(ep, ak, sk)
+    out = {}
+    if op in ("list", "count"):
+        n = pages = 0
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=args[0]):
+            pages += 1
+            n += page.get("KeyCount", len(page.get("Contents", [])))
+        out.update(keys=n, pages=pages)
+    elif op == "upload":
+        cfg = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20,
+                             max_concurrency=2)
+        c.upload_file(args[0], bucket, args[1], Config=cfg)
+        out.update(key=args[1])
+    else:
+        sys.exit(f"unknown op {op}")
+    t1 = time.monotonic()
+    out.update(inproc_seconds=t1 - t0, import_seconds=t_imported - t_start)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
