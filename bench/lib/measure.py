@@ -4,7 +4,7 @@
 usage: measure.py [--pid NAME=PID ...] [--interval S] [--reset-hwm] -- CMD ARGS...
 
 Prints one JSON object on stdout:
-  {"rc": 0, "seconds": 12.3,
+  {"rc": 0, "seconds": 12.3, "child_cpu_seconds": 0.4,
    "pids": {"server": {"rss_before_kib": ..., "rss_max_kib": ..., "rss_growth_kib": ...,
                        "hwm_before_kib": ..., "hwm_after_kib": ..., "samples": ...}, ...}}
 
@@ -38,6 +38,16 @@ def read_status(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pid", action="append", default=[], help="NAME=PID")
@@ -63,6 +73,7 @@ def main():
                 hwm_reset[name] = False
 
     before = {n: read_status(p) for n, p in pids.items()}
+    cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
     peak = {n: before[n].get("VmRSS", 0) for n in pids}
     samples = {n: 0 for n in pids}
     stop = threading.Event()
@@ -86,8 +97,10 @@ def main():
     stop.set()
     th.join()
     after = {n: read_status(p) for n, p in pids.items()}
+    cpu_after = {n: cpu_seconds(p) for n, p in pids.items()}
 
-    res = {"rc": rc, "seconds": t1 - t0, "pids": {}}
+    res = {"rc": rc, "seconds": t1 - t0, "pids": {},
+           "child_cpu_seconds": sum(os.times()[2:4])}
     for n in pids:
         b = before[n].get("VmRSS", 0)
         res["pids"][n] = {
@@ -99,6 +112,7 @@ def main():
             "hwm_after_kib": after[n].get("VmHWM", 0),
             "hwm_reset": hwm_reset.get(n, False),
             "samples": samples[n],
+            "cpu_seconds": cpu_after[n] - cpu_before[n],
         }
     json.dump(res, sys.stdout)
     print()

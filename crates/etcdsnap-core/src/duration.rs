@@ -29,6 +29,17 @@ const UNITS_HINT: &str = "use ns, us, ms, s, m or h, e.g. 30s, 5m0s or 1h30m";
 ///
 /// The error text names the input and says what is wrong with it.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    match parse_go_duration_signed(s)? {
+        (true, _) => Err(format!(
+            "invalid duration {s:?}: negative durations are not allowed"
+        )),
+        (false, d) => Ok(d),
+    }
+}
+
+/// Like [`parse_go_duration`], but a negative value is returned as `(true, magnitude)` instead
+/// of refused (K3s reads a negative timeout from JSON and then rejects it as not above 0s).
+pub fn parse_go_duration_signed(s: &str) -> Result<(bool, Duration), String> {
     let bad = |problem: String| format!("invalid duration {s:?}: {problem}");
 
     let (negative, mut rest) = match s.as_bytes().first() {
@@ -37,7 +48,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         _ => (false, s),
     };
     if rest == "0" {
-        return Ok(Duration::ZERO);
+        return Ok((false, Duration::ZERO));
     }
     if rest.is_empty() {
         return Err(bad(format!("no number or unit; {UNITS_HINT}")));
@@ -96,10 +107,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         rest = after_unit;
     }
 
-    if negative && total != 0 {
-        return Err(bad("negative durations are not allowed".to_string()));
-    }
-    Ok(Duration::from_nanos(total as u64))
+    Ok((negative && total != 0, Duration::from_nanos(total as u64)))
 }
 
 /// Formats a duration as Go's `time.Duration.String` does: `0s`, `30s`, `1.5s`, `5m0s`,

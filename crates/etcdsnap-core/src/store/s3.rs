@@ -45,10 +45,8 @@ pub use self::client::{
 pub use self::config::{
     BucketLookup, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION, DEFAULT_TIMEOUT, S3Config,
 };
-pub use self::godur::{
-    SignedDuration, format_go_duration, parse_go_duration, parse_go_duration_signed,
-};
 pub use self::keys::{METADATA_DIR, name_timestamp};
+use crate::duration::format_go_duration;
 
 use self::client::{Cause, describe_error, scrub};
 use self::keys::{ObjectKind, RetentionCandidate, check_file_name, classify, retention_victims};

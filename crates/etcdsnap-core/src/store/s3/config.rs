@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::godur::{self, format_go_duration};
+use super::godur;
+use crate::duration::format_go_duration;
 use crate::store::S3Spec;
 use crate::{Error, Result};
 
