@@ -37,7 +37,8 @@ echo "s3s-fs:   $S3S_FS_BIN"
 echo
 
 S3_PORT=$(free_port)
-"$S3S_FS_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AK" --secret-key "$SK" \
+# Debug logging of s3s-fs gives one timestamped line per part written (lib/s3s_phases.py).
+RUST_LOG=s3s_fs=debug "$S3S_FS_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AK" --secret-key "$SK" \
     "$S3DATA" >"$BENCH_TMP/s3s-fs.log" 2>&1 </dev/null &
 S3_PID=$!
 track "$S3_PID"
@@ -196,6 +197,10 @@ print(table(["save measure", "save alone", "save --s3", "upload part (diff)", "b
     ["MB/s of raw db", f"{raw / m_save / 1e6:.0f}", f"{raw / m_s3 / 1e6:.0f}",
      f"{raw / (m_s3 - m_save) / 1e6:.0f}" if m_s3 > m_save else "-", f"{raw / m_up / 1e6:.0f}"],
     ["server RSS growth MiB (max of rounds; max(sampled, HWM))", f"{srv(save):.1f}", f"{srv(s3):.1f}", "", ""],
+    ["CPU s: server / etcd / s3s-fs / client (medians)"] +
+    [" / ".join(f"{med(r['pids'][p].get('cpu_seconds', 0) for r in rs):.2f}" if p in rs[0]['pids'] else "-"
+                for p in ("server", "etcd", "s3s-fs")) + f" / {med(r.get('child_cpu_seconds', 0) for r in rs):.2f}"
+     for rs in (save, s3)] + ["", f"- / - / {med(r['pids']['s3s-fs'].get('cpu_seconds', 0) for r in up):.2f} / {med(r.get('child_cpu_seconds', 0) for r in up):.2f}"],
     ["s3s-fs RSS growth MiB (info)", f"{max(mib(r['pids']['s3s-fs']['rss_growth_kib']) for r in save):.1f}",
      f"{max(mib(r['pids']['s3s-fs']['rss_growth_kib']) for r in s3):.1f}", "",
      f"{max(mib(r['pids']['s3s-fs']['rss_growth_kib']) for r in up):.1f}"],
@@ -224,5 +229,9 @@ print()
 print(v)
 print("all runs succeeded" if not bad else "SOME RUNS FAILED")
 EOF
+echo
+echo "== multipart uploads as s3s-fs saw them (snaps/ = etcdsnap, boto3/ = boto3 upload_file;"
+echo "   'complete s' = CompleteMultipartUpload re-copying all parts, an s3s-fs cost)"
+python3 "$BENCH_LIB/s3s_phases.py" "$BENCH_TMP/s3s-fs.log"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

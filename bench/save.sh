@@ -129,6 +129,9 @@ print(table(["measure", "etcdctl", "etcdsnap", "etcdsnap --snapshot-compress"], 
     ["server RSS growth MiB (max of rounds, sampled 50 ms)", f"{srv(ctl):.1f}", f"{srv(snap):.1f}", f"{srv(z):.1f}"],
     ["server VmHWM - RSS before MiB (max of rounds)", f"{srv_hwm(ctl):.1f}", f"{srv_hwm(snap):.1f}", f"{srv_hwm(z):.1f}"],
     ["etcd child RSS growth MiB (info)", f"{etcd(ctl):.1f}", f"{etcd(snap):.1f}", f"{etcd(z):.1f}"],
+    ["CPU s per save: server / etcd child / CLI (medians)"] +
+    [" / ".join(f"{med(r['pids'][p].get('cpu_seconds', 0) for r in rs):.2f}" for p in ("server", "etcd"))
+     + f" / {med(r.get('child_cpu_seconds', 0) for r in rs):.2f}" for rs in (ctl, snap, z)],
 ]))
 v = Verdicts()
 v.check("save time etcdsnap/etcdctl (medians)", m_snap / m_ctl, "<=", 1.1)

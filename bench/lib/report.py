@@ -39,6 +39,12 @@ def table(headers, rows):
     return "\n".join(out)
 
 
+def cpu(d):
+    """CPU seconds (user+sys) of a process during the run, or of the measured command."""
+    v = d.get("cpu_seconds", d.get("child_cpu_seconds"))
+    return "-" if v is None else f"{v:.2f}"
+
+
 def rounds_table(recs, kinds, extra=None):
     """One row per run: kind, round, seconds, rc, RSS figures of every sampled process."""
     extra = extra or []
@@ -47,22 +53,22 @@ def rounds_table(recs, kinds, extra=None):
         for p in r.get("pids", {}):
             if p not in pids:
                 pids.append(p)
-    headers = ["kind", "round", "seconds", "rc"] + [h for h, _ in extra]
+    headers = ["kind", "round", "seconds", "rc", "cmd CPU s"] + [h for h, _ in extra]
     for p in pids:
-        headers += [f"{p} RSS before MiB", f"{p} RSS growth MiB", f"{p} HWM MiB"]
+        headers += [f"{p} RSS before MiB", f"{p} RSS growth MiB", f"{p} HWM MiB", f"{p} CPU s"]
     rows = []
     for r in recs:
         if r["kind"] not in kinds:
             continue
-        row = [r["kind"], r["round"], f"{r['seconds']:.2f}", r["rc"]]
+        row = [r["kind"], r["round"], f"{r['seconds']:.2f}", r["rc"], cpu(r)]
         row += [f(r) for _, f in extra]
         for p in pids:
             d = r.get("pids", {}).get(p)
             if d:
                 row += [f"{mib(d['rss_before_kib']):.1f}", f"{mib(d['rss_growth_kib']):.1f}",
-                        f"{mib(d['hwm_after_kib']):.1f}"]
+                        f"{mib(d['hwm_after_kib']):.1f}", cpu(d)]
             else:
-                row += ["-", "-", "-"]
+                row += ["-", "-", "-", "-"]
         rows.append(row)
     return table(headers, rows)
 

@@ -4,11 +4,15 @@
 usage: s3tool.py ENDPOINT_URL AK SK BUCKET list PREFIX
        s3tool.py ENDPOINT_URL AK SK BUCKET upload FILE KEY
        s3tool.py ENDPOINT_URL AK SK BUCKET count PREFIX
+       s3tool.py ENDPOINT_URL AK SK BUCKET mpu FILE KEY
 
 `list` is a bare paginated ListObjectsV2 of PREFIX that only counts keys; `upload` is
 upload_file with 8 MiB parts, 2 in flight (etcdsnap's settings). Both print one JSON line
 with "inproc_seconds": the time from before creating the client to the end of the operation
 (Python start-up and `import boto3` excluded; the caller times the whole process).
+`mpu` is the same multipart upload done by hand, timing its phases separately
+(parts_seconds: all UploadPart requests; complete_seconds: CompleteMultipartUpload alone), to
+show how much of an upload is the server's completion step.
 """
 
 import json
@@ -48,6 +52,28 @@ def main():
                              max_concurrency=2)
         c.upload_file(args[0], bucket, args[1], Config=cfg)
         out.update(key=args[1])
+    elif op == "mpu":
+        from concurrent.futures import ThreadPoolExecutor
+        path, key, part = args[0], args[1], 8 << 20
+        uid = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+
+        def put(n):
+            with open(path, "rb") as f:
+                f.seek((n - 1) * part)
+                body = f.read(part)
+            r = c.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=n, Body=body)
+            return {"PartNumber": n, "ETag": r["ETag"]}
+
+        import os
+        nparts = max(1, -(-os.path.getsize(path) // part))
+        t_parts = time.monotonic()
+        with ThreadPoolExecutor(2) as ex:
+            parts = list(ex.map(put, range(1, nparts + 1)))
+        t_complete = time.monotonic()
+        c.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=uid,
+                                    MultipartUpload={"Parts": parts})
+        out.update(parts=nparts, parts_seconds=t_complete - t_parts,
+                   complete_seconds=time.monotonic() - t_complete)
     else:
         sys.exit(f"unknown op {op}")
     t1 = time.monotonic()

@@ -199,6 +199,94 @@ async fn multipart_upload_of_large_file_and_download_round_trip() {
     assert!(!snapdir.join(format!("{name}.part")).exists());
 }
 
+/// Writes `data` into a file in steps, reporting progress like the snapshot writer; `fail`
+/// makes the writer report a failure (a bad checksum, say) after all bytes were written.
+async fn write_growing(
+    path: &std::path::Path,
+    data: &[u8],
+    tx: etcdsnap_core::store::growing::GrowthSender,
+    fail: bool,
+) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .unwrap();
+    tx.opened(&f).unwrap();
+    for piece in data.chunks(1 << 20) {
+        f.write_all(piece).unwrap();
+        tx.wrote(piece.len());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if fail {
+        tx.failed("snapshot checksum mismatch");
+    } else {
+        tx.finished(data.len() as u64);
+    }
+}
+
+#[tokio::test]
+async fn growing_upload_streams_parts_and_completes_after_the_writer() {
+    let server = S3sFs::start(&[BUCKET]);
+    let store = S3Store::connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "on-demand-node-a-1730000001";
+    let data = raw_snapshot(UPLOAD_CHUNK_SIZE * 5 / 2, 9);
+    let (tx, rx) = etcdsnap_core::store::growing::growing();
+    let path = dir.path().join(name);
+    let up = store.upload_growing(name, rx, None);
+    let (rec, ()) = tokio::join!(up, write_growing(&path, &data, tx, false));
+    let rec = rec.unwrap();
+    assert_eq!(rec.size, data.len() as u64);
+    let raw = server.raw_client(BUCKET);
+    let h = head(&raw, &format!("grow/{name}")).await;
+    assert!(
+        h.meta
+            .e_tag
+            .unwrap_or_default()
+            .trim_matches('"')
+            .ends_with("-3")
+    );
+    let got = raw
+        .get(&ObjPath::from(format!("grow/{name}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == data.as_slice(), "uploaded bytes differ");
+}
+
+#[tokio::test]
+async fn growing_upload_is_abandoned_when_the_writer_fails() {
+    let server = S3sFs::start(&[BUCKET]);
+    let store = S3Store::connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, size) in [
+        ("on-demand-node-a-1730000002", UPLOAD_CHUNK_SIZE * 5 / 2),
+        ("on-demand-node-a-1730000003", 4096),
+    ] {
+        let data = raw_snapshot(size, 3);
+        let (tx, rx) = etcdsnap_core::store::growing::growing();
+        let path = dir.path().join(name);
+        let up = store.upload_growing(name, rx, None);
+        let (rec, ()) = tokio::join!(up, write_growing(&path, &data, tx, true));
+        let err = rec.unwrap_err().to_string();
+        assert!(err.contains("snapshot checksum mismatch"), "{err}");
+        let raw = server.raw_client(BUCKET);
+        assert!(
+            !exists(&raw, &format!("grow/{name}")).await,
+            "{name} must not be in S3"
+        );
+    }
+}
+
 #[tokio::test]
 async fn download_verifies_and_fetches_metadata() {
     let server = S3sFs::start(&[BUCKET]);

@@ -17,6 +17,7 @@ use chrono::Utc;
 use crate::api::SnapshotResult;
 use crate::etcd::EtcdSource;
 use crate::naming::{snapshot_base_name, validate_plain_name, validate_prefix};
+use crate::store::growing::growing;
 use crate::store::local::{LocalStore, resolve_snapshot_dir};
 use crate::store::s3::{S3Config, S3Identity, S3Store, S3StoreCache};
 use crate::store::{SnapshotRecord, SnapshotStore};
@@ -129,45 +130,86 @@ impl<E: EtcdSource> Engine<E> {
     async fn save_locked(&self, req: &SaveRequest) -> Result<SnapshotResult> {
         validate_prefix(&req.prefix)?;
         let local = self.local(req.dir.as_deref(), true)?;
+        let mut result = SnapshotResult::default();
+        // The S3 client first, so the upload can run while the snapshot streams; if it cannot
+        // be built, the local snapshot is still taken.
+        let s3 = match &req.s3 {
+            Some(cfg) => match self.s3(cfg).await {
+                Ok(store) => Some((cfg, store)),
+                Err(e) => {
+                    tracing::error!("Error received during snapshot upload to S3: {e}");
+                    result.warnings.push(format!("S3 upload failed: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let local_started = Instant::now();
-        let written = async {
-            let (member, stream) = self.etcd.snapshot().await?;
-            let now = Utc::now();
-            let spec = WriteSpec {
-                dir: local.dir().to_path_buf(),
-                base_name: snapshot_base_name(&req.prefix, &self.cfg.node_name, now),
-                compress: req.compress,
-                compression_level: self.cfg.compression_level,
-                created: now,
-                idle_timeout: self.cfg.idle_timeout,
-            };
-            tracing::info!(
-                "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
-                writer::final_path(&spec).display(),
-                member.member_id,
-                member.endpoint,
-                member.version
-            );
-            write_stream(stream, spec).await
-        }
-        .await;
+        let opened = self.etcd.snapshot().await;
+        let (member, stream) = opened.inspect_err(|e| {
+            Metrics::observe(&self.metrics.save_local, false, local_started.elapsed());
+            tracing::error!("Failed to take etcd snapshot: {e}");
+        })?;
+        let now = Utc::now();
+        let spec = WriteSpec {
+            dir: local.dir().to_path_buf(),
+            base_name: snapshot_base_name(&req.prefix, &self.cfg.node_name, now),
+            compress: req.compress,
+            compression_level: self.cfg.compression_level,
+            created: now,
+            idle_timeout: self.cfg.idle_timeout,
+        };
+        let final_path = writer::final_path(&spec);
+        let file_name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tracing::info!(
+            "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
+            final_path.display(),
+            member.member_id,
+            member.endpoint,
+            member.version
+        );
+        let (growth, upload) = match &s3 {
+            Some((_, store)) => {
+                let (tx, rx) = growing();
+                let store = store.clone();
+                let name = file_name.clone();
+                let sidecar = local.sidecar_path(&file_name);
+                let task = tokio::spawn(async move {
+                    let started = Instant::now();
+                    let r = store.upload_growing(&name, rx, Some(&sidecar)).await;
+                    (r, started.elapsed())
+                });
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
+        let written = write_stream(stream, spec, growth).await;
         Metrics::observe(
             &self.metrics.save_local,
             written.is_ok(),
             local_started.elapsed(),
         );
-        let written =
-            written.inspect_err(|e| tracing::error!("Failed to take etcd snapshot: {e}"))?;
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("Failed to take etcd snapshot: {e}");
+                if let Some(task) = upload {
+                    // The uploader aborts its multipart upload when the writer fails.
+                    let _ = task.await;
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(
             "Snapshot {} saved ({} bytes on disk, {} bytes of database)",
             written.path.display(),
             written.size,
             written.raw_size
         );
-        let mut result = SnapshotResult {
-            created: vec![written.file_name.clone()],
-            ..Default::default()
-        };
+        result.created.push(written.file_name.clone());
         if req.retention > 0 {
             match local.apply_retention(&req.prefix, req.retention).await {
                 Ok(deleted) => result.deleted.extend(deleted),
@@ -177,56 +219,35 @@ impl<E: EtcdSource> Engine<E> {
                 }
             }
         }
-        if let Some(s3cfg) = &req.s3 {
-            self.upload_and_prune(s3cfg, &local, &written.path, &req.prefix, &mut result)
-                .await;
+        if let (Some((cfg, store)), Some(task)) = (s3, upload) {
+            let (up, took) = match task.await {
+                Ok(x) => x,
+                Err(e) => (
+                    Err(Error::Other(format!("upload task failed: {e}"))),
+                    Duration::ZERO,
+                ),
+            };
+            Metrics::observe(&self.metrics.save_s3, up.is_ok(), took);
+            match up {
+                Ok(rec) => {
+                    tracing::info!("Uploaded snapshot to {}", rec.location);
+                    result.created.push(written.file_name.clone());
+                }
+                Err(e) => {
+                    tracing::error!("Error received during snapshot upload to S3: {e}");
+                    result.warnings.push(format!("S3 upload failed: {e}"));
+                }
+            }
+            // Retention runs even after a failed upload: a full bucket may be the cause.
+            match store.apply_retention(&req.prefix, cfg.retention).await {
+                Ok(deleted) => result.deleted.extend(deleted),
+                Err(e) => {
+                    tracing::warn!("Failed to apply s3 snapshot retention policy: {e}");
+                    result.warnings.push(format!("S3 retention failed: {e}"));
+                }
+            }
         }
         Ok(result)
-    }
-
-    async fn upload_and_prune(
-        &self,
-        s3cfg: &S3Config,
-        local: &LocalStore,
-        path: &Path,
-        prefix: &str,
-        result: &mut SnapshotResult,
-    ) {
-        let store = match self.s3(s3cfg).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("Error received during snapshot upload to S3: {e}");
-                result.warnings.push(format!("S3 upload failed: {e}"));
-                return;
-            }
-        };
-        let started = Instant::now();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let sidecar = local.sidecar_path(&name);
-        let sidecar = sidecar.exists().then_some(sidecar);
-        let up = store.upload(path, sidecar.as_deref()).await;
-        Metrics::observe(&self.metrics.save_s3, up.is_ok(), started.elapsed());
-        match up {
-            Ok(rec) => {
-                tracing::info!("Uploaded snapshot to {}", rec.location);
-                result.created.push(name);
-            }
-            Err(e) => {
-                tracing::error!("Error received during snapshot upload to S3: {e}");
-                result.warnings.push(format!("S3 upload failed: {e}"));
-            }
-        }
-        // Retention runs even after a failed upload: a full bucket may be the cause.
-        match store.apply_retention(prefix, s3cfg.retention).await {
-            Ok(deleted) => result.deleted.extend(deleted),
-            Err(e) => {
-                tracing::warn!("Failed to apply s3 snapshot retention policy: {e}");
-                result.warnings.push(format!("S3 retention failed: {e}"));
-            }
-        }
     }
 
     /// Local records, plus S3 records when `s3` is given, sorted by time then name.

@@ -3,6 +3,9 @@
 //! rename → fsync of the directory. Hashing, compression and writing run on a blocking thread fed
 //! by a bounded channel, so memory stays bounded whatever the database size. If the stream fails,
 //! the checksum is wrong, or the caller is cancelled, the `.part` file is removed.
+//!
+//! Bytes are only ever appended (zip entries use data descriptors instead of seeking back), so a
+//! [`GrowthSender`] can let an uploader read the file while it is written.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -17,6 +20,7 @@ use tokio::sync::mpsc;
 use super::verify::TrailerHasher;
 use crate::etcd::ChunkStream;
 use crate::naming::{PART_SUFFIX, ZIP_SUFFIX};
+use crate::store::growing::GrowthSender;
 use crate::store::local::sync_dir;
 use crate::{Error, Result};
 
@@ -55,9 +59,31 @@ enum Msg {
     End,
 }
 
+/// The file, counting what reaches it for readers that follow the writer.
+struct Counted {
+    file: File,
+    growth: Option<GrowthSender>,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(g) = &self.growth {
+            g.wrote(n);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+type Buffered = BufWriter<Counted>;
+
 enum Sink {
-    Raw(BufWriter<File>),
-    Zip(Box<zip::ZipWriter<BufWriter<File>>>),
+    Raw(Buffered),
+    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<Buffered>>>),
 }
 
 impl Sink {
@@ -68,14 +94,14 @@ impl Sink {
         }
     }
 
-    fn finish(self) -> std::io::Result<File> {
+    fn finish(self) -> std::io::Result<Counted> {
         let buffered = match self {
             Sink::Raw(w) => w,
-            Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?,
+            Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?.into_inner(),
         };
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(file)
+        let counted = buffered.into_inner().map_err(|e| e.into_error())?;
+        counted.file.sync_all()?;
+        Ok(counted)
     }
 }
 
@@ -91,18 +117,24 @@ fn zip_time(t: DateTime<Utc>) -> zip::DateTime {
     .unwrap_or_default()
 }
 
-fn open_sink(part: &Path, spec: &WriteSpec) -> Result<Sink> {
+fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Result<Sink> {
+    // Readable too: an uploader reads the bytes back through a duplicate of this handle.
     let file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(part)
         .map_err(|e| Error::io("create", part, e))?;
-    let w = BufWriter::with_capacity(WRITE_BUFFER, file);
+    if let Some(g) = &growth {
+        g.opened(&file)
+            .map_err(|e| Error::io("duplicate handle of", part, e))?;
+    }
+    let w = BufWriter::with_capacity(WRITE_BUFFER, Counted { file, growth });
     if !spec.compress {
         return Ok(Sink::Raw(w));
     }
-    let mut z = zip::ZipWriter::new(w);
+    let mut z = zip::ZipWriter::new_stream(w);
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(spec.compression_level))
@@ -121,9 +153,10 @@ fn disk_side(
     spec: WriteSpec,
     part: PathBuf,
     fin: PathBuf,
+    mut growth: Option<GrowthSender>,
 ) -> Result<Written> {
     let result = (|| {
-        let mut sink = open_sink(&part, &spec)?;
+        let mut sink = open_sink(&part, &spec, growth.take())?;
         let mut hasher = TrailerHasher::new();
         let mut complete = false;
         while let Some(msg) = rx.blocking_recv() {
@@ -143,14 +176,17 @@ fn disk_side(
             return Err(Error::Other("snapshot stream ended early".into()));
         }
         let raw_size = hasher.finish()?;
-        let file = sink.finish().map_err(|e| Error::io("finish", &part, e))?;
-        let size = file
+        let counted = sink.finish().map_err(|e| Error::io("finish", &part, e))?;
+        let size = counted
+            .file
             .metadata()
             .map_err(|e| Error::io("stat", &part, e))?
             .len();
-        drop(file);
         std::fs::rename(&part, &fin).map_err(|e| Error::io("rename", &part, e))?;
         sync_dir(&spec.dir)?;
+        if let Some(g) = &counted.growth {
+            g.finished(size);
+        }
         Ok(Written {
             file_name: fin
                 .file_name()
@@ -161,8 +197,11 @@ fn disk_side(
             raw_size,
         })
     })();
-    if result.is_err() {
+    if let Err(e) = &result {
         let _ = std::fs::remove_file(&part);
+        if let Some(g) = &growth {
+            g.failed(&e.to_string());
+        }
     }
     result
 }
@@ -177,7 +216,12 @@ pub fn final_path(spec: &WriteSpec) -> PathBuf {
 }
 
 /// Streams `chunks` into the file described by `spec`; see the module docs for the guarantees.
-pub async fn write_stream(mut chunks: ChunkStream, spec: WriteSpec) -> Result<Written> {
+/// `growth`, if given, follows the bytes as they reach the file and learns the outcome.
+pub async fn write_stream(
+    mut chunks: ChunkStream,
+    spec: WriteSpec,
+    growth: Option<GrowthSender>,
+) -> Result<Written> {
     let fin = final_path(&spec);
     if fin.exists() {
         return Err(Error::InvalidInput(format!(
@@ -190,7 +234,7 @@ pub async fn write_stream(mut chunks: ChunkStream, spec: WriteSpec) -> Result<Wr
     let idle = spec.idle_timeout;
     let disk = tokio::task::spawn_blocking({
         let (part, fin) = (part.clone(), fin.clone());
-        move || disk_side(rx, spec, part, fin)
+        move || disk_side(rx, spec, part, fin, growth)
     });
     let net: Result<()> = async {
         loop {
@@ -265,12 +309,12 @@ mod tests {
     async fn writes_raw_and_zip() {
         let dir = tempfile::tempdir().unwrap();
         let data = db(40);
-        let w = write_stream(chunks(data.clone(), None), spec(dir.path(), false))
+        let w = write_stream(chunks(data.clone(), None), spec(dir.path(), false), None)
             .await
             .unwrap();
         assert_eq!(std::fs::read(&w.path).unwrap(), data);
         assert_eq!(crate::store::local::mode_of(&w.path), Some(0o600));
-        let z = write_stream(chunks(data.clone(), None), spec(dir.path(), true))
+        let z = write_stream(chunks(data.clone(), None), spec(dir.path(), true), None)
             .await
             .unwrap();
         assert!(z.file_name.ends_with(".zip"));
@@ -290,8 +334,12 @@ mod tests {
         bad[5] ^= 1;
         for (data, fail_at) in [(bad, None), (db(10), Some(1)), (vec![1u8; 1000], None)] {
             for compress in [false, true] {
-                let r =
-                    write_stream(chunks(data.clone(), fail_at), spec(dir.path(), compress)).await;
+                let r = write_stream(
+                    chunks(data.clone(), fail_at),
+                    spec(dir.path(), compress),
+                    None,
+                )
+                .await;
                 assert!(r.is_err());
                 assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
             }

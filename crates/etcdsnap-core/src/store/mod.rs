@@ -2,6 +2,7 @@
 //! and `s3` (a bucket and folder). Both list files as [`SnapshotRecord`]s, delete by plain file
 //! name and apply count-based retention by name prefix.
 
+pub mod growing;
 pub mod local;
 pub mod s3;
 

@@ -34,7 +34,7 @@ use object_store::{
     Attribute, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -50,6 +50,7 @@ use crate::duration::format_go_duration;
 
 use self::client::{Cause, describe_error, scrub};
 use self::keys::{ObjectKind, RetentionCandidate, check_file_name, classify, retention_victims};
+use crate::store::growing::GrowingFile;
 use crate::store::{SnapshotRecord, SnapshotStatus, SnapshotStore};
 use crate::{Error, Result};
 
@@ -306,6 +307,22 @@ impl S3Store {
                 Error::InvalidInput(format!("not a snapshot file: {}", local_path.display()))
             })?
             .to_string();
+        let file = std::fs::File::open(local_path)
+            .and_then(GrowingFile::complete)
+            .map_err(|e| Error::io("open", local_path, e))?;
+        self.upload_growing(&file_name, file, sidecar).await
+    }
+
+    /// Uploads a snapshot file that may still be being written: parts go up as the bytes reach
+    /// the file, and the object is completed only when the writer reports the file verified and
+    /// published (it is aborted if the writer fails). Memory stays within a few parts.
+    pub async fn upload_growing(
+        &self,
+        file_name: &str,
+        source: GrowingFile,
+        sidecar: Option<&FsPath>,
+    ) -> Result<SnapshotRecord> {
+        let file_name = file_name.to_string();
         check_file_name(&file_name).map_err(Error::InvalidInput)?;
         let key = self.key(&file_name);
         let location = self.location(&file_name);
@@ -315,9 +332,8 @@ impl S3Store {
             "application/octet-stream"
         };
         tracing::info!("Uploading snapshot to {location}");
-        let deadline = Instant::now() + self.cfg.timeout;
         let (size, e_tag) = self
-            .upload_file(local_path, &key, self.attributes(content_type), deadline)
+            .upload_file(source, &key, self.attributes(content_type))
             .await?;
         tracing::info!("Uploaded snapshot {location} ({size} bytes)");
         self.cache_put(
@@ -396,31 +412,24 @@ impl S3Store {
         .await
     }
 
-    /// Streams the file up; returns its size and the object's ETag.
+    /// Streams the file up as it grows; returns its size and the object's ETag. Each request is
+    /// bounded by the S3 timeout; once the file is complete, so is all the remaining work.
     async fn upload_file(
         &self,
-        local_path: &FsPath,
+        mut source: GrowingFile,
         key: &str,
         attributes: Attributes,
-        deadline: Instant,
     ) -> Result<(u64, Option<String>)> {
+        let timeout = self.cfg.timeout;
         let timed_out = || self.timed_out("upload");
-        let mut file = tokio::fs::File::open(local_path)
-            .await
-            .map_err(|e| Error::io("open", local_path, e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| Error::io("stat", local_path, e))?
-            .len();
         let path = self.obj_path(key)?;
         let what = format!("upload of {}", keys::location(&self.cfg.bucket, key));
+        let chunk = UPLOAD_CHUNK_SIZE as u64;
 
-        if size <= UPLOAD_CHUNK_SIZE as u64 {
-            let mut data = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut data)
-                .await
-                .map_err(|e| Error::io("read", local_path, e))?;
+        // A snapshot that fits in one part goes up in one request.
+        let (_, fin) = source.wait(0, chunk + 1).await?;
+        if let Some(size) = fin.filter(|s| *s <= chunk) {
+            let data = source.read_at(0, size as usize).await?;
             let put = self.store.put_opts(
                 &path,
                 PutPayload::from(Bytes::from(data)),
@@ -429,7 +438,7 @@ impl S3Store {
                     ..Default::default()
                 },
             );
-            let res = tokio::time::timeout_at(deadline, put)
+            let res = tokio::time::timeout(timeout, put)
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| self.err(&what, &e))?;
@@ -443,36 +452,39 @@ impl S3Store {
                 ..Default::default()
             },
         );
-        let mut upload = tokio::time::timeout_at(deadline, start)
+        let mut upload = tokio::time::timeout(timeout, start)
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| self.err(&what, &e))?;
 
         let mut parts: JoinSet<object_store::Result<()>> = JoinSet::new();
+        // While the writer runs, only each part is bounded; once the file is complete, the rest
+        // of the upload must finish within the timeout.
+        let mut deadline = Instant::now() + timeout;
         let sent: Result<u64> = async {
-            let mut sent = 0u64;
+            let mut offset = 0u64;
             loop {
                 while parts.len() >= UPLOAD_CONCURRENCY {
                     Self::join_part(&mut parts, deadline, &timed_out, |e| self.err(&what, &e))
                         .await?;
                 }
-                let chunk = read_chunk(&mut file, UPLOAD_CHUNK_SIZE)
-                    .await
-                    .map_err(|e| Error::io("read", local_path, e))?;
-                if chunk.is_empty() {
-                    break;
+                let (avail, fin) = source.wait(offset, chunk).await?;
+                if fin.is_none() {
+                    deadline = Instant::now() + timeout;
                 }
-                sent += chunk.len() as u64;
-                let last = chunk.len() < UPLOAD_CHUNK_SIZE;
-                parts.spawn(upload.put_part(PutPayload::from(Bytes::from(chunk))));
-                if last {
-                    break;
-                }
+                let len = match fin {
+                    Some(size) if size == offset => break,
+                    Some(size) => (size - offset).min(chunk),
+                    None => chunk.min(avail - offset),
+                };
+                let data = source.read_at(offset, len as usize).await?;
+                offset += len;
+                parts.spawn(upload.put_part(PutPayload::from(Bytes::from(data))));
             }
             while !parts.is_empty() {
                 Self::join_part(&mut parts, deadline, &timed_out, |e| self.err(&what, &e)).await?;
             }
-            Ok(sent)
+            Ok(offset)
         }
         .await;
 
@@ -977,21 +989,6 @@ impl Drop for PartGuard {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-/// Reads up to `size` bytes, fewer only at end of file.
-async fn read_chunk(file: &mut tokio::fs::File, size: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; size];
-    let mut filled = 0;
-    while filled < size {
-        let n = file.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    buf.truncate(filled);
-    Ok(buf)
 }
 
 async fn create_private(path: &FsPath) -> Result<tokio::fs::File> {

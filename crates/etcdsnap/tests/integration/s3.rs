@@ -932,7 +932,9 @@ fn s3_proxy_from_environment_none_and_explicit() {
     assert_eq!(relay.request_lines(), Vec::<String>::new());
 
     // An explicit proxy: the environment one is a dead port this time.
+    // Another node name, so its snapshot cannot take the first server's object name.
     let s2 = Server::builder(Etcd::V35)
+        .node("n2")
         .env("HTTP_PROXY", &format!("http://127.0.0.1:{}", free_port()))
         .env("NO_PROXY", "")
         .start();

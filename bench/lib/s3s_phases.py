@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Phases of each multipart upload as s3s-fs saw them, from its log (RUST_LOG=s3s_fs=debug).
+
+usage: s3s_phases.py S3S_FS_LOG
+
+For every upload id: the key, the number of parts, the time from the first to the last
+UploadPart written, and the time from the last UploadPart to the last part copied by
+CompleteMultipartUpload (s3s-fs re-reads every part, MD5s it and copies it into the final
+file, one 64 KiB async read/write at a time: a cost real S3 does not have).
+"""
+
+import re
+import sys
+from datetime import datetime
+
+TS = re.compile(r"^\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z\s+DEBUG s3s_fs::s3: write file, (.*)$")
+UID = re.compile(r"\.upload_id-([0-9a-f-]{36})\.part-(\d+)")
+KEY = re.compile(r'upload_id: "([0-9a-f-]{36})"')
+
+
+def ts(s):
+    return datetime.strptime(s[:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def main():
+    ups = {}
+    keys = {}
+    pending = None
+    for line in open(sys.argv[1], errors="replace"):
+        m = TS.match(line)
+        if m:
+            t, rest = ts(m[1]), m[2]
+            u = UID.search(rest)
+            if not u:
+                continue
+            d = ups.setdefault(u[1], {"parts": set(), "first": None, "last_part": None,
+                                       "complete_end": None})
+            if rest.startswith("path:"):
+                d["parts"].add(int(u[2]))
+                d["first"] = d["first"] or t
+                d["last_part"] = t
+            elif rest.startswith("from:"):
+                d["complete_end"] = t
+            continue
+        k = KEY.search(line)
+        if k and 'key: "' in line:
+            keys[k[1]] = line.split('key: "', 1)[1].split('"', 1)[0]
+    print(f"{'key':58} {'parts':>5} {'parts s':>8} {'complete s':>10}")
+    for uid, d in ups.items():
+        if not d["last_part"]:
+            continue
+        comp = d["complete_end"] - d["last_part"] if d["complete_end"] else float("nan")
+        print(f"{keys.get(uid, uid):58} {len(d['parts']):5d} {d['last_part'] - d['first']:8.2f} "
+              f"{comp:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
