@@ -81,15 +81,17 @@ run_save() { # KIND ROUND [flags]
         "$ETCDSNAP" etcd-snapshot save -d "$DATA" --etcd-server "$SUPERVISOR" "$@")
     f=$(ls "$SNAPDIR" | grep -v '\.part$' | head -1 || true)
     size=$(stat -c %s "$SNAPDIR/$f" 2>/dev/null || echo 0)
-    local s3size=0
+    local s3size=0 same=null
     if [[ $kind == save+s3 ]]; then
         s3size=$(stat -c %s "$S3DATA/$BUCKET/snaps/$f" 2>/dev/null || echo 0)
+        # Untimed: the S3 copy (s3s-fs keeps it as a plain file) must be byte-identical.
+        if cmp -s "$SNAPDIR/$f" "$S3DATA/$BUCKET/snaps/$f"; then same=true; else same=false; fi
         if grep -qi 'warn\|fail\|error' "$LOGS/$kind-$r.out" "$LOGS/$kind-$r.err"; then
             log "save+s3 round $r printed: $(cat "$LOGS/$kind-$r.out" "$LOGS/$kind-$r.err")"
         fi
     fi
-    record "$kind" "$r" "{\"file_bytes\": $size, \"s3_bytes\": $s3size}" "$j"
-    log "$kind round $r: $(secs "$j") $f local $size, s3 $s3size bytes"
+    record "$kind" "$r" "{\"file_bytes\": $size, \"s3_bytes\": $s3size, \"s3_identical\": $same}" "$j"
+    log "$kind round $r: $(secs "$j") $f local $size, s3 $s3size bytes, identical: $same"
     if [[ $kind == save ]]; then
         # Reference (info): the same file uploaded by boto3 (8 MiB parts, 2 in flight).
         settle
@@ -178,7 +180,9 @@ from report import *
 recs = load(sys.argv[1]); db = int(sys.argv[2]); nobj = int(sys.argv[4])
 recs = [r for r in recs if r["round"] > 0]
 f = lambda k: (lambda r: f"{r.get(k, 0) / 1e6:.1f}" if r.get(k) else "-")
-print(rounds_table(recs, ["save", "save+s3", "boto3-upload"], [("local MB", f("file_bytes")), ("S3 MB", f("s3_bytes"))]))
+same = lambda r: {True: "yes", False: "NO"}.get(r.get("s3_identical"), "-")
+print(rounds_table(recs, ["save", "save+s3", "boto3-upload"],
+                   [("local MB", f("file_bytes")), ("S3 MB", f("s3_bytes")), ("S3 copy = local", same)]))
 inproc = lambda r: f"{r['inproc_seconds']:.3f}" if "inproc_seconds" in r else "-"
 print(rounds_table(recs, ["etcdsnap-ls", "boto3-ls", "etcdsnap-ls-json"],
                    [("rows/keys", lambda r: r.get("rows", r.get("keys", "-"))),
@@ -223,6 +227,7 @@ print(table([f"ls of {nobj} objects", "median seconds", "note"], [
 v = Verdicts()
 v.check("save+upload / save alone (medians)", m_s3 / m_save, "<=", 1.5)
 v.check("server RSS growth during save+upload MiB", srv(s3), "<=", 64)
+v.check("S3 copies differing from the local file", sum(r.get("s3_identical") is False for r in s3), "<=", 0)
 v.check("ls: etcdsnap whole process / boto3 in-process listing", m_ls / m_bl_in, "<=", 1.2)
 v.check("ls: etcdsnap whole process / boto3 whole process (fair)", m_ls / m_bl_whole, "<=", 1.2)
 print()
