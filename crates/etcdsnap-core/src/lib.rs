@@ -6,6 +6,7 @@ pub mod api;
 pub mod duration;
 pub mod error;
 pub mod etcd;
+pub mod kube;
 pub mod naming;
 pub mod records;
 pub mod retention;

@@ -52,6 +52,8 @@ pub trait EtcdSource: Send + Sync {
     /// Opens a snapshot stream on exactly one member: the first that answers its status
     /// (learners are refused, as etcd refuses them).
     fn snapshot(&self) -> impl Future<Output = Result<(MemberStatus, ChunkStream)>> + Send;
+    /// The value of one key, if present.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
@@ -171,5 +173,14 @@ impl EtcdSource for EtcdTarget {
             }
         });
         Ok((status, Box::pin(owned)))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let (mut client, status) = self.first_answering().await?;
+        let resp = tokio::time::timeout(self.connect_timeout * 2, client.get(key, None))
+            .await
+            .map_err(|_| Error::Etcd(format!("get {key} from {} timed out", status.endpoint)))?
+            .map_err(|e| Error::Etcd(format!("get {key} from {}: {e}", status.endpoint)))?;
+        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 }

@@ -91,17 +91,27 @@ impl<E: EtcdSource> Engine<E> {
         Ok(LocalStore::new(dir, self.cfg.node_name.clone()))
     }
 
-    /// The cluster identity recorded with uploads: the etcd cluster ID in hex, asked of etcd
-    /// the first time it is needed.
+    /// The cluster identity recorded with uploads (`K3s-Cluster-Id`), asked of etcd the first
+    /// time it is needed: the UID of the `kube-system` namespace when the etcd holds a
+    /// Kubernetes datastore, as K3s records it, else the etcd cluster ID in hex.
     pub async fn cluster_id(&self) -> Result<String> {
         if let Some(id) = self.cluster_id.get() {
             return Ok(id.clone());
         }
-        let st = self.etcd.status().await?;
-        Ok(self
-            .cluster_id
-            .get_or_init(|| format!("{:016x}", st.cluster_id))
-            .clone())
+        let kube = match self.etcd.get(crate::kube::KUBE_SYSTEM_KEY).await? {
+            Some(value) => crate::kube::object_uid(&value).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot read the kube-system namespace UID ({e}); using the etcd cluster ID as the cluster ID"
+                );
+                None
+            }),
+            None => None,
+        };
+        let id = match kube {
+            Some(uid) => uid,
+            None => format!("{:016x}", self.etcd.status().await?.cluster_id),
+        };
+        Ok(self.cluster_id.get_or_init(|| id).clone())
     }
 
     /// Connects to S3 (cached by configuration). Failures are `Error::S3Init`.

@@ -330,11 +330,48 @@ fn uploaded_objects_carry_a_cluster_id() {
     let name = new_file(&s, &[]);
     let h = raw.head(&format!("f/{name}"));
     let id = h.meta.get("k3s-cluster-id").cloned().unwrap_or_default();
+    // A plain etcd: the etcd cluster ID, 16 hex digits.
     assert!(
-        !id.is_empty(),
-        "no k3s-cluster-id metadata on the object: {:?}",
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "k3s-cluster-id {id:?} is not the etcd cluster ID: {:?}",
         h.meta
     );
+}
+
+/// A protobuf field with a length-delimited value, as the API server encodes objects.
+fn pb(number: u8, body: &[u8]) -> Vec<u8> {
+    assert!(body.len() < 128);
+    let mut out = vec![(number << 3) | 2, body.len() as u8];
+    out.extend_from_slice(body);
+    out
+}
+
+/// An etcd that is a Kubernetes datastore: K3s's cluster ID is the kube-system namespace UID,
+/// stored as protobuf (`k8s\0` + runtime.Unknown) or JSON.
+#[test]
+fn cluster_id_is_the_kube_system_uid_of_a_kubernetes_datastore() {
+    let uid = "0c7a8a5e-55a4-4f55-a1f7-3b9d1ef0a6b2";
+    let meta = [pb(1, b"kube-system"), pb(5, uid.as_bytes())].concat();
+    let namespace = pb(1, &meta);
+    let type_meta = [pb(1, b"v1"), pb(2, b"Namespace")].concat();
+    let proto = [b"k8s\0".to_vec(), pb(1, &type_meta), pb(2, &namespace)].concat();
+    let json =
+        format!(r#"{{"kind":"Namespace","metadata":{{"name":"kube-system","uid":"{uid}"}}}}"#);
+    for (i, value) in [proto, json.into_bytes()].into_iter().enumerate() {
+        let fs = S3sFs::start(&[BUCKET]);
+        let raw = Raw::s3s(&fs);
+        let s = Server::builder(if i == 0 { Etcd::V35 } else { Etcd::V34 }).start();
+        s.put(&[("/registry/namespaces/kube-system".to_string(), value)]);
+        ok(&snap(&s, "save", &s3_flags(&fs, "f")));
+        let name = new_file(&s, &[]);
+        let h = raw.head(&format!("f/{name}"));
+        assert_eq!(
+            h.meta.get("k3s-cluster-id").map(String::as_str),
+            Some(uid),
+            "{:?}",
+            h.meta
+        );
+    }
 }
 
 // --- 2. ls --s3 ---------------------------------------------------------------------------
