@@ -18,12 +18,7 @@ TARGET_DB=${BENCH_DB_BYTES:-1127428915} # 1.05 GiB
 AK=benchaccesskey SK=benchsecretkey0123456789 BUCKET=bench-bucket
 need_bins
 
-if [[ -n ${BENCH_DIR:-} ]]; then
-    BENCH_TMP=$BENCH_DIR BENCH_KEEP=1
-    mkdir -p "$BENCH_TMP"
-else
-    BENCH_TMP=$(mktemp -d /var/tmp/etcdsnap-bench-s3.XXXXXX)
-fi
+bench_tmp s3
 RES=$BENCH_TMP/s3-results.jsonl LOGS=$BENCH_TMP/logs S3DATA=$BENCH_TMP/s3data
 mkdir -p "$LOGS"
 rm -rf "$S3DATA"

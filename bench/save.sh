@@ -15,12 +15,7 @@ N=${N:-3}
 TARGET_DB=${BENCH_DB_BYTES:-1127428915} # 1.05 GiB
 need_bins
 
-if [[ -n ${BENCH_DIR:-} ]]; then
-    BENCH_TMP=$BENCH_DIR BENCH_KEEP=1
-    mkdir -p "$BENCH_TMP"
-else
-    BENCH_TMP=$(mktemp -d /var/tmp/etcdsnap-bench-save.XXXXXX)
-fi
+bench_tmp save
 OUT=$BENCH_TMP/out RES=$BENCH_TMP/save-results.jsonl LOGS=$BENCH_TMP/logs
 mkdir -p "$OUT" "$LOGS"
 : >"$RES"

@@ -128,3 +128,13 @@ machine_conditions() {
     echo "top CPU consumers now (not ours included):"
     ps -eo pid,pcpu,rss,etimes,comm --sort=-pcpu | head -8 | sed 's/^/  /'
 }
+
+# bench_tmp NAME: sets BENCH_TMP to $BENCH_DIR (kept and reused) or a new temp dir.
+bench_tmp() {
+    if [[ -n ${BENCH_DIR:-} ]]; then
+        BENCH_TMP=$BENCH_DIR BENCH_KEEP=1
+        mkdir -p "$BENCH_TMP"
+    else
+        BENCH_TMP=$(mktemp -d "/var/tmp/etcdsnap-bench-$1.XXXXXX")
+    fi
+}

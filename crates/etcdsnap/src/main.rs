@@ -9,39 +9,21 @@ use std::path::Path;
 use clap::{CommandFactory, FromArgMatches};
 use cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
 
-/// The subcommand words after which config-file flags are inserted, if argv names one.
-fn subcommand_path(argv: &[OsString]) -> Option<Vec<&'static str>> {
-    let word = |i: usize| argv.get(i).and_then(|s| s.to_str());
-    match word(1)? {
-        "server" => Some(vec!["server"]),
-        "etcd-snapshot" => {
-            let sub = match word(2)? {
-                "save" => "save",
-                "delete" => "delete",
-                "ls" => "ls",
-                "list" => "list",
-                "l" => "l",
-                "prune" => "prune",
-                _ => return None,
-            };
-            Some(vec!["etcd-snapshot", sub])
-        }
-        _ => None,
-    }
-}
-
 fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mut warnings = Vec::new();
-    let argv = match subcommand_path(&argv) {
-        Some(path) => {
+    // Config files apply to `server` and to each `etcd-snapshot` subcommand, as in K3s.
+    let path = cli::config_file::find_subcommand_path(&Cli::command(), &argv);
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    let argv = match path.as_slice() {
+        ["server"] | ["etcd-snapshot", _] => {
             let src = cli::config_file::find_config(&argv, CONFIG_ENV, Path::new(DEFAULT_CONFIG));
             let config = cli::config_file::load_config_args(&src)?;
             let (argv, w) = cli::config_file::expand_args(&Cli::command(), &path, argv, config);
             warnings = w;
             argv
         }
-        None => argv,
+        _ => argv,
     };
     let matches = Cli::command().get_matches_from(argv);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -461,8 +461,6 @@ fn expand_args_with_env(
 ///
 /// Words are returned by their canonical names even when argv uses an alias. Use it to decide
 /// which subcommand the config file applies to and to pass that path to [`expand_args`].
-// main.rs may pick the command words itself; this stays available (and tested) for it.
-#[allow(dead_code)]
 pub fn find_subcommand_path(cmd: &Command, argv: &[OsString]) -> Vec<String> {
     let mut root = cmd.clone();
     root.build();
