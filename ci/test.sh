@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and integration tests against real etcd 3.4 and 3.5,
-# s3s-fs and moto. Installs what the tests need first (idempotent).
+# s3s-fs and moto. Installs what the tests need first (ci/install-deps.sh test; idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ci/install-deps.sh >/dev/null
+ci/install-deps.sh test
 # shellcheck disable=SC1090
 source <(ci/install-deps.sh --env)
 if cargo nextest --version >/dev/null 2>&1; then

@@ -12,5 +12,7 @@ mod config_file;
 mod s3;
 #[path = "integration/server.rs"]
 mod server;
+#[path = "integration/setup.rs"]
+mod setup;
 #[path = "integration/snapshots.rs"]
 mod snapshots;

@@ -115,7 +115,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn env_bin(var: &str) -> PathBuf {
+pub fn env_bin(var: &str) -> PathBuf {
     let p = std::env::var_os(var).unwrap_or_else(|| {
         panic!("{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh) before the tests")
     });
@@ -159,9 +159,10 @@ impl Etcd {
     }
 }
 
-/// An empty config file, so that a config on the test machine cannot interfere.
-pub fn empty_config() -> PathBuf {
-    let p = std::env::temp_dir().join("etcdsnap-test-empty-config.yaml");
+/// An empty config file in the test's own `dir`, so that a config on the test machine cannot
+/// interfere (and nothing is left at a fixed path in /tmp).
+pub fn empty_config(dir: &Path) -> PathBuf {
+    let p = dir.join("no-config.yaml");
     if !p.exists() {
         std::fs::write(&p, "").unwrap();
     }
@@ -185,6 +186,7 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
+    etcdsnap_core::tls::install_crypto_provider();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
