@@ -151,14 +151,14 @@ func main() {
 "#,
     )
     .unwrap();
-    let out = Command::new("go")
+    let out = Command::new(env_bin("GO_BIN"))
         .arg("run")
         .arg(&prog)
         .arg(&zip)
         .env("GO111MODULE", "off")
         .env("GOCACHE", dir.path().join("cache"))
         .output()
-        .expect("go is needed for this test: apt-get install golang-go (ci/install-deps.sh does)");
+        .expect("cannot run Go (GO_BIN from ci/install-deps.sh --env)");
     let text = ok(&out);
     let name = zip
         .file_name()
@@ -394,7 +394,7 @@ fn concurrent_save_fails_fast_with_in_progress() {
         .args(["etcd-snapshot", "save", "--snapshot-compress", "-d"])
         .arg(s.data_dir())
         .arg(format!("--etcd-server={}", s.url()))
-        .env("ETCDSNAP_CONFIG_FILE", empty_config())
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let first = first.spawn().unwrap();
@@ -458,7 +458,7 @@ fn wrong_token_is_rejected_with_a_clear_error() {
     ])
     .arg("-d")
     .arg(s.data_dir())
-    .env("ETCDSNAP_CONFIG_FILE", empty_config());
+    .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()));
     let err = fails(&cmd.output().unwrap());
     assert!(err.contains("cannot reach the etcdsnap server"), "{err}");
 }
@@ -474,7 +474,7 @@ fn etcd_dying_mid_save_leaves_no_file() {
     save.args(["etcd-snapshot", "save", "--snapshot-compress", "-d"])
         .arg(s.data_dir())
         .arg(format!("--etcd-server={}", s.url()))
-        .env("ETCDSNAP_CONFIG_FILE", empty_config())
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let save = save.spawn().unwrap();
