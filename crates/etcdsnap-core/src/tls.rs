@@ -14,6 +14,25 @@ use rcgen::{
 use crate::token::write_private;
 use crate::{Error, Result};
 
+/// Makes ring the process-wide rustls crypto provider (idempotent). The HTTP clients (reqwest,
+/// object_store) take the process default; one provider for every TLS stack keeps a single
+/// crypto library in the build.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The crypto provider for the TLS configurations we build ourselves.
+pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    install_crypto_provider();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+}
+
 fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("failed to {what}: {e}"))
 }

@@ -55,6 +55,7 @@ fn main() {
         Command::EtcdSnapshot(_) => false,
     };
     init_logging(debug);
+    etcdsnap_core::tls::install_crypto_provider();
     for w in warnings {
         tracing::warn!("{w}");
     }

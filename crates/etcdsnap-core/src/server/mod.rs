@@ -150,7 +150,7 @@ fn tls_acceptor(
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", key.display())))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::tls::crypto_provider();
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Other(format!("TLS setup failed: {e}")))?
@@ -216,6 +216,7 @@ pub async fn run(
                 force_new_cluster: false,
                 certs: certs.clone(),
             };
+            embedded.check_ports_free()?;
             child = Some(EtcdChild::spawn(&embedded)?);
             EtcdTarget {
                 endpoints: vec![embedded.local_client_url()],

@@ -35,6 +35,7 @@ pub fn server_bin(var: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
+    etcdsnap_core::tls::install_crypto_provider();
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -221,6 +222,7 @@ impl MotoTls {
 
     /// Creates a bucket with a plain PUT (moto does not check signatures).
     pub async fn create_bucket(&self, bucket: &str) {
+        etcdsnap_core::tls::install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap();
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
@@ -248,6 +250,7 @@ impl MotoTls {
 
 /// An object_store client independent of the store under test.
 pub fn raw_client(url: &str, bucket: &str, ca_pem: Option<&str>) -> AmazonS3 {
+    etcdsnap_core::tls::install_crypto_provider();
     let mut options = object_store::ClientOptions::new().with_allow_http(true);
     if let Some(ca) = ca_pem {
         options = options

@@ -269,6 +269,7 @@ impl Transport {
         let allow_http = options
             .get_config_value(&ClientConfigKey::AllowHttp)
             .is_some_and(|v| v == "true");
+        crate::tls::install_crypto_provider();
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("etcdsnap/", env!("CARGO_PKG_VERSION")))
             .no_gzip()
@@ -494,6 +495,7 @@ pub enum Cause {
     AccessDenied,
     Tls,
     Connect,
+    Timeout,
     Other,
 }
 
@@ -539,8 +541,6 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
         "error trying to connect",
         "dns error",
         "failed to lookup address",
-        "timed out",
-        "operation timed out",
         "connection reset",
         "client error (connect)",
         "no route to host",
@@ -550,6 +550,13 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     .any(|c| lower.contains(c))
     {
         return Cause::Connect;
+    }
+    // After the connect checks: "connect timed out" is a connect problem, not a slow server.
+    if ["timed out", "deadline has elapsed"]
+        .iter()
+        .any(|c| lower.contains(c))
+    {
+        return Cause::Timeout;
     }
     Cause::Other
 }
@@ -581,6 +588,9 @@ pub fn describe_error(
              CA bundle that signed the server certificate, or --etcd-s3-skip-ssl-verify: {detail}"
         ),
         Cause::Connect => format!("{what}: cannot connect to S3 endpoint {endpoint_url}: {detail}"),
+        Cause::Timeout => {
+            format!("{what}: no answer from S3 endpoint {endpoint_url} in time: {detail}")
+        }
         Cause::NotFound | Cause::Other => format!("{what}: {detail}"),
     };
     (cause, scrub(&msg, secrets))
