@@ -13,15 +13,23 @@ pub enum Error {
     /// Another snapshot save holds the snapshot lock.
     #[error("snapshot save already in progress")]
     SaveInProgress,
-    /// The S3 client could not be built or the bucket could not be reached (HTTP 400 in the API).
+    /// The S3 configuration is unusable: no bucket, a bad CA bundle, a missing bucket
+    /// (HTTP 400 in the API: the request must change).
     #[error("failed to initialize S3 client: {0}")]
     S3Init(String),
-    /// An S3 operation failed after the client was built.
+    /// The S3 endpoint could not be reached or refused us while the client started: DNS, TCP,
+    /// TLS, credentials (HTTP 502 in the API: the endpoint or the credentials must change).
+    #[error("failed to initialize S3 client: {0}")]
+    S3Unavailable(String),
+    /// An S3 operation failed after the client was built (HTTP 502).
     #[error("{0}")]
     S3(String),
-    /// etcd could not be reached or answered with an error.
+    /// etcd could not be reached or answered with an error (HTTP 503).
     #[error("etcd: {0}")]
     Etcd(String),
+    /// An S3 or etcd operation did not finish in time (HTTP 504).
+    #[error("{0}")]
+    Timeout(String),
     /// A snapshot failed an integrity check (checksum, size, format).
     #[error("{0}")]
     Integrity(String),
@@ -42,8 +50,27 @@ impl Error {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Error::SaveInProgress | Error::Etcd(_) | Error::S3(_) | Error::Io { .. }
+            Error::SaveInProgress
+                | Error::Etcd(_)
+                | Error::S3(_)
+                | Error::S3Unavailable(_)
+                | Error::Timeout(_)
+                | Error::Io { .. }
         )
+    }
+
+    /// The HTTP status the supervisor API answers this error with: 400 for requests that must
+    /// change, 409 for a save already running, 502/503/504 for trouble upstream (S3, etcd),
+    /// 500 for the server's own failures (disk, bugs).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidInput(_) | Error::S3Init(_) => 400,
+            Error::SaveInProgress => 409,
+            Error::S3Unavailable(_) | Error::S3(_) | Error::Integrity(_) => 502,
+            Error::Etcd(_) => 503,
+            Error::Timeout(_) => 504,
+            Error::Io { .. } | Error::Other(_) => 500,
+        }
     }
 
     /// An I/O error with the operation and path that failed.

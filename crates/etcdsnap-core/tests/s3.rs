@@ -699,7 +699,8 @@ async fn wrong_secret_key_fails_fast_with_clear_error() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(err, Error::S3Init(_)), "{err:?}");
+    assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+    assert_eq!(err.http_status(), 502);
     let msg = err.to_string();
     eprintln!("{msg}");
     assert!(msg.starts_with("failed to initialize S3 client: "), "{msg}");
@@ -726,6 +727,7 @@ async fn missing_bucket_is_reported() {
         err.to_string(),
         "failed to initialize S3 client: bucket nosuchbucket does not exist"
     );
+    assert_eq!(err.http_status(), 400);
     let empty = S3Config {
         bucket: String::new(),
         ..s3s_cfg(&server, "k3s")
@@ -754,7 +756,8 @@ async fn insecure_means_plain_http() {
         .await
         .unwrap_err();
     eprintln!("{err}");
-    assert!(matches!(err, Error::S3Init(_)), "{err:?}");
+    assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+    assert_eq!(err.http_status(), 502);
     assert!(err.to_string().contains("https://127.0.0.1:"), "{err}");
     assert!(err.to_string().contains("--etcd-s3-insecure"), "{err}");
 }
@@ -852,6 +855,7 @@ async fn operations_are_bounded_by_the_timeout() {
     eprintln!("{msg}");
     assert!(msg.starts_with("failed to initialize S3 client:"), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert_eq!(err.http_status(), 504, "{err:?}");
     hold.abort();
 }
 
@@ -938,7 +942,8 @@ mod moto {
             "{:?}",
             started.elapsed()
         );
-        assert!(matches!(err, Error::S3Init(_)), "{err:?}");
+        assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+        assert_eq!(err.http_status(), 502);
         let msg = err.to_string();
         eprintln!("{msg}");
         assert!(msg.contains("--etcd-s3-endpoint-ca"), "{msg}");

@@ -53,26 +53,50 @@ impl EmbeddedEtcd {
         )
     }
 
-    /// Command-line flags for the etcd binary (flags only: the child's ETCD_* environment is
-    /// cleared so the operator's shell cannot change them behind our back).
-    pub fn args(&self) -> Vec<String> {
-        let mut client_urls = vec![self.local_client_url()];
-        let mut peer_listen = vec![format!("https://127.0.0.1:{}", self.peer_port)];
+    /// The addresses etcd listens on: loopback, plus the advertise and bind addresses.
+    fn listen_ips(&self) -> Vec<&str> {
+        let mut ips = vec!["127.0.0.1"];
         for ip in [Some(self.advertise_ip.as_str()), self.listen_ip.as_deref()]
             .into_iter()
             .flatten()
         {
-            if ip != "127.0.0.1" && !ip.is_empty() {
-                let c = format!("https://{}:{}", url_host(ip), self.client_port);
-                let p = format!("https://{}:{}", url_host(ip), self.peer_port);
-                if !client_urls.contains(&c) {
-                    client_urls.push(c);
-                }
-                if !peer_listen.contains(&p) {
-                    peer_listen.push(p);
+            if !ip.is_empty() && !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        ips
+    }
+
+    /// Fails with a message naming the port and its flag when something already listens on a
+    /// port etcd needs (etcd itself would only log a bind error and exit).
+    pub fn check_ports_free(&self) -> Result<()> {
+        for ip in self.listen_ips() {
+            for (port, what, flag) in [
+                (self.client_port, "etcd clients", "--etcd-client-port"),
+                (self.peer_port, "etcd peers", "--etcd-peer-port"),
+            ] {
+                let addr = format!("{}:{port}", url_host(ip));
+                if let Err(e) = std::net::TcpListener::bind(&addr) {
+                    return Err(Error::InvalidInput(format!(
+                        "cannot listen on {addr} for {what}: {e}: is another etcd or etcdsnap server running? Stop it or choose another port with {flag}"
+                    )));
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Command-line flags for the etcd binary (flags only: the child's ETCD_* environment is
+    /// cleared so the operator's shell cannot change them behind our back).
+    pub fn args(&self) -> Vec<String> {
+        let urls = |port: u16| -> Vec<String> {
+            self.listen_ips()
+                .iter()
+                .map(|ip| format!("https://{}:{port}", url_host(ip)))
+                .collect()
+        };
+        let client_urls = urls(self.client_port);
+        let peer_listen = urls(self.peer_port);
         let advertise_client = format!(
             "https://{}:{}",
             url_host(&self.advertise_ip),

@@ -111,11 +111,14 @@ fn error_response(e: &Error) -> Response {
         10000 + (u16::from_le_bytes(b) as u32 % 90000)
     };
     tracing::error!("etcd-snapshot error ID {id}: {e}");
-    let (code, reason) = match e {
-        Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
-        Error::S3Init(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
-        Error::SaveInProgress => (StatusCode::CONFLICT, "Conflict"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let reason = match code.as_u16() {
+        400 => "BadRequest",
+        409 => "Conflict",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
     };
     status(code, reason, format!("etcd-snapshot error ID {id}: {e}"))
 }

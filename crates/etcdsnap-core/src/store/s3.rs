@@ -171,8 +171,8 @@ impl S3Store {
         );
         let what = format!("failed to test for existence of bucket {bucket}");
         match tokio::time::timeout(self.cfg.timeout, request).await {
-            Err(_) => Err(Error::S3Init(format!(
-                "{what}: no answer from {} within {}",
+            Err(_) => Err(Error::Timeout(format!(
+                "failed to initialize S3 client: {what}: no answer from {} within {}",
                 self.endpoint_url,
                 format_go_duration(self.cfg.timeout)
             ))),
@@ -184,7 +184,10 @@ impl S3Store {
                     Cause::NoSuchBucket | Cause::NotFound => {
                         Err(Error::S3Init(format!("bucket {bucket} does not exist")))
                     }
-                    _ => Err(Error::S3Init(msg)),
+                    Cause::Timeout => Err(Error::Timeout(format!(
+                        "failed to initialize S3 client: {msg}"
+                    ))),
+                    _ => Err(Error::S3Unavailable(msg)),
                 }
             }
             Ok(Ok(_)) => {
@@ -234,12 +237,16 @@ impl S3Store {
     }
 
     fn err(&self, what: &str, e: &object_store::Error) -> Error {
-        let (_, msg) = describe_error(what, e, &self.cfg.bucket, &self.endpoint_url, &self.secrets);
-        Error::S3(msg)
+        let (cause, msg) =
+            describe_error(what, e, &self.cfg.bucket, &self.endpoint_url, &self.secrets);
+        match cause {
+            Cause::Timeout => Error::Timeout(msg),
+            _ => Error::S3(msg),
+        }
     }
 
     fn timed_out(&self, op: &str) -> Error {
-        Error::S3(format!(
+        Error::Timeout(format!(
             "S3 {op} timed out after {}",
             format_go_duration(self.cfg.timeout)
         ))

@@ -116,9 +116,9 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     let bind = a.bind_address.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener = tokio::net::TcpListener::bind((bind.as_str(), a.https_listen_port))
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {bind}:{}: is another server running? (--https-listen-port)",
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {bind}:{} for the supervisor API: {e}: is another etcdsnap server running? Stop it or choose another port with --https-listen-port",
                 a.https_listen_port
             )
         })?;

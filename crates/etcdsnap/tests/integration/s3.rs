@@ -733,6 +733,14 @@ fn s3_configuration_errors_are_clear_and_write_nothing() {
     // A missing bucket: the server checks the client before saving, so nothing is written.
     let err = fails(&save(&["--s3-bucket=nosuchbucket"]));
     assert!(err.contains("bucket nosuchbucket does not exist"), "{err}");
+    assert!(err.contains("HTTP 400"), "a bad request: {err}");
+    assert_eq!(s.snapshot_files(), Vec::<String>::new());
+
+    // An endpoint whose name does not resolve is trouble upstream, not a bad request.
+    let err = fails(&save(&["--s3-endpoint=no-such-host.invalid:9000"]));
+    assert!(err.contains("cannot connect to S3 endpoint"), "{err}");
+    assert!(err.contains("no-such-host.invalid"), "{err}");
+    assert!(err.contains("HTTP 502"), "{err}");
     assert_eq!(s.snapshot_files(), Vec::<String>::new());
 
     // A wrong secret: a clear answer within seconds that does not echo the secret.
@@ -748,6 +756,7 @@ fn s3_configuration_errors_are_clear_and_write_nothing() {
     assert_no_secret_in("stderr", &format!("{}{err}", stdout(&out)), &[wrong]);
     assert!(err.contains("access denied"), "{err}");
     assert!(err.contains("--etcd-s3-secret-key"), "{err}");
+    assert!(err.contains("HTTP 502"), "S3 refused us: {err}");
     assert_eq!(s.snapshot_files(), Vec::<String>::new());
 
     let err = fails(&save(&["--s3-proxy=notaurl"]));

@@ -13,7 +13,7 @@ fn invalid_cron_fails_at_start() {
         .arg(dir.path())
         .args(["--etcd-snapshot-schedule-cron", "0 */12 * *"])
         .arg(format!("--https-listen-port={}", free_port()))
-        .env("ETCDSNAP_CONFIG_FILE", empty_config())
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir.path()))
         .output()
         .unwrap();
     let err = fails(&out);
@@ -26,6 +26,47 @@ fn invalid_cron_fails_at_start() {
 }
 
 #[test]
+fn busy_etcd_ports_name_the_port_and_the_flag() {
+    for flag in ["--etcd-client-port", "--etcd-peer-port"] {
+        let dir = tempfile::tempdir().unwrap();
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        let out = Command::new(etcdsnap_bin())
+            .args(["server", "-d"])
+            .arg(dir.path())
+            .args(["--bind-address", "127.0.0.1"])
+            .arg(format!("--https-listen-port={}", free_port()))
+            .arg(format!("--etcd-client-port={}", free_port()))
+            .arg(format!("--etcd-peer-port={}", free_port()))
+            .arg(format!("{flag}={port}"))
+            .arg(format!("--etcd-binary={}", Etcd::V35.etcd().display()))
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(dir.path()))
+            .output()
+            .unwrap();
+        let err = fails(&out);
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains(flag),
+            "{flag}: {err}"
+        );
+        // The supervisor port gives the same kind of message.
+        let out = Command::new(etcdsnap_bin())
+            .args(["server", "-d"])
+            .arg(dir.path())
+            .args(["--bind-address", "127.0.0.1"])
+            .arg(format!("--https-listen-port={port}"))
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(dir.path()))
+            .output()
+            .unwrap();
+        let err = fails(&out);
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains("--https-listen-port"),
+            "{err}"
+        );
+        drop(busy);
+    }
+}
+
+#[test]
 fn missing_etcd_binary_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(etcdsnap_bin())
@@ -33,7 +74,7 @@ fn missing_etcd_binary_is_a_clear_error() {
         .arg(dir.path())
         .arg(format!("--https-listen-port={}", free_port()))
         .env("PATH", "/nonexistent")
-        .env("ETCDSNAP_CONFIG_FILE", empty_config())
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir.path()))
         .output()
         .unwrap();
     let err = fails(&out);
