@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use etcdsnap_core::etcd::ChunkStream;
+use etcdsnap_core::snapfile::writer::{WriteSpec, write_stream};
 use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
-use etcdsnap_core::snapshot::writer::{WriteSpec, write_stream};
 
 fn chunks_of(path: std::path::PathBuf) -> ChunkStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<etcdsnap_core::Result<Vec<u8>>>(64);

@@ -10,84 +10,33 @@ pub const KUBE_SYSTEM_KEY: &str = "/registry/namespaces/kube-system";
 const PROTO_PREFIX: &[u8] = b"k8s\0";
 const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
 
-/// Reads one length-delimited or varint field after another from a protobuf message.
-struct Fields<'a> {
-    buf: &'a [u8],
+/// `runtime.Unknown`, the envelope after `k8s\0`: only `raw` (field 2, the object) is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Unknown {
+    #[prost(bytes = "vec", tag = "2")]
+    raw: Vec<u8>,
 }
 
-enum Field<'a> {
-    Varint,
-    Bytes(&'a [u8]),
+/// Any Kubernetes object: `metadata` is field 1 of every top-level kind.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Object {
+    #[prost(message, optional, tag = "1")]
+    metadata: Option<ObjectMeta>,
 }
 
-fn varint(buf: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, b) in buf.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
+/// `ObjectMeta`, as far as we read it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ObjectMeta {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "3")]
+    namespace: String,
+    #[prost(string, tag = "5")]
+    uid: String,
 }
 
-impl<'a> Iterator for Fields<'a> {
-    type Item = Option<(u64, Field<'a>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        let parsed = (|| {
-            let (key, n) = varint(self.buf)?;
-            self.buf = &self.buf[n..];
-            let field = match key & 7 {
-                0 => {
-                    let (_, n) = varint(self.buf)?;
-                    self.buf = &self.buf[n..];
-                    Field::Varint
-                }
-                1 => {
-                    self.buf = self.buf.get(8..)?;
-                    Field::Varint
-                }
-                2 => {
-                    let (len, n) = varint(self.buf)?;
-                    let end = n.checked_add(usize::try_from(len).ok()?)?;
-                    let bytes = self.buf.get(n..end)?;
-                    self.buf = &self.buf[end..];
-                    Field::Bytes(bytes)
-                }
-                5 => {
-                    self.buf = self.buf.get(4..)?;
-                    Field::Varint
-                }
-                _ => return None,
-            };
-            Some((key >> 3, field))
-        })();
-        if parsed.is_none() {
-            // Malformed: stop after reporting it once.
-            self.buf = &[];
-        }
-        Some(parsed)
-    }
-}
-
-/// The first length-delimited field `number` of a protobuf message.
-fn bytes_field(msg: &[u8], number: u64) -> Result<Option<&[u8]>> {
-    for f in (Fields { buf: msg }) {
-        match f {
-            Some((n, Field::Bytes(b))) if n == number => return Ok(Some(b)),
-            Some(_) => {}
-            None => {
-                return Err(Error::Integrity(
-                    "malformed protobuf in a Kubernetes object".into(),
-                ));
-            }
-        }
-    }
-    Ok(None)
+fn malformed(e: prost::DecodeError) -> Error {
+    Error::Integrity(format!("malformed protobuf in a Kubernetes object: {e}"))
 }
 
 /// `metadata.uid` of a stored Kubernetes object.
@@ -98,16 +47,10 @@ pub fn object_uid(value: &[u8]) -> Result<Option<String>> {
         ));
     }
     if let Some(envelope) = value.strip_prefix(PROTO_PREFIX) {
-        // runtime.Unknown: 1 typeMeta, 2 raw. The object: 1 metadata. ObjectMeta: 5 uid.
-        let Some(raw) = bytes_field(envelope, 2)? else {
-            return Ok(None);
-        };
-        let Some(meta) = bytes_field(raw, 1)? else {
-            return Ok(None);
-        };
-        return Ok(bytes_field(meta, 5)?
-            .map(|uid| String::from_utf8_lossy(uid).into_owned())
-            .filter(|u| !u.is_empty()));
+        use prost::Message;
+        let unknown = Unknown::decode(envelope).map_err(malformed)?;
+        let object = Object::decode(unknown.raw.as_slice()).map_err(malformed)?;
+        return Ok(object.metadata.map(|m| m.uid).filter(|u| !u.is_empty()));
     }
     let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| {
         Error::Integrity(format!(

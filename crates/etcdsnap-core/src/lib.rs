@@ -6,14 +6,18 @@ pub mod api;
 pub mod duration;
 pub mod error;
 pub mod etcd;
+pub mod fsutil;
 pub mod kube;
 pub mod naming;
 pub mod records;
 pub mod retention;
 pub mod schedule;
 pub mod server;
+pub mod snapfile;
 pub mod snapshot;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod token;
 

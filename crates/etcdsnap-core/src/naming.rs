@@ -70,7 +70,7 @@ pub fn validate_plain_name(name: &str) -> Result<()> {
         || name.contains("..");
     if bad {
         return Err(Error::InvalidInput(format!(
-            "invalid snapshot name {name:?}: give the plain file name as `ls` prints it, without a directory or `..`"
+            "invalid snapshot name {name:?}: path traversal not allowed; give the plain file name as `ls` prints it, without a directory or `..`"
         )));
     }
     Ok(())

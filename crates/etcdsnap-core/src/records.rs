@@ -163,6 +163,8 @@ mod tests {
     fn list_items_use_legacy_keys_and_k3s_fields() {
         let rec = SnapshotRecord {
             name: "on-demand-n1-1730308816".into(),
+            key: "on-demand-n1-1730308816".into(),
+            modified: DateTime::from_timestamp(1730308816, 0).unwrap(),
             location: "file:///d/on-demand-n1-1730308816".into(),
             node_name: "n1".into(),
             node_source: None,

@@ -11,7 +11,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
 
-use crate::token::write_private;
+use crate::fsutil::{create_private_dir, write_private};
 use crate::{Error, Result};
 
 /// Makes ring the process-wide rustls crypto provider (idempotent). The HTTP clients (reqwest,
@@ -151,19 +151,10 @@ pub struct EtcdCerts {
     pub client_key: PathBuf,
 }
 
-fn ensure_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("create directory", dir, e))
-}
-
 /// Creates (or reuses) the etcd CAs and certificates under `<tls_dir>/etcd`.
 pub fn ensure_etcd_certs(tls_dir: &Path, hosts: &[String]) -> Result<EtcdCerts> {
     let dir = tls_dir.join("etcd");
-    ensure_dir(&dir)?;
+    create_private_dir(&dir)?;
     let server_ca = Ca::load_or_create(&dir, "server-ca", "etcd-server-ca")?;
     let peer_ca = Ca::load_or_create(&dir, "peer-ca", "etcd-peer-ca")?;
     use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
@@ -205,7 +196,7 @@ pub struct SupervisorCerts {
 
 /// Creates (or reuses) `<tls_dir>/server-ca.{crt,key}` and the supervisor's serving certificate.
 pub fn ensure_supervisor_certs(tls_dir: &Path, hosts: &[String]) -> Result<SupervisorCerts> {
-    ensure_dir(tls_dir)?;
+    create_private_dir(tls_dir)?;
     let ca = Ca::load_or_create(tls_dir, "server-ca", "etcdsnap-server-ca")?;
     let (cert, key) = ca.ensure_leaf(
         tls_dir,
@@ -247,12 +238,7 @@ mod tests {
         let b = ensure_etcd_certs(dir.path(), &hosts).unwrap();
         assert_eq!(pem1, std::fs::read(&b.client_cert).unwrap());
         for p in [&a.server_ca, &a.server_key, &a.client_key, &a.peer_key] {
-            assert_eq!(
-                crate::store::local::mode_of(p),
-                Some(0o600),
-                "{}",
-                p.display()
-            );
+            assert_eq!(crate::fsutil::mode_of(p), Some(0o600), "{}", p.display());
         }
         assert!(dir.path().join("etcd/server-ca.key").exists());
         let s = ensure_supervisor_certs(dir.path(), &hosts).unwrap();

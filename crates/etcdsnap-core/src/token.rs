@@ -1,12 +1,11 @@
 //! Server tokens in K3s's format, `K10<sha256 of the CA bundle>::<user>:<secret>`, and the
 //! 12-hex token hash K3s records in snapshot metadata.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::fsutil::write_private;
 use crate::{Error, Result};
 
 /// A parsed token. A bare secret (no `K10` prefix) has no CA hash and user `server`.
@@ -95,10 +94,11 @@ pub fn random_secret() -> String {
     hex::encode(buf)
 }
 
-/// Compares two byte strings in time independent of where they differ.
+/// Compares two byte strings in time independent of where they differ (lengths are not secret:
+/// every token secret we issue has the same length).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Lengths are not secret (every token secret we issue has the same length).
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Returns the server token: the one given (a bare secret gets the CA hash added), else the one
@@ -135,23 +135,6 @@ pub fn load_or_create(given: Option<&str>, token_file: &Path, ca_pem: &[u8]) -> 
         write_private(token_file, format!("{text}\n").as_bytes())?;
     }
     Ok(token)
-}
-
-/// Writes a file with mode 0600 through a temporary name, so a crash never leaves half a file.
-pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
-    Ok(())
 }
 
 #[cfg(test)]

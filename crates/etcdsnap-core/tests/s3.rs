@@ -10,12 +10,20 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use etcdsnap_core::Error;
-use etcdsnap_core::store::s3::{S3Config, S3Identity, S3Store, S3StoreCache, UPLOAD_CHUNK_SIZE};
-use etcdsnap_core::store::{SnapshotStatus, SnapshotStore};
+use etcdsnap_core::retention::apply_retention;
+use etcdsnap_core::store::s3::{
+    S3Config, S3Identity, S3Store, S3StoreCache, S3Target, UPLOAD_CHUNK_SIZE,
+};
+use etcdsnap_core::store::{ListDetail, SnapshotStatus, SnapshotStore};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
 use s3_support::*;
+
+/// Validates the configuration and connects, as the server does.
+async fn connect(cfg: &S3Config, identity: S3Identity) -> etcdsnap_core::Result<S3Store> {
+    S3Store::connect(&S3Target::new(cfg.clone())?, identity).await
+}
 
 const BUCKET: &str = "snapshots";
 
@@ -79,7 +87,7 @@ async fn put_raw(raw: &object_store::aws::AmazonS3, key: &str, data: &[u8]) {
 #[tokio::test]
 async fn upload_writes_k3s_metadata_and_content_type() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "/k3s/"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "/k3s/"), identity("node-a"))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -158,7 +166,7 @@ async fn upload_writes_k3s_metadata_and_content_type() {
 #[tokio::test]
 async fn multipart_upload_of_large_file_and_download_round_trip() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "big"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "big"), identity("node-a"))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -204,7 +212,7 @@ async fn multipart_upload_of_large_file_and_download_round_trip() {
 async fn write_growing(
     path: &std::path::Path,
     data: &[u8],
-    tx: etcdsnap_core::store::growing::GrowthSender,
+    tx: etcdsnap_core::snapfile::growing::GrowthSender,
     fail: bool,
 ) {
     use std::io::Write;
@@ -230,13 +238,13 @@ async fn write_growing(
 #[tokio::test]
 async fn growing_upload_streams_parts_and_completes_after_the_writer() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "grow"), identity("node-a"))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let name = "on-demand-node-a-1730000001";
     let data = raw_snapshot(UPLOAD_CHUNK_SIZE * 5 / 2, 9);
-    let (tx, rx) = etcdsnap_core::store::growing::growing();
+    let (tx, rx) = etcdsnap_core::snapfile::growing::growing();
     let path = dir.path().join(name);
     let up = store.upload_growing(name, rx, None);
     let (rec, ()) = tokio::join!(up, write_growing(&path, &data, tx, false));
@@ -264,7 +272,7 @@ async fn growing_upload_streams_parts_and_completes_after_the_writer() {
 #[tokio::test]
 async fn growing_upload_is_abandoned_when_the_writer_fails() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "grow"), identity("node-a"))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -273,7 +281,7 @@ async fn growing_upload_is_abandoned_when_the_writer_fails() {
         ("on-demand-node-a-1730000003", 4096),
     ] {
         let data = raw_snapshot(size, 3);
-        let (tx, rx) = etcdsnap_core::store::growing::growing();
+        let (tx, rx) = etcdsnap_core::snapfile::growing::growing();
         let path = dir.path().join(name);
         let up = store.upload_growing(name, rx, None);
         let (rec, ()) = tokio::join!(up, write_growing(&path, &data, tx, true));
@@ -290,7 +298,7 @@ async fn growing_upload_is_abandoned_when_the_writer_fails() {
 #[tokio::test]
 async fn download_verifies_and_fetches_metadata() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
         .await
         .unwrap();
     let src = tempfile::tempdir().unwrap();
@@ -353,7 +361,7 @@ fn zip_of(entry: &str, data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn download_of_zip_is_verified_too() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
         .await
         .unwrap();
     let src = tempfile::tempdir().unwrap();
@@ -408,10 +416,10 @@ async fn list_treats_folder_as_directory_and_skips_metadata_and_empty_objects() 
     put_raw(&raw, "k3s-old/etcd-snapshot-n1-1600000000", &snap).await;
     put_raw(&raw, "other/etcd-snapshot-n9-1600000001", &snap).await;
 
-    let store = S3Store::connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
         .await
         .unwrap();
-    let recs = store.list().await.unwrap();
+    let recs = store.list(ListDetail::Basic).await.unwrap();
     let by_name: BTreeMap<&str, _> = recs.iter().map(|r| (r.name.as_str(), r)).collect();
     assert_eq!(
         by_name.keys().copied().collect::<Vec<_>>(),
@@ -447,11 +455,11 @@ async fn list_treats_folder_as_directory_and_skips_metadata_and_empty_objects() 
     assert!((chrono::Utc::now() - odd.created_at).num_minutes().abs() < 10);
 
     // Empty folder: the whole bucket, still without .metadata and empty objects.
-    let all = S3Store::connect(&s3s_cfg(&server, ""), identity("node-a"))
+    let all = connect(&s3s_cfg(&server, ""), identity("node-a"))
         .await
         .unwrap();
     let names: BTreeSet<String> = all
-        .list()
+        .list(ListDetail::Basic)
         .await
         .unwrap()
         .into_iter()
@@ -480,7 +488,7 @@ async fn node_metadata_comes_from_cache_or_one_head_when_asked() {
         endpoint: format!("127.0.0.1:{}", proxy.port),
         ..s3s_cfg(&server, "k3s")
     };
-    let uploader = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
+    let uploader = connect(&cfg, identity("node-a")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..3 {
         let name = format!("etcd-snapshot-node-a-17000000{i:02}");
@@ -506,9 +514,9 @@ async fn node_metadata_comes_from_cache_or_one_head_when_asked() {
     assert!(lines[0].starts_with("GET /snapshots?") && lines[0].contains("list-type=2"));
 
     // Another node's store: nothing known, and no HEAD unless asked.
-    let other = S3Store::connect(&cfg, identity("node-b")).await.unwrap();
+    let other = connect(&cfg, identity("node-b")).await.unwrap();
     proxy.clear();
-    let recs = other.list().await.unwrap();
+    let recs = other.list(ListDetail::Basic).await.unwrap();
     assert!(recs.iter().all(|r| r.node_source.is_none()));
     assert!(
         proxy
@@ -543,7 +551,7 @@ async fn node_metadata_comes_from_cache_or_one_head_when_asked() {
 #[tokio::test]
 async fn delete_removes_snapshot_and_metadata() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
+    let store = connect(&s3s_cfg(&server, "k3s"), identity("node-a"))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -564,7 +572,7 @@ async fn delete_removes_snapshot_and_metadata() {
     assert!(!exists(&raw, &format!("k3s/{name}")).await);
     assert!(!exists(&raw, &format!("k3s/.metadata/{name}")).await);
     assert!(!store.delete(name).await.unwrap());
-    assert!(store.list().await.unwrap().is_empty());
+    assert!(store.list(ListDetail::Basic).await.unwrap().is_empty());
     assert!(matches!(
         store.delete("../etc").await,
         Err(Error::InvalidInput(_))
@@ -575,8 +583,8 @@ async fn delete_removes_snapshot_and_metadata() {
 async fn retention_keeps_newest_by_last_modified_across_nodes() {
     let server = S3sFs::start(&[BUCKET]);
     let cfg = s3s_cfg(&server, "k3s");
-    let a = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
-    let b = S3Store::connect(&cfg, identity("node-b")).await.unwrap();
+    let a = connect(&cfg, identity("node-a")).await.unwrap();
+    let b = connect(&cfg, identity("node-b")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sidecar = write_file(dir.path(), "m.json", b"{}");
     // Upload order (= LastModified order) is the reverse of the name timestamps.
@@ -599,12 +607,12 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
     a.upload(&od, None).await.unwrap();
 
     assert!(
-        a.apply_retention("etcd-snapshot", 0)
+        apply_retention(&a, "etcd-snapshot", 0)
             .await
             .unwrap()
             .is_empty()
     );
-    let mut deleted = b.apply_retention("etcd-snapshot", 2).await.unwrap();
+    let mut deleted = apply_retention(&b, "etcd-snapshot", 2).await.unwrap();
     deleted.sort();
     assert_eq!(
         deleted,
@@ -631,7 +639,7 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
     }
     assert!(exists(&raw, "k3s/on-demand-node-a-1").await);
     assert!(
-        a.apply_retention("etcd-snapshot", 2)
+        apply_retention(&a, "etcd-snapshot", 2)
             .await
             .unwrap()
             .is_empty()
@@ -663,10 +671,10 @@ async fn ten_thousand_objects_listed_with_one_request_per_thousand() {
         endpoint: format!("127.0.0.1:{}", proxy.port),
         ..s3s_cfg(&server, "big")
     };
-    let store = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
+    let store = connect(&cfg, identity("node-a")).await.unwrap();
     proxy.clear();
     let started = Instant::now();
-    let recs = store.list().await.unwrap();
+    let recs = store.list(ListDetail::Basic).await.unwrap();
     eprintln!("listed {} objects in {:?}", recs.len(), started.elapsed());
     assert_eq!(recs.len(), N);
     let names: BTreeSet<&str> = recs.iter().map(|r| r.name.as_str()).collect();
@@ -691,9 +699,7 @@ async fn wrong_secret_key_fails_fast_with_clear_error() {
         ..s3s_cfg(&server, "k3s")
     };
     let started = Instant::now();
-    let err = S3Store::connect(&cfg, identity("node-a"))
-        .await
-        .unwrap_err();
+    let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -720,9 +726,7 @@ async fn missing_bucket_is_reported() {
         bucket: "nosuchbucket".into(),
         ..s3s_cfg(&server, "k3s")
     };
-    let err = S3Store::connect(&cfg, identity("node-a"))
-        .await
-        .unwrap_err();
+    let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "failed to initialize S3 client: bucket nosuchbucket does not exist"
@@ -732,9 +736,7 @@ async fn missing_bucket_is_reported() {
         bucket: String::new(),
         ..s3s_cfg(&server, "k3s")
     };
-    let err = S3Store::connect(&empty, identity("node-a"))
-        .await
-        .unwrap_err();
+    let err = connect(&empty, identity("node-a")).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "failed to initialize S3 client: s3 bucket name was not set"
@@ -744,7 +746,7 @@ async fn missing_bucket_is_reported() {
 #[tokio::test]
 async fn insecure_means_plain_http() {
     let server = S3sFs::start(&[BUCKET]);
-    let store = S3Store::connect(&s3s_cfg(&server, ""), identity("node-a")).await;
+    let store = connect(&s3s_cfg(&server, ""), identity("node-a")).await;
     assert!(store.is_ok(), "{:?}", store.err());
     // The same server without --etcd-s3-insecure: https to a plain HTTP port fails.
     let cfg = S3Config {
@@ -752,9 +754,7 @@ async fn insecure_means_plain_http() {
         timeout: Duration::from_secs(15),
         ..s3s_cfg(&server, "")
     };
-    let err = S3Store::connect(&cfg, identity("node-a"))
-        .await
-        .unwrap_err();
+    let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     eprintln!("{err}");
     assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
     assert_eq!(err.http_status(), 502);
@@ -772,7 +772,7 @@ async fn session_token_is_sent() {
         ..s3s_cfg(&server, "k3s")
     };
     // s3s-fs does not check session tokens; what matters is that it is on the wire, signed.
-    let _ = S3Store::connect(&cfg, identity("node-a")).await;
+    let _ = connect(&cfg, identity("node-a")).await;
     let text = proxy.text().to_ascii_lowercase();
     assert!(
         text.contains("x-amz-security-token: session-token-value-123"),
@@ -794,8 +794,8 @@ async fn explicit_proxy_url_is_used() {
         proxy: format!("http://127.0.0.1:{}", proxy.port),
         ..s3s_cfg(&server, "k3s")
     };
-    let store = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
-    assert!(store.list().await.unwrap().is_empty());
+    let store = connect(&cfg, identity("node-a")).await.unwrap();
+    assert!(store.list(ListDetail::Basic).await.unwrap().is_empty());
     // A forward proxy gets absolute-form request targets.
     let lines = proxy.request_lines();
     let target = format!("GET http://127.0.0.1:{}/{BUCKET}?", server.port);
@@ -810,14 +810,26 @@ async fn store_cache_reuses_connected_stores() {
     let server = S3sFs::start(&[BUCKET]);
     let cache = S3StoreCache::new();
     let cfg = s3s_cfg(&server, "k3s");
-    let a1 = cache.get(&cfg, identity("node-a")).await.unwrap();
-    let a2 = cache.get(&cfg, identity("node-a")).await.unwrap();
+    let a1 = cache
+        .get(&S3Target::new(cfg.clone()).unwrap(), identity("node-a"))
+        .await
+        .unwrap();
+    let a2 = cache
+        .get(&S3Target::new(cfg.clone()).unwrap(), identity("node-a"))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&a1, &a2));
-    let b = cache.get(&cfg, identity("node-b")).await.unwrap();
+    let b = cache
+        .get(&S3Target::new(cfg.clone()).unwrap(), identity("node-b"))
+        .await
+        .unwrap();
     assert!(!Arc::ptr_eq(&a1, &b));
     // A hit makes no request: it works even after the server is gone.
     drop(server);
-    let a3 = cache.get(&cfg, identity("node-a")).await.unwrap();
+    let a3 = cache
+        .get(&S3Target::new(cfg.clone()).unwrap(), identity("node-a"))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&a1, &a3));
     assert_eq!(cache.len(), 2);
 }
@@ -843,9 +855,7 @@ async fn operations_are_bounded_by_the_timeout() {
         ..S3Config::default()
     };
     let started = Instant::now();
-    let err = S3Store::connect(&cfg, identity("node-a"))
-        .await
-        .unwrap_err();
+    let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "{:?}",
@@ -891,7 +901,7 @@ mod moto {
         assert_eq!(recs[0].node_source.as_deref(), Some("node-a"));
         assert!(recs[0].metadata.is_some());
         assert!(store.delete(name).await.unwrap());
-        assert!(store.list().await.unwrap().is_empty());
+        assert!(store.list(ListDetail::Basic).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -902,7 +912,7 @@ mod moto {
             endpoint_ca: m.ca_path().display().to_string(),
             ..moto_cfg(&m, "tls-bucket")
         };
-        let store = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
+        let store = connect(&cfg, identity("node-a")).await.unwrap();
         round_trip(&store).await;
 
         let b64 = base64::engine::general_purpose::STANDARD.encode(&m.pki.ca_pem);
@@ -910,9 +920,9 @@ mod moto {
             endpoint_ca: b64,
             ..moto_cfg(&m, "tls-bucket")
         };
-        S3Store::connect(&cfg, identity("node-a")).await.unwrap();
+        connect(&cfg, identity("node-a")).await.unwrap();
 
-        let err = S3Store::connect(&moto_cfg(&m, "no-such-bucket"), identity("node-a"))
+        let err = connect(&moto_cfg(&m, "no-such-bucket"), identity("node-a"))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("etcd-s3-endpoint-ca"), "{err}");
@@ -920,9 +930,7 @@ mod moto {
             endpoint_ca: m.ca_path().display().to_string(),
             ..moto_cfg(&m, "no-such-bucket")
         };
-        let err = S3Store::connect(&cfg, identity("node-a"))
-            .await
-            .unwrap_err();
+        let err = connect(&cfg, identity("node-a")).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "failed to initialize S3 client: bucket no-such-bucket does not exist"
@@ -934,7 +942,7 @@ mod moto {
         let m = MotoTls::start();
         m.create_bucket("tls-bucket").await;
         let started = Instant::now();
-        let err = S3Store::connect(&moto_cfg(&m, "tls-bucket"), identity("node-a"))
+        let err = connect(&moto_cfg(&m, "tls-bucket"), identity("node-a"))
             .await
             .unwrap_err();
         assert!(
@@ -961,7 +969,7 @@ mod moto {
             endpoint_ca: "/no/such/ca.pem".into(),
             ..moto_cfg(&m, "tls-bucket")
         };
-        let store = S3Store::connect(&cfg, identity("node-a")).await.unwrap();
+        let store = connect(&cfg, identity("node-a")).await.unwrap();
         round_trip(&store).await;
     }
 }

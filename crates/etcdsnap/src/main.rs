@@ -6,26 +6,26 @@ mod cli;
 use std::ffi::OsString;
 use std::path::Path;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
 
 fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mut warnings = Vec::new();
     // Config files apply to `server` and to each `etcd-snapshot` subcommand, as in K3s.
-    let path = cli::config_file::find_subcommand_path(&Cli::command(), &argv);
+    let path = cli::config_file::find_subcommand_path(&cli::command(), &argv);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let argv = match path.as_slice() {
         ["server"] | ["etcd-snapshot", _] => {
             let src = cli::config_file::find_config(&argv, CONFIG_ENV, Path::new(DEFAULT_CONFIG));
             let config = cli::config_file::load_config_args(&src)?;
-            let (argv, w) = cli::config_file::expand_args(&Cli::command(), &path, argv, config);
+            let (argv, w) = cli::config_file::expand_args(&cli::command(), &path, argv, config);
             warnings = w;
             argv
         }
         _ => argv,
     };
-    let matches = Cli::command().get_matches_from(argv);
+    let matches = cli::command().get_matches_from(argv);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((cli, warnings))
 }

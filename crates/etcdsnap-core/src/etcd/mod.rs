@@ -4,12 +4,13 @@
 
 pub mod process;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
 use crate::{Error, Result};
 
@@ -45,15 +46,16 @@ pub struct MemberStatus {
 /// A stream of snapshot chunks; the last 32 bytes overall are etcd's SHA-256 trailer.
 pub type ChunkStream = Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>>> + Send>>;
 
-/// The operations the snapshot engine needs from etcd.
+/// The operations the snapshot engine and the server need from etcd. A trait object, so the
+/// engine and the API run against a fake in tests ([`crate::testing::FakeEtcd`]).
 pub trait EtcdSource: Send + Sync {
     /// Status of the first member that answers.
-    fn status(&self) -> impl Future<Output = Result<MemberStatus>> + Send;
+    fn status(&self) -> BoxFuture<'_, Result<MemberStatus>>;
     /// Opens a snapshot stream on exactly one member: the first that answers its status
     /// (learners are refused, as etcd refuses them).
-    fn snapshot(&self) -> impl Future<Output = Result<(MemberStatus, ChunkStream)>> + Send;
+    fn snapshot(&self) -> BoxFuture<'_, Result<(MemberStatus, ChunkStream)>>;
     /// The value of one key, if present.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
@@ -144,11 +146,21 @@ impl EtcdTarget {
 }
 
 impl EtcdSource for EtcdTarget {
-    async fn status(&self) -> Result<MemberStatus> {
-        Ok(self.first_answering().await?.1)
+    fn status(&self) -> BoxFuture<'_, Result<MemberStatus>> {
+        async move { Ok(self.first_answering().await?.1) }.boxed()
     }
 
-    async fn snapshot(&self) -> Result<(MemberStatus, ChunkStream)> {
+    fn snapshot(&self) -> BoxFuture<'_, Result<(MemberStatus, ChunkStream)>> {
+        self.open_snapshot().boxed()
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        self.get_value(key).boxed()
+    }
+}
+
+impl EtcdTarget {
+    async fn open_snapshot(&self) -> Result<(MemberStatus, ChunkStream)> {
         let (mut client, status) = self.first_answering().await?;
         if status.is_learner {
             return Err(Error::Etcd(
@@ -175,7 +187,7 @@ impl EtcdSource for EtcdTarget {
         Ok((status, Box::pin(owned)))
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let (mut client, status) = self.first_answering().await?;
         let resp = tokio::time::timeout(self.connect_timeout * 2, client.get(key, None))
             .await

@@ -187,6 +187,21 @@ pub async fn binary_version(binary: &Path) -> Result<String> {
         })
 }
 
+/// Makes the child get `signal` when this process dies (PR_SET_PDEATHSIG), so that no etcd or
+/// test server outlives the process that started it, even after a SIGKILL.
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running etcd child process.
 pub struct EtcdChild {
     child: Child,
@@ -218,13 +233,7 @@ impl EtcdChild {
                 cmd.env_remove(k);
             }
         }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        die_with_parent(cmd.as_std_mut(), libc::SIGTERM);
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("start etcd", &cfg.binary, e))?;

@@ -14,12 +14,13 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 
 use super::ServerState;
-use crate::Error;
-use crate::api::{Operation, SnapshotRequest, Status};
-use crate::naming::DEFAULT_ON_DEMAND_PREFIX;
+use crate::api::{SnapshotRequest, Status};
 use crate::records::EtcdSnapshotFileList;
-use crate::snapshot::SaveRequest;
+use crate::snapshot::plan::{Operation, Remote, RemotePlan, SavePlan, resolve};
+use crate::store::ListDetail;
+use crate::store::s3::S3Target;
 use crate::token::constant_time_eq;
+use crate::{Error, Result};
 
 /// Readiness of the datastore, flipped by the server once etcd answers.
 #[derive(Default)]
@@ -150,82 +151,75 @@ async fn snapshot(
             );
         }
     };
-    let Some(op) = req.operation else {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "invalid snapshot operation",
-        );
-    };
-    if !state.ready.get() {
+    if req.operation.is_some() && !state.ready.get() {
         return status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "etcd is not ready yet; retry in a few seconds",
         );
     }
-    let cfg = &state.snapshots;
-    let dir = req
-        .dir
-        .as_ref()
-        .map(std::path::PathBuf::from)
-        .or_else(|| cfg.dir.clone());
-    let s3 = req.s3.clone();
-    if let Some(s3cfg) = &s3
-        && let Err(e) = state.engine.s3(s3cfg).await
-    {
-        return error_response(&e);
+    let response = run_request(&state, &req)
+        .await
+        .unwrap_or_else(|e| error_response(&e));
+    if let Some(hook) = &state.after_request {
+        (hook.0)();
     }
-    let prefix = req
-        .name
-        .first()
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_ON_DEMAND_PREFIX.to_string());
-    let engine = &state.engine;
-    let result = match op {
-        Operation::Save => {
-            let save = SaveRequest {
-                prefix,
-                dir,
-                compress: req.compress.unwrap_or(cfg.compress),
-                retention: req.retention.unwrap_or(cfg.retention),
-                s3,
-            };
-            engine.save(&save).await.map(|r| json(StatusCode::OK, &r))
-        }
-        Operation::List => engine
-            .list(
-                dir.as_deref(),
-                s3.as_ref(),
-                req.s3_node_metadata.unwrap_or(true),
-            )
-            .await
-            .map(|recs| json(StatusCode::OK, &EtcdSnapshotFileList::from_records(&recs))),
-        Operation::Delete => engine
-            .delete(dir.as_deref(), &req.name, s3.as_ref())
-            .await
-            .map(|r| json(StatusCode::OK, &r)),
-        Operation::Prune => engine
-            .prune(
-                dir.as_deref(),
-                &prefix,
-                req.retention.unwrap_or(cfg.retention),
-                s3.as_ref(),
-            )
-            .await
-            .map(|r| json(StatusCode::OK, &r)),
-    };
-    let response = result.unwrap_or_else(|e| error_response(&e));
-    release_freed_memory();
     response
 }
 
-/// Hands memory freed by a request back to the OS. Listing a large S3 folder allocates tens of
-/// MiB that glibc would otherwise keep, so a long-running server would sit at its peak.
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+/// Resolves the request once, connects the S3 store it names (K3s checks the client before
+/// doing anything, so a bad S3 setting writes nothing), and runs it.
+async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Response> {
+    let op = resolve(req, &state.snapshots)?;
+    let remote = match op.s3() {
+        Some(cfg) => Some(Remote {
+            store: state.engine.connect(&S3Target::new(cfg.clone())?).await?,
+            retention: cfg.retention,
+        }),
+        None => None,
+    };
+    let engine = &state.engine;
+    Ok(match op {
+        Operation::Save {
+            prefix,
+            dir,
+            compress,
+            retention,
+            ..
+        } => {
+            let plan = SavePlan {
+                prefix,
+                dir,
+                compress,
+                retention,
+                remote: remote.map_or(RemotePlan::None, RemotePlan::Ready),
+            };
+            json(StatusCode::OK, &engine.save(&plan).await?)
+        }
+        Operation::List { dir, full, .. } => {
+            let detail = if full {
+                ListDetail::Full
+            } else {
+                ListDetail::Basic
+            };
+            let recs = engine
+                .list(dir.as_deref(), remote.as_ref().map(|r| &r.store), detail)
+                .await?;
+            json(StatusCode::OK, &EtcdSnapshotFileList::from_records(&recs))
+        }
+        Operation::Delete { dir, names, .. } => {
+            let r = engine
+                .delete(dir.as_deref(), &names, remote.as_ref().map(|r| &r.store))
+                .await?;
+            json(StatusCode::OK, &r)
+        }
+        Operation::Prune {
+            dir, prefix, keep, ..
+        } => {
+            let r = engine
+                .prune(dir.as_deref(), &prefix, keep, remote.as_ref())
+                .await?;
+            json(StatusCode::OK, &r)
+        }
+    })
 }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::ServerState;
-use crate::snapshot::SaveRequest;
+use crate::snapshot::plan::{Remote, RemotePlan, SavePlan};
 
 /// Most random delay before a scheduled save, so that servers sharing a schedule spread out.
 pub const JITTER_MAX: Duration = Duration::from_secs(5);
@@ -18,6 +18,29 @@ fn jitter() -> Duration {
     let _ = getrandom::fill(&mut b);
     let ms = u32::from_le_bytes(b) as u64 % (JITTER_MAX.as_millis() as u64 + 1);
     Duration::from_millis(ms)
+}
+
+/// The server's own settings as a save; an S3 store that cannot be connected does not stop the
+/// local snapshot (K3s records the failure and carries on).
+async fn scheduled_plan(state: &ServerState) -> SavePlan {
+    let s = &state.snapshots;
+    let remote = match &s.s3 {
+        None => RemotePlan::None,
+        Some(target) => match state.engine.connect(target).await {
+            Ok(store) => RemotePlan::Ready(Remote {
+                store,
+                retention: target.config().retention,
+            }),
+            Err(e) => RemotePlan::Failed(e.to_string()),
+        },
+    };
+    SavePlan {
+        prefix: s.name.clone(),
+        dir: s.dir.clone(),
+        compress: s.compress,
+        retention: s.retention,
+        remote,
+    }
 }
 
 /// Runs until `stop` flips.
@@ -43,14 +66,8 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait + jitter()) => {}
             _ = stop.changed() => return,
         }
-        let req = SaveRequest {
-            prefix: s.name.clone(),
-            dir: s.dir.clone(),
-            compress: s.compress,
-            retention: s.retention,
-            s3: s.s3.clone(),
-        };
-        match state.engine.save(&req).await {
+        let plan = scheduled_plan(&state).await;
+        match state.engine.save(&plan).await {
             Ok(r) => {
                 for w in &r.warnings {
                     tracing::warn!("scheduled snapshot: {w}");

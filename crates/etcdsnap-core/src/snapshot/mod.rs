@@ -1,29 +1,32 @@
 //! The snapshot engine: save, list, delete and prune, for on-demand and scheduled snapshots
 //! alike. One lock admits one save at a time (a second fails at once with
 //! `snapshot save already in progress`). A save streams from one etcd member into a verified
-//! local file, applies local retention, then uploads to S3 and applies S3 retention; an S3
-//! failure never loses the local file.
+//! local file while a remote copy (S3) is uploaded from the growing file, applies local
+//! retention, completes the upload only once the local file is verified, then applies remote
+//! retention; a remote failure never loses the local file. The engine runs what it is given:
+//! requests are resolved in [`plan`], stores are connected by the caller.
 
 pub mod metrics;
-pub mod verify;
-pub mod writer;
+pub mod plan;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::api::SnapshotResult;
-use crate::etcd::EtcdSource;
+use crate::etcd::{ChunkStream, EtcdSource, MemberStatus};
 use crate::naming::{snapshot_base_name, validate_plain_name, validate_prefix};
-use crate::store::growing::growing;
+use crate::retention::apply_retention;
+use crate::snapfile::growing::{GrowthSender, growing};
+use crate::snapfile::writer::{self, WriteSpec, Written, write_stream};
 use crate::store::local::{LocalStore, resolve_snapshot_dir};
-use crate::store::s3::{S3Config, S3Identity, S3Store, S3StoreCache};
-use crate::store::{SnapshotRecord, SnapshotStore};
+use crate::store::s3::{S3Identity, S3Target};
+use crate::store::{ListDetail, RemoteStores, SnapshotRecord, SnapshotStore};
 use crate::{Error, Result};
 use metrics::Metrics;
-use writer::{WriteSpec, write_stream};
+use plan::{Remote, RemotePlan, SavePlan};
 
 /// Deflate level of compressed snapshots: fast levels keep a compressed save near disk speed
 /// while still shrinking etcd data several times.
@@ -33,7 +36,7 @@ pub const DEFAULT_COMPRESSION_LEVEL: i64 = 1;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub node_name: String,
-    pub data_dir: PathBuf,
+    pub data_dir: std::path::PathBuf,
     /// Deflate level of compressed snapshots.
     pub compression_level: i64,
     /// 12-hex hash of the server token, recorded in S3 metadata.
@@ -42,37 +45,30 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
 }
 
-/// One save: where, how, and what to prune afterwards.
-#[derive(Debug, Clone)]
-pub struct SaveRequest {
-    /// Name prefix (`on-demand`, `etcd-snapshot`, or the user's).
-    pub prefix: String,
-    /// Snapshot directory; `None` is `<data-dir>/server/db/snapshots`.
-    pub dir: Option<PathBuf>,
-    pub compress: bool,
-    /// Local retention after the save; below 1 keeps everything.
-    pub retention: i64,
-    pub s3: Option<S3Config>,
-}
+type UploadTask = tokio::task::JoinHandle<(Result<SnapshotRecord>, Duration)>;
 
-/// The snapshot engine over an etcd source.
-pub struct Engine<E> {
-    etcd: E,
+/// The snapshot engine over an etcd source and the remote stores it can connect.
+pub struct Engine {
+    etcd: Arc<dyn EtcdSource>,
+    remotes: Arc<dyn RemoteStores>,
     cfg: EngineConfig,
     save_lock: tokio::sync::Mutex<()>,
-    s3_cache: S3StoreCache,
     /// Cluster identity recorded in S3 metadata (`K3s-Cluster-Id`), known once etcd answers.
     cluster_id: std::sync::OnceLock<String>,
     pub metrics: Arc<Metrics>,
 }
 
-impl<E: EtcdSource> Engine<E> {
-    pub fn new(etcd: E, cfg: EngineConfig) -> Self {
+impl Engine {
+    pub fn new(
+        etcd: Arc<dyn EtcdSource>,
+        remotes: Arc<dyn RemoteStores>,
+        cfg: EngineConfig,
+    ) -> Self {
         Engine {
             etcd,
+            remotes,
             cfg,
             save_lock: tokio::sync::Mutex::new(()),
-            s3_cache: S3StoreCache::default(),
             cluster_id: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
         }
@@ -82,11 +78,13 @@ impl<E: EtcdSource> Engine<E> {
         &self.cfg
     }
 
-    pub fn etcd(&self) -> &E {
-        &self.etcd
+    pub fn etcd(&self) -> &dyn EtcdSource {
+        self.etcd.as_ref()
     }
 
-    fn local(&self, dir: Option<&Path>, create: bool) -> Result<LocalStore> {
+    /// The local store in `dir` (default: `<data-dir>/server/db/snapshots`, created when
+    /// `create` is set).
+    pub fn local(&self, dir: Option<&Path>, create: bool) -> Result<LocalStore> {
         let dir = resolve_snapshot_dir(&self.cfg.data_dir, dir, create)?;
         Ok(LocalStore::new(dir, self.cfg.node_name.clone()))
     }
@@ -114,177 +112,205 @@ impl<E: EtcdSource> Engine<E> {
         Ok(self.cluster_id.get_or_init(|| id).clone())
     }
 
-    /// Connects to S3 (cached by configuration). Failures are `Error::S3Init`.
-    pub async fn s3(&self, cfg: &S3Config) -> Result<Arc<S3Store>> {
+    /// Connects the remote store of `target` (clients are cached by configuration).
+    pub async fn connect(&self, target: &S3Target) -> Result<Arc<dyn SnapshotStore>> {
         let identity = S3Identity {
             cluster_id: self.cluster_id().await?,
             node_name: self.cfg.node_name.clone(),
             token_hash: self.cfg.token_hash.clone(),
         };
-        self.s3_cache.get(cfg, identity).await
+        self.remotes.connect(target, identity).await
     }
 
-    /// Takes a snapshot now. Errors before the local file exists fail the save; S3 problems
+    /// Takes a snapshot now. Errors before the local file exists fail the save; remote problems
     /// after it are reported in `warnings` and logged, and the local file stays.
-    pub async fn save(&self, req: &SaveRequest) -> Result<SnapshotResult> {
+    pub async fn save(&self, plan: &SavePlan) -> Result<SnapshotResult> {
         let _guard = self
             .save_lock
             .try_lock()
             .map_err(|_| Error::SaveInProgress)?;
         let started = Instant::now();
-        let r = self.save_locked(req).await;
+        let r = self.save_locked(plan).await;
         Metrics::observe(&self.metrics.save, r.is_ok(), started.elapsed());
         r
     }
 
-    async fn save_locked(&self, req: &SaveRequest) -> Result<SnapshotResult> {
-        validate_prefix(&req.prefix)?;
-        let local = self.local(req.dir.as_deref(), true)?;
+    async fn save_locked(&self, plan: &SavePlan) -> Result<SnapshotResult> {
+        validate_prefix(&plan.prefix)?;
+        let local = self.local(plan.dir.as_deref(), true)?;
         let mut result = SnapshotResult::default();
-        // The S3 client first, so the upload can run while the snapshot streams; if it cannot
-        // be built, the local snapshot is still taken.
-        let s3 = match &req.s3 {
-            Some(cfg) => match self.s3(cfg).await {
-                Ok(store) => Some((cfg, store)),
-                Err(e) => {
-                    tracing::error!("Error received during snapshot upload to S3: {e}");
-                    result.warnings.push(format!("S3 upload failed: {e}"));
-                    None
-                }
-            },
-            None => None,
+        let remote = match &plan.remote {
+            RemotePlan::None => None,
+            RemotePlan::Ready(r) => Some(r),
+            RemotePlan::Failed(e) => {
+                tracing::error!("Error received during snapshot upload to S3: {e}");
+                result.warnings.push(format!("S3 upload failed: {e}"));
+                None
+            }
         };
         let local_started = Instant::now();
-        let opened = self.etcd.snapshot().await;
-        let (member, stream) = opened.inspect_err(|e| {
-            Metrics::observe(&self.metrics.save_local, false, local_started.elapsed());
-            tracing::error!("Failed to take etcd snapshot: {e}");
-        })?;
-        let now = Utc::now();
-        let spec = WriteSpec {
-            dir: local.dir().to_path_buf(),
-            base_name: snapshot_base_name(&req.prefix, &self.cfg.node_name, now),
-            compress: req.compress,
-            compression_level: self.cfg.compression_level,
-            created: now,
-            idle_timeout: self.cfg.idle_timeout,
-        };
-        let final_path = writer::final_path(&spec);
-        let file_name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (member, stream) = self.open_stream(local_started).await?;
+        let spec = self.write_spec(&local, plan, Utc::now());
+        let file_name = file_name_of(&writer::final_path(&spec));
         tracing::info!(
             "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
-            final_path.display(),
+            writer::final_path(&spec).display(),
             member.member_id,
             member.endpoint,
             member.version
         );
-        let (growth, upload) = match &s3 {
-            Some((_, store)) => {
-                let (tx, rx) = growing();
-                let store = store.clone();
-                let name = file_name.clone();
-                let sidecar = local.sidecar_path(&file_name);
-                let task = tokio::spawn(async move {
-                    let started = Instant::now();
-                    let r = store.upload_growing(&name, rx, Some(&sidecar)).await;
-                    (r, started.elapsed())
-                });
-                (Some(tx), Some(task))
-            }
+        // The upload starts now and follows the file as it is written.
+        let upload = remote.map(|r| self.start_upload(r, &file_name, &local));
+        let (growth, task) = match upload {
+            Some((g, t)) => (Some(g), Some(t)),
             None => (None, None),
         };
-        let written = write_stream(stream, spec, growth).await;
-        Metrics::observe(
-            &self.metrics.save_local,
-            written.is_ok(),
-            local_started.elapsed(),
-        );
+        let written = self.write_local(stream, spec, growth, local_started).await;
         let written = match written {
             Ok(w) => w,
             Err(e) => {
-                tracing::error!("Failed to take etcd snapshot: {e}");
-                if let Some(task) = upload {
-                    // The uploader aborts its multipart upload when the writer fails.
+                if let Some(task) = task {
+                    // The uploader abandons its upload when the writer fails.
                     let _ = task.await;
                 }
                 return Err(e);
             }
         };
-        tracing::info!(
-            "Snapshot {} saved ({} bytes on disk, {} bytes of database)",
-            written.path.display(),
-            written.size,
-            written.raw_size
-        );
         result.created.push(written.file_name.clone());
-        if req.retention > 0 {
-            match local.apply_retention(&req.prefix, req.retention).await {
-                Ok(deleted) => result.deleted.extend(deleted),
-                Err(e) => {
-                    tracing::warn!("Failed to apply local snapshot retention: {e}");
-                    result.warnings.push(format!("local retention failed: {e}"));
-                }
-            }
-        }
-        if let (Some((cfg, store)), Some(task)) = (s3, upload) {
-            let (up, took) = match task.await {
-                Ok(x) => x,
-                Err(e) => (
-                    Err(Error::Other(format!("upload task failed: {e}"))),
-                    Duration::ZERO,
-                ),
-            };
-            Metrics::observe(&self.metrics.save_s3, up.is_ok(), took);
-            match up {
-                Ok(rec) => {
-                    tracing::info!("Uploaded snapshot to {}", rec.location);
-                    result.created.push(written.file_name.clone());
-                }
-                Err(e) => {
-                    tracing::error!("Error received during snapshot upload to S3: {e}");
-                    result.warnings.push(format!("S3 upload failed: {e}"));
-                }
-            }
+        self.local_retention(&local, plan, &mut result).await;
+        if let (Some(r), Some(task)) = (remote, task) {
+            self.finish_upload(task, &written, &mut result).await;
             // Retention runs even after a failed upload: a full bucket may be the cause.
-            match store.apply_retention(&req.prefix, cfg.retention).await {
-                Ok(deleted) => result.deleted.extend(deleted),
-                Err(e) => {
-                    tracing::warn!("Failed to apply s3 snapshot retention policy: {e}");
-                    result.warnings.push(format!("S3 retention failed: {e}"));
-                }
-            }
+            self.remote_retention(r, &plan.prefix, &mut result).await;
         }
         Ok(result)
     }
 
-    /// Local records, plus S3 records when `s3` is given, sorted by time then name.
+    async fn open_stream(&self, started: Instant) -> Result<(MemberStatus, ChunkStream)> {
+        self.etcd.snapshot().await.inspect_err(|e| {
+            Metrics::observe(&self.metrics.save_local, false, started.elapsed());
+            tracing::error!("Failed to take etcd snapshot: {e}");
+        })
+    }
+
+    fn write_spec(&self, local: &LocalStore, plan: &SavePlan, now: DateTime<Utc>) -> WriteSpec {
+        WriteSpec {
+            dir: local.dir().to_path_buf(),
+            base_name: snapshot_base_name(&plan.prefix, &self.cfg.node_name, now),
+            compress: plan.compress,
+            compression_level: self.cfg.compression_level,
+            created: now,
+            idle_timeout: self.cfg.idle_timeout,
+        }
+    }
+
+    fn start_upload(
+        &self,
+        remote: &Remote,
+        file_name: &str,
+        local: &LocalStore,
+    ) -> (GrowthSender, UploadTask) {
+        let (tx, rx) = growing();
+        let store = remote.store.clone();
+        let name = file_name.to_string();
+        let sidecar = local.sidecar_path(file_name);
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let r = store.put(&name, rx, Some(&sidecar)).await;
+            (r, started.elapsed())
+        });
+        (tx, task)
+    }
+
+    async fn write_local(
+        &self,
+        stream: ChunkStream,
+        spec: WriteSpec,
+        growth: Option<GrowthSender>,
+        started: Instant,
+    ) -> Result<Written> {
+        let written = write_stream(stream, spec, growth).await;
+        Metrics::observe(&self.metrics.save_local, written.is_ok(), started.elapsed());
+        match &written {
+            Ok(w) => tracing::info!(
+                "Snapshot {} saved ({} bytes on disk, {} bytes of database)",
+                w.path.display(),
+                w.size,
+                w.raw_size
+            ),
+            Err(e) => tracing::error!("Failed to take etcd snapshot: {e}"),
+        }
+        written
+    }
+
+    async fn local_retention(&self, local: &LocalStore, plan: &SavePlan, out: &mut SnapshotResult) {
+        if plan.retention < 1 {
+            return;
+        }
+        match apply_retention(local, &plan.prefix, plan.retention).await {
+            Ok(deleted) => out.deleted.extend(deleted),
+            Err(e) => {
+                tracing::warn!("Failed to apply local snapshot retention: {e}");
+                out.warnings.push(format!("local retention failed: {e}"));
+            }
+        }
+    }
+
+    async fn finish_upload(&self, task: UploadTask, written: &Written, out: &mut SnapshotResult) {
+        let (up, took) = match task.await {
+            Ok(x) => x,
+            Err(e) => (
+                Err(Error::Other(format!("upload task failed: {e}"))),
+                Duration::ZERO,
+            ),
+        };
+        Metrics::observe(&self.metrics.save_s3, up.is_ok(), took);
+        match up {
+            Ok(rec) => {
+                tracing::info!("Uploaded snapshot to {}", rec.location);
+                out.created.push(written.file_name.clone());
+            }
+            Err(e) => {
+                tracing::error!("Error received during snapshot upload to S3: {e}");
+                out.warnings.push(format!("S3 upload failed: {e}"));
+            }
+        }
+    }
+
+    async fn remote_retention(&self, remote: &Remote, prefix: &str, out: &mut SnapshotResult) {
+        match apply_retention(remote.store.as_ref(), prefix, remote.retention).await {
+            Ok(deleted) => out.deleted.extend(deleted),
+            Err(e) => {
+                tracing::warn!("Failed to apply s3 snapshot retention policy: {e}");
+                out.warnings.push(format!("S3 retention failed: {e}"));
+            }
+        }
+    }
+
+    /// Local records, plus the remote store's when given, sorted by time then name.
     pub async fn list(
         &self,
         dir: Option<&Path>,
-        s3: Option<&S3Config>,
-        s3_node_metadata: bool,
+        remote: Option<&Arc<dyn SnapshotStore>>,
+        detail: ListDetail,
     ) -> Result<Vec<SnapshotRecord>> {
         let started = Instant::now();
         let local = self.local(dir, true)?;
-        let mut records = local.list().await;
+        let mut records = local.list(detail).await;
         Metrics::observe(
             &self.metrics.reconcile_local,
             records.is_ok(),
             started.elapsed(),
         );
-        if let (Ok(recs), Some(cfg)) = (&mut records, s3) {
+        if let (Ok(recs), Some(store)) = (&mut records, remote) {
             let started = Instant::now();
-            let store = self.s3(cfg).await?;
-            let s3recs = store.list_records(s3_node_metadata).await;
+            let remote_recs = store.list(detail).await;
             Metrics::observe(
                 &self.metrics.reconcile_s3,
-                s3recs.is_ok(),
+                remote_recs.is_ok(),
                 started.elapsed(),
             );
-            recs.extend(s3recs?);
+            recs.extend(remote_recs?);
         }
         let mut records = records?;
         records.sort_by(|a, b| {
@@ -295,13 +321,13 @@ impl<E: EtcdSource> Engine<E> {
         Ok(records)
     }
 
-    /// Deletes each named snapshot locally and, with `s3`, from S3. `deleted` lists a name once
-    /// per storage it was removed from.
+    /// Deletes each named snapshot locally and, with `remote`, remotely. `deleted` lists a name
+    /// once per store it was removed from.
     pub async fn delete(
         &self,
         dir: Option<&Path>,
         names: &[String],
-        s3: Option<&S3Config>,
+        remote: Option<&Arc<dyn SnapshotStore>>,
     ) -> Result<SnapshotResult> {
         if names.is_empty() {
             return Err(Error::InvalidInput("no snapshots given for removal".into()));
@@ -310,58 +336,54 @@ impl<E: EtcdSource> Engine<E> {
             validate_plain_name(n)?;
         }
         let local = self.local(dir, false)?;
-        let store = match s3 {
-            Some(cfg) => Some(self.s3(cfg).await?),
-            None => None,
-        };
         let mut result = SnapshotResult::default();
+        let stores: Vec<&dyn SnapshotStore> = std::iter::once(&local as &dyn SnapshotStore)
+            .chain(remote.map(|r| r.as_ref()))
+            .collect();
         for name in names {
-            if local.delete(name).await? {
-                tracing::info!("Snapshot {name} deleted locally");
-                result.deleted.push(name.clone());
-            } else {
-                tracing::info!("Snapshot {name} not found locally");
-            }
-            if let Some(store) = &store {
+            for store in &stores {
                 if store.delete(name).await? {
-                    tracing::info!("Snapshot {name} deleted from S3");
+                    tracing::info!("Snapshot {name} deleted from {}", store.describe());
                     result.deleted.push(name.clone());
                 } else {
-                    tracing::info!("Snapshot {name} not found in S3");
+                    tracing::info!("Snapshot {name} not found in {}", store.describe());
                 }
             }
         }
         Ok(result)
     }
 
-    /// Applies retention `keep` to snapshots named `prefix*`, locally and with `s3` in S3 (with
-    /// S3's own retention).
+    /// Applies retention `keep` to snapshots named `prefix*` locally and, with `remote`, there
+    /// with the remote's own retention.
     pub async fn prune(
         &self,
         dir: Option<&Path>,
         prefix: &str,
         keep: i64,
-        s3: Option<&S3Config>,
+        remote: Option<&Remote>,
     ) -> Result<SnapshotResult> {
         validate_prefix(prefix)?;
         let local = self.local(dir, false)?;
         let mut result = SnapshotResult {
-            deleted: local.apply_retention(prefix, keep).await?,
+            deleted: apply_retention(&local, prefix, keep).await?,
             ..Default::default()
         };
-        if let Some(cfg) = s3 {
-            let store = self.s3(cfg).await?;
+        if let Some(r) = remote {
             result
                 .deleted
-                .extend(store.apply_retention(prefix, cfg.retention).await?);
+                .extend(apply_retention(r.store.as_ref(), prefix, r.retention).await?);
         }
         Ok(result)
     }
-}
 
-impl<E> Engine<E> {
     /// Resolves once no save is running.
     pub async fn wait_idle(&self) {
         drop(self.save_lock.lock().await);
     }
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -1,16 +1,23 @@
 //! Snapshots in a local directory. Files are listed by walking the directory; `.part` files
 //! (writes in progress) and hidden files are not snapshots. Extra-metadata sidecars live in the
-//! sibling directory `../.metadata/<file name>`, as in K3s.
+//! sibling directory `../.metadata/<file name>`, as in K3s. The engine's writer streams new
+//! snapshots straight into the directory; [`SnapshotStore::put`] copies a file in from
+//! elsewhere (verified, through a `.part` file), and `get` verifies a file where it is.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 
-use super::{SnapshotRecord, SnapshotStatus, SnapshotStore};
+use super::{
+    BoxFuture, ListDetail, RetentionOrder, RetentionRule, SnapshotRecord, SnapshotStatus,
+    SnapshotStore,
+};
+use crate::fsutil::{RemoveOnDrop, create_private_dir, create_private_file, publish, sync_dir};
 use crate::naming::{PART_SUFFIX, is_compressed, parse_snapshot_time, validate_plain_name};
-use crate::retention::{Candidate, select_for_deletion};
+use crate::snapfile::growing::GrowingFile;
+use crate::snapfile::verify::verify_file;
 use crate::{Error, Result};
 
 /// The default snapshot directory under a data dir.
@@ -34,11 +41,7 @@ pub fn resolve_snapshot_dir(
                 return Ok(d);
             }
             if create && !d.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&d)
-                    .map_err(|e| Error::io("create snapshot dir", &d, e))?;
+                create_private_dir(&d)?;
             }
             d
         }
@@ -56,13 +59,6 @@ pub fn resolve_snapshot_dir(
         )));
     }
     Ok(dir)
-}
-
-/// fsyncs a directory so that a rename or unlink inside it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// A snapshot directory as a store.
@@ -98,7 +94,7 @@ impl LocalStore {
     }
 
     /// `file://<dir>/<name>`.
-    pub fn location(&self, path: &Path) -> String {
+    pub fn location_of(&self, path: &Path) -> String {
         format!("file://{}", path.display())
     }
 
@@ -110,18 +106,24 @@ impl LocalStore {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let created_at = parse_snapshot_time(&name).unwrap_or_else(|| {
-            meta.modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_else(|_| Utc::now())
-        });
+        let key = path
+            .strip_prefix(&self.dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| name.clone());
+        let modified = meta
+            .modified()
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now());
+        let created_at = parse_snapshot_time(&name).unwrap_or(modified);
         let metadata = std::fs::read(self.sidecar_path(&name))
             .ok()
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
         Ok(SnapshotRecord {
             compressed: is_compressed(&name),
-            location: self.location(path),
+            location: self.location_of(path),
             name,
+            key,
+            modified,
             node_name: self.node_name.clone(),
             node_source: None,
             created_at,
@@ -182,15 +184,27 @@ impl LocalStore {
     }
 }
 
-/// Mode bits of a path, for checks and tests.
-pub fn mode_of(path: &Path) -> Option<u32> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| m.permissions().mode() & 0o7777)
+/// A key inside the directory: relative, no `..`, no `.part` (a save in progress), not hidden.
+fn check_key(key: &str) -> Result<()> {
+    let path = Path::new(key);
+    let plain = !key.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(n) if !n.to_string_lossy().starts_with('.')))
+        && !key.ends_with(PART_SUFFIX)
+        && !key.contains('\0');
+    if plain {
+        Ok(())
+    } else {
+        validate_plain_name(key)?;
+        Err(Error::InvalidInput(format!(
+            "invalid snapshot name {key:?}: hidden and in-progress (.part) files are not snapshots; give the file name as `ls` prints it"
+        )))
+    }
 }
 
-impl SnapshotStore for LocalStore {
-    async fn list(&self) -> Result<Vec<SnapshotRecord>> {
+impl LocalStore {
+    async fn list_blocking(&self) -> Result<Vec<SnapshotRecord>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             this.files()?
@@ -211,9 +225,9 @@ impl SnapshotStore for LocalStore {
         .map_err(|e| Error::Other(format!("listing task failed: {e}")))?
     }
 
-    async fn delete(&self, name: &str) -> Result<bool> {
-        validate_plain_name(name)?;
-        let path = self.dir.join(name);
+    async fn delete_key(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let path = self.dir.join(key);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
@@ -229,48 +243,116 @@ impl SnapshotStore for LocalStore {
         Ok(true)
     }
 
-    async fn apply_retention(&self, prefix: &str, keep: i64) -> Result<Vec<String>> {
-        if keep < 1 {
-            return Ok(Vec::new());
-        }
-        tracing::info!(
-            "Applying snapshot retention={keep} to local snapshots with prefix {prefix} in {}",
-            self.dir.display()
-        );
-        let files = self.files()?;
-        let mut candidates = Vec::new();
-        for p in &files {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !name.starts_with(prefix) {
-                continue;
+    /// Copies a (possibly growing) file in as `<dir>/<name>`, through a verified `.part` file.
+    async fn put_file(
+        &self,
+        name: &str,
+        mut source: GrowingFile,
+        sidecar: Option<&Path>,
+    ) -> Result<SnapshotRecord> {
+        validate_plain_name(name)?;
+        let dest = self.dir.join(name);
+        let part = self.dir.join(format!("{name}{PART_SUFFIX}"));
+        let guard = RemoveOnDrop::new(part.clone());
+        let mut out = create_private_file(&part)?;
+        let mut offset = 0u64;
+        loop {
+            let (avail, fin) = source.wait(offset, 1 << 20).await?;
+            if fin == Some(offset) {
+                break;
             }
-            let time = match parse_snapshot_time(name) {
-                Some(t) => t,
-                None => match std::fs::metadata(p).and_then(|m| m.modified()) {
-                    Ok(t) => t.into(),
-                    Err(_) => continue,
-                },
-            };
-            candidates.push(Candidate {
-                name: p.to_string_lossy().into_owned(),
-                time,
-            });
+            let len = (avail - offset).min(8 << 20) as usize;
+            let data = source.read_at(offset, len).await?;
+            std::io::Write::write_all(&mut out, &data).map_err(|e| Error::io("write", &part, e))?;
+            offset += len as u64;
         }
-        // Candidates carry full paths so nested files are deleted where they are; the prefix
-        // test was made on the file name above.
-        let doomed = select_for_deletion(&candidates, "", keep);
-        let mut deleted = Vec::new();
-        for path in doomed {
-            let path = PathBuf::from(path);
-            tracing::info!("Removing local snapshot {}", path.display());
-            self.remove_with_sidecar(&path)?;
-            deleted.push(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
+        out.sync_all().map_err(|e| Error::io("fsync", &part, e))?;
+        drop(out);
+        let check = part.clone();
+        tokio::task::spawn_blocking(move || verify_file(&check))
+            .await
+            .map_err(|e| Error::Other(format!("verification task failed: {e}")))??;
+        publish(&part, &dest)?;
+        guard.disarm();
+        if let Some(sidecar) = sidecar {
+            let own = self.sidecar_path(name);
+            if sidecar != own && sidecar.exists() {
+                create_private_dir(&self.metadata_dir())?;
+                let data = std::fs::read(sidecar).map_err(|e| Error::io("read", sidecar, e))?;
+                crate::fsutil::write_private(&own, &data)?;
+            }
         }
-        Ok(deleted)
+        self.record_for(&dest)
+    }
+
+    /// `name` verified where it is, or copied (verified) into `dest_dir`.
+    async fn get_file(&self, name: &str, dest_dir: &Path) -> Result<PathBuf> {
+        validate_plain_name(name)?;
+        let src = self.dir.join(name);
+        if !src.is_file() {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {name} not found in {}",
+                self.dir.display()
+            )));
+        }
+        let same_dir =
+            std::fs::canonicalize(dest_dir).ok() == std::fs::canonicalize(&self.dir).ok();
+        if same_dir {
+            let check = src.clone();
+            tokio::task::spawn_blocking(move || verify_file(&check))
+                .await
+                .map_err(|e| Error::Other(format!("verification task failed: {e}")))??;
+            return Ok(src);
+        }
+        let file = std::fs::File::open(&src)
+            .and_then(GrowingFile::complete)
+            .map_err(|e| Error::io("open", &src, e))?;
+        let target = LocalStore::new(dest_dir.to_path_buf(), self.node_name.clone());
+        let sidecar = self.sidecar_path(name);
+        target.put_file(name, file, Some(&sidecar)).await?;
+        Ok(dest_dir.join(name))
+    }
+}
+
+impl SnapshotStore for LocalStore {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn location(&self, key: &str) -> String {
+        self.location_of(&self.dir.join(key))
+    }
+
+    fn describe(&self) -> String {
+        format!("local snapshots in {}", self.dir.display())
+    }
+
+    fn put<'a>(
+        &'a self,
+        name: &'a str,
+        source: GrowingFile,
+        sidecar: Option<&'a Path>,
+    ) -> BoxFuture<'a, Result<SnapshotRecord>> {
+        self.put_file(name, source, sidecar).boxed()
+    }
+
+    fn get<'a>(&'a self, name: &'a str, dest_dir: &'a Path) -> BoxFuture<'a, Result<PathBuf>> {
+        self.get_file(name, dest_dir).boxed()
+    }
+
+    fn list(&self, _detail: ListDetail) -> BoxFuture<'_, Result<Vec<SnapshotRecord>>> {
+        self.list_blocking().boxed()
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.delete_key(key).boxed()
+    }
+
+    fn retention_rule(&self) -> RetentionRule {
+        RetentionRule {
+            order: RetentionOrder::NameTime,
+            nested: true,
+        }
     }
 }
 
@@ -297,7 +379,7 @@ mod tests {
         std::fs::create_dir(store.metadata_dir()).unwrap();
         std::fs::write(store.sidecar_path("etcd-snapshot-n1-100"), "{\"a\":\"b\"}").unwrap();
 
-        let mut recs = store.list().await.unwrap();
+        let mut recs = store.list(ListDetail::Basic).await.unwrap();
         recs.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<_> = recs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
@@ -318,7 +400,9 @@ mod tests {
             format!("file://{}/etcd-snapshot-n1-100", dir.display())
         );
 
-        let deleted = store.apply_retention("etcd-snapshot", 2).await.unwrap();
+        let deleted = crate::retention::apply_retention(&store, "etcd-snapshot", 2)
+            .await
+            .unwrap();
         assert_eq!(deleted, ["etcd-snapshot-n1-100"]);
         assert!(!store.sidecar_path("etcd-snapshot-n1-100").exists());
         assert!(dir.join("on-demand-n1-150").exists());
@@ -326,6 +410,9 @@ mod tests {
         assert!(store.delete("on-demand-n1-150").await.unwrap());
         assert!(!store.delete("on-demand-n1-150").await.unwrap());
         assert!(store.delete("../snapshots/x").await.is_err());
+        assert!(store.delete("on-demand-n1-160.part").await.is_err());
+        assert!(store.delete(".hidden").await.is_err());
+        assert!(dir.join(".hidden").exists());
     }
 
     #[test]
@@ -333,7 +420,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let d = resolve_snapshot_dir(root.path(), None, true).unwrap();
         assert_eq!(d, default_snapshot_dir(root.path()));
-        assert_eq!(mode_of(&d), Some(0o700));
+        assert_eq!(crate::fsutil::mode_of(&d), Some(0o700));
         let missing = root.path().join("nope");
         let err = resolve_snapshot_dir(root.path(), Some(&missing), true).unwrap_err();
         assert!(

@@ -14,7 +14,6 @@
 
 mod client;
 mod config;
-mod godur;
 mod keys;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,14 +43,20 @@ pub use self::client::{
 };
 pub use self::config::{
     BucketLookup, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION, DEFAULT_TIMEOUT, S3Config,
+    S3Target,
 };
-pub use self::keys::{METADATA_DIR, name_timestamp};
+pub use self::keys::METADATA_DIR;
 use crate::duration::format_go_duration;
 
 use self::client::{Cause, describe_error, scrub};
-use self::keys::{ObjectKind, RetentionCandidate, check_file_name, classify, retention_victims};
-use crate::store::growing::GrowingFile;
-use crate::store::{SnapshotRecord, SnapshotStatus, SnapshotStore};
+use self::keys::{ObjectKind, check_file_name, classify};
+use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir_async};
+use crate::naming::parse_snapshot_time;
+use crate::snapfile::growing::GrowingFile;
+use crate::store::{
+    BoxFuture, ListDetail, RemoteStores, RetentionOrder, RetentionRule, SnapshotRecord,
+    SnapshotStatus, SnapshotStore,
+};
 use crate::{Error, Result};
 
 /// Size of each multipart part; files up to this size go up in one PUT.
@@ -123,19 +128,19 @@ impl fmt::Debug for S3Store {
 }
 
 impl S3Store {
-    /// Validates `cfg`, builds the client and checks that the bucket exists. Every failure is
-    /// an [`Error::S3Init`].
-    pub async fn connect(cfg: &S3Config, identity: S3Identity) -> Result<S3Store> {
-        let store = Self::build(cfg, identity)?;
+    /// Builds the client and checks that the bucket exists. A configuration that cannot work
+    /// is an [`Error::S3Init`]; an endpoint that cannot be reached or refuses us is an
+    /// [`Error::S3Unavailable`] (or [`Error::Timeout`]).
+    pub async fn connect(target: &S3Target, identity: S3Identity) -> Result<S3Store> {
+        let store = Self::build(target, identity)?;
         store.check_bucket().await?;
         Ok(store)
     }
 
-    fn build(cfg: &S3Config, identity: S3Identity) -> Result<S3Store> {
+    fn build(target: &S3Target, identity: S3Identity) -> Result<S3Store> {
+        let cfg = target.config();
         let secrets = cfg.secrets();
-        cfg.validate()
-            .map_err(|e| Error::S3Init(scrub(&e.to_string(), &secrets)))?;
-        let built = client::build_client(cfg, &ProcessEnv).map_err(|e| match e {
+        let built = client::build_client(target, &ProcessEnv).map_err(|e| match e {
             Error::S3Init(m) => Error::S3Init(scrub(&m, &secrets)),
             other => Error::S3Init(scrub(&other.to_string(), &secrets)),
         })?;
@@ -381,9 +386,12 @@ impl S3Store {
             }
         }
 
+        let now = Utc::now();
         Ok(SnapshotRecord {
-            created_at: name_timestamp(&file_name).unwrap_or_else(Utc::now),
+            created_at: parse_snapshot_time(&file_name).unwrap_or(now),
+            modified: now,
             compressed: file_name.ends_with(".zip"),
+            key: file_name.clone(),
             name: file_name,
             location,
             node_name: "s3".into(),
@@ -546,7 +554,8 @@ impl S3Store {
         let path = self.obj_path(&key)?;
         let dest = dest_dir.join(file_name);
         let part = dest_dir.join(format!("{file_name}.part"));
-        let guard = PartGuard(Some(part.clone()));
+        let _ = std::fs::remove_file(&part);
+        let guard = RemoveOnDrop::new(part.clone());
         let what = format!("download of {}", keys::location(&self.cfg.bucket, &key));
         tracing::info!(
             "Downloading snapshot {}",
@@ -565,7 +574,7 @@ impl S3Store {
                 Err(e) => return Err(self.err(&what, &e)),
             };
             self.remember_attributes(&got.meta, &got.attributes);
-            let mut out = create_private(&part).await?;
+            let mut out = tokio::fs::File::from_std(crate::fsutil::create_private_file(&part)?);
             let mut stream = got.into_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.err(&what, &e))?;
@@ -584,14 +593,14 @@ impl S3Store {
         .await?;
 
         let check = part.clone();
-        tokio::task::spawn_blocking(move || crate::snapshot::verify::verify_file(&check))
+        tokio::task::spawn_blocking(move || crate::snapfile::verify::verify_file(&check))
             .await
             .map_err(|e| Error::Other(format!("verification task failed: {e}")))??;
         tokio::fs::rename(&part, &dest)
             .await
             .map_err(|e| Error::io("rename", &part, e))?;
         guard.disarm();
-        sync_dir(dest_dir).await?;
+        sync_dir_async(dest_dir).await?;
         tracing::info!("Downloaded snapshot to {}", dest.display());
 
         if let Err(e) = self.download_metadata(file_name, dest_dir).await {
@@ -621,23 +630,13 @@ impl S3Store {
             _ => dest_dir.join(".."),
         };
         let meta_dir = parent.join(METADATA_DIR);
-        create_private_dir(&meta_dir).await?;
         let dest = meta_dir.join(file_name);
-        let part = meta_dir.join(format!("{file_name}.part"));
-        let guard = PartGuard(Some(part.clone()));
-        let mut out = create_private(&part).await?;
-        out.write_all(&data)
-            .await
-            .map_err(|e| Error::io("write", &part, e))?;
-        out.sync_all()
-            .await
-            .map_err(|e| Error::io("fsync", &part, e))?;
-        drop(out);
-        tokio::fs::rename(&part, &dest)
-            .await
-            .map_err(|e| Error::io("rename", &part, e))?;
-        guard.disarm();
-        sync_dir(&meta_dir).await
+        tokio::task::spawn_blocking(move || {
+            create_private_dir(&meta_dir)?;
+            crate::fsutil::write_private(&dest, &data)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("metadata write task failed: {e}")))?
     }
 
     fn remember_attributes(&self, meta: &ObjectMeta, attrs: &Attributes) {
@@ -784,6 +783,7 @@ impl S3Store {
         }
 
         let spec = self.cfg.spec();
+        let top = self.dir_prefix().unwrap_or_default();
         Ok(snapshots
             .into_iter()
             .map(|(o, _, name)| {
@@ -791,10 +791,12 @@ impl S3Store {
                 let key = o.location.as_ref();
                 SnapshotRecord {
                     name: name.to_string(),
+                    key: key.strip_prefix(top.as_str()).unwrap_or(key).to_string(),
                     location: keys::location(&self.cfg.bucket, key),
                     node_name: "s3".into(),
                     node_source: cached.as_ref().and_then(|c| c.node_name.clone()),
-                    created_at: name_timestamp(name).unwrap_or(o.last_modified),
+                    created_at: parse_snapshot_time(name).unwrap_or(o.last_modified),
+                    modified: o.last_modified,
                     size: o.size,
                     status: SnapshotStatus::Successful,
                     message: None,
@@ -856,62 +858,53 @@ impl S3Store {
         }
         Ok(exists)
     }
-
-    async fn retention_inner(&self, prefix: &str, keep: i64) -> Result<Vec<String>> {
-        let objects = self.list_objects().await?;
-        let top_dir = self.dir_prefix().unwrap_or_default();
-        let candidates: Vec<RetentionCandidate> = objects
-            .iter()
-            .filter_map(|o| match classify(&self.folder, o.location.as_ref()) {
-                ObjectKind::Snapshot { dir, name }
-                    if dir == top_dir && name.starts_with(prefix) =>
-                {
-                    Some(RetentionCandidate {
-                        name: name.to_string(),
-                        key: o.location.to_string(),
-                        last_modified: o.last_modified,
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        let mut deleted = Vec::new();
-        for victim in retention_victims(candidates, keep) {
-            tracing::info!(
-                "Removing S3 snapshot: {}",
-                keys::location(&self.cfg.bucket, &victim.key)
-            );
-            self.delete_key(&victim.key).await?;
-            if let Err(e) = self.delete_key(&self.metadata_key(&victim.name)).await {
-                tracing::warn!("{e}");
-            }
-            deleted.push(victim.name);
-        }
-        Ok(deleted)
-    }
 }
 
 impl SnapshotStore for S3Store {
-    async fn list(&self) -> Result<Vec<SnapshotRecord>> {
-        self.list_records(false).await
+    fn kind(&self) -> &'static str {
+        "s3"
     }
 
-    async fn delete(&self, name: &str) -> Result<bool> {
-        check_file_name(name).map_err(Error::InvalidInput)?;
-        self.bounded("delete", self.delete_inner(name)).await
+    fn location(&self, key: &str) -> String {
+        self.location(key)
     }
 
-    async fn apply_retention(&self, prefix: &str, keep: i64) -> Result<Vec<String>> {
-        if keep < 1 {
-            return Ok(Vec::new());
+    fn describe(&self) -> String {
+        format!(
+            "snapshots stored in s3://{}/{}",
+            self.cfg.bucket, self.folder
+        )
+    }
+
+    fn put<'a>(
+        &'a self,
+        name: &'a str,
+        source: GrowingFile,
+        sidecar: Option<&'a FsPath>,
+    ) -> BoxFuture<'a, Result<SnapshotRecord>> {
+        Box::pin(self.upload_growing(name, source, sidecar))
+    }
+
+    fn get<'a>(&'a self, name: &'a str, dest_dir: &'a FsPath) -> BoxFuture<'a, Result<PathBuf>> {
+        Box::pin(self.download(name, dest_dir))
+    }
+
+    fn list(&self, detail: ListDetail) -> BoxFuture<'_, Result<Vec<SnapshotRecord>>> {
+        Box::pin(self.list_records(detail == ListDetail::Full))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            check_file_name(key).map_err(Error::InvalidInput)?;
+            self.bounded("delete", self.delete_inner(key)).await
+        })
+    }
+
+    fn retention_rule(&self) -> RetentionRule {
+        RetentionRule {
+            order: RetentionOrder::Modified,
+            nested: false,
         }
-        tracing::info!(
-            "Applying snapshot retention={keep} to snapshots stored in s3://{}/{}",
-            self.cfg.bucket,
-            self.key(prefix)
-        );
-        self.bounded("retention", self.retention_inner(prefix, keep))
-            .await
     }
 }
 
@@ -937,7 +930,8 @@ impl S3StoreCache {
     }
 
     /// The store for this configuration and identity: a cached one, or a newly connected one.
-    pub async fn get(&self, cfg: &S3Config, identity: S3Identity) -> Result<Arc<S3Store>> {
+    pub async fn get(&self, target: &S3Target, identity: S3Identity) -> Result<Arc<S3Store>> {
+        let cfg = target.config();
         let wanted = (cfg.clone(), identity);
         let endpoint = format!(
             "{}://{}",
@@ -963,7 +957,7 @@ impl S3StoreCache {
             cfg.bucket,
             cfg.folder
         );
-        let store = Arc::new(S3Store::connect(cfg, wanted.1.clone()).await?);
+        let store = Arc::new(S3Store::connect(target, wanted.1.clone()).await?);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|(k, _)| *k != wanted);
         entries.push_front((wanted, Arc::clone(&store)));
@@ -981,53 +975,26 @@ impl S3StoreCache {
     }
 }
 
-/// Removes a temporary file unless disarmed (also when the future is dropped on timeout).
-struct PartGuard(Option<PathBuf>);
-
-impl PartGuard {
-    fn disarm(mut self) {
-        self.0 = None;
+impl RemoteStores for S3StoreCache {
+    fn connect<'a>(
+        &'a self,
+        target: &'a S3Target,
+        identity: S3Identity,
+    ) -> BoxFuture<'a, Result<Arc<dyn SnapshotStore>>> {
+        Box::pin(async move {
+            let store: Arc<dyn SnapshotStore> = self.get(target, identity).await?;
+            Ok(store)
+        })
     }
-}
-
-impl Drop for PartGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-async fn create_private(path: &FsPath) -> Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(|e| Error::io("create", path, e))
-}
-
-async fn create_private_dir(path: &FsPath) -> Result<()> {
-    let mut b = tokio::fs::DirBuilder::new();
-    b.recursive(true).mode(0o700);
-    b.create(path)
-        .await
-        .map_err(|e| Error::io("create directory", path, e))
-}
-
-async fn sync_dir(dir: &FsPath) -> Result<()> {
-    let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()))
-        .await
-        .map_err(|e| Error::Other(format!("fsync task failed: {e}")))?
-        .map_err(|e| Error::io("fsync", dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build(c: &S3Config) -> Result<S3Store> {
+        S3Store::build(&S3Target::new(c.clone())?, S3Identity::default())
+    }
 
     fn cfg() -> S3Config {
         S3Config {
@@ -1044,19 +1011,16 @@ mod tests {
 
     #[test]
     fn key_location_config() {
-        let s = S3Store::build(&cfg(), S3Identity::default()).unwrap();
+        let s = build(&cfg()).unwrap();
         assert_eq!(s.key("snap-1"), "k3s/snaps/snap-1");
         assert_eq!(s.location("snap-1"), "s3://bk/k3s/snaps/snap-1");
         assert_eq!(s.metadata_key("snap-1"), "k3s/snaps/.metadata/snap-1");
         assert_eq!(s.config().bucket, "bk");
         assert_eq!(s.endpoint_url(), "http://127.0.0.1:9");
-        let root = S3Store::build(
-            &S3Config {
-                folder: String::new(),
-                ..cfg()
-            },
-            S3Identity::default(),
-        )
+        let root = build(&S3Config {
+            folder: String::new(),
+            ..cfg()
+        })
         .unwrap();
         assert_eq!(root.key("snap-1"), "snap-1");
         assert_eq!(root.location("snap-1"), "s3://bk/snap-1");
@@ -1065,26 +1029,20 @@ mod tests {
 
     #[test]
     fn build_errors_are_init_errors() {
-        let e = S3Store::build(
-            &S3Config {
-                bucket: String::new(),
-                ..cfg()
-            },
-            S3Identity::default(),
-        )
+        let e = build(&S3Config {
+            bucket: String::new(),
+            ..cfg()
+        })
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "failed to initialize S3 client: s3 bucket name was not set"
         );
-        let e = S3Store::build(
-            &S3Config {
-                insecure: false,
-                endpoint_ca: "/definitely/missing/ca.pem".into(),
-                ..cfg()
-            },
-            S3Identity::default(),
-        )
+        let e = build(&S3Config {
+            insecure: false,
+            endpoint_ca: "/definitely/missing/ca.pem".into(),
+            ..cfg()
+        })
         .unwrap_err();
         assert!(matches!(e, Error::S3Init(_)), "{e:?}");
         assert!(e.to_string().contains("/definitely/missing/ca.pem"));
@@ -1094,14 +1052,14 @@ mod tests {
     async fn secrets_never_in_errors_or_debug() {
         let c = cfg();
         let secrets = ["AKIDLEAKCHECK", "SECRETLEAKCHECK", "TOKENLEAKCHECK"];
-        let store = S3Store::build(&c, S3Identity::default()).unwrap();
+        let store = build(&c).unwrap();
         let mut texts = vec![format!("{c:?}"), format!("{store:?}")];
         // Port 9 on loopback refuses connections: a real error from the client stack.
         let short = S3Config {
             timeout: Duration::from_secs(20),
             ..c.clone()
         };
-        let err = S3Store::connect(&short, S3Identity::default())
+        let err = S3Store::connect(&S3Target::new(short).unwrap(), S3Identity::default())
             .await
             .unwrap_err();
         texts.push(err.to_string());
@@ -1116,7 +1074,7 @@ mod tests {
             endpoint_ca: "SECRETLEAKCHECK".into(),
             ..c.clone()
         };
-        let err = S3Store::build(&bad_ca, S3Identity::default()).unwrap_err();
+        let err = build(&bad_ca).unwrap_err();
         texts.push(err.to_string());
         let scrubbed = scrub("x AKIDLEAKCHECK y", &c.secrets());
         texts.push(scrubbed);
@@ -1136,7 +1094,7 @@ mod tests {
                 folder: format!("f{i}"),
                 ..cfg()
             };
-            let s = Arc::new(S3Store::build(&c, S3Identity::default()).unwrap());
+            let s = Arc::new(build(&c).unwrap());
             let mut e = cache.entries.lock().unwrap();
             e.push_front(((c, S3Identity::default()), s));
             e.truncate(CACHE_CAPACITY);
@@ -1146,7 +1104,10 @@ mod tests {
             folder: "f3".into(),
             ..cfg()
         };
-        let got = cache.get(&hit, S3Identity::default()).await.unwrap();
+        let got = cache
+            .get(&S3Target::new(hit).unwrap(), S3Identity::default())
+            .await
+            .unwrap();
         assert_eq!(got.key("x"), "f3/x");
         assert_eq!(
             cache.entries.lock().unwrap().front().unwrap().0.0.folder,

@@ -30,12 +30,7 @@ fn read_token(given: Option<&str>, data_dir: &Path) -> Result<Token> {
 }
 
 fn unreachable(server: &str, e: &reqwest::Error) -> anyhow::Error {
-    let mut cause = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = format!("{cause}: {s}");
-        src = s.source();
-    }
+    let cause = etcdsnap_core::error::error_chain(e);
     anyhow!(
         "cannot reach the etcdsnap server at {server}: {cause}; is `etcdsnap server` running there (see --etcd-server)?"
     )

@@ -10,51 +10,7 @@ use etcdsnap_core::store::s3::S3Config;
 
 use super::client::SupervisorClient;
 use super::render::{Format, render_list};
-use super::{S3Flags, SnapshotAction, SnapshotFlags, default_data_dir};
-
-/// Builds the S3 configuration from flags when S3 is enabled. `fallback_retention` is used when
-/// no S3 retention is given (K3s 1.35+: S3 retention defaults to the snapshot retention).
-pub fn s3_config(flags: &S3Flags, fallback_retention: Option<i64>) -> Result<Option<S3Config>> {
-    if flags.s3 != Some(true) {
-        return Ok(None);
-    }
-    if flags.config_secret.is_some() {
-        bail!(
-            "--etcd-s3-config-secret is not supported yet: etcdsnap does not read Kubernetes secrets; pass the S3 settings as flags or config-file keys"
-        );
-    }
-    let mut cfg = S3Config::default();
-    let set = |field: &mut String, v: &Option<String>| {
-        if let Some(v) = v {
-            *field = v.clone();
-        }
-    };
-    set(&mut cfg.endpoint, &flags.endpoint);
-    set(&mut cfg.endpoint_ca, &flags.endpoint_ca);
-    set(&mut cfg.access_key, &flags.access_key);
-    set(&mut cfg.secret_key, &flags.secret_key);
-    set(&mut cfg.session_token, &flags.session_token);
-    set(&mut cfg.bucket, &flags.bucket);
-    set(&mut cfg.bucket_lookup, &flags.bucket_lookup_type);
-    set(&mut cfg.region, &flags.region);
-    set(&mut cfg.folder, &flags.folder);
-    set(&mut cfg.proxy, &flags.proxy);
-    if let Some(t) = &flags.timeout {
-        cfg.timeout = etcdsnap_core::duration::parse_go_duration(t)
-            .map_err(|e| anyhow::anyhow!("invalid --etcd-s3-timeout {t:?}: {e}"))?;
-    }
-    if let Some(b) = flags.skip_ssl_verify {
-        cfg.skip_ssl_verify = b;
-    }
-    if let Some(b) = flags.insecure {
-        cfg.insecure = b;
-    }
-    if let Some(r) = flags.retention.or(fallback_retention) {
-        cfg.retention = r;
-    }
-    cfg.validate()?;
-    Ok(Some(cfg))
-}
+use super::{SnapshotAction, SnapshotFlags, default_data_dir};
 
 fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
     Ok(SnapshotRequest {
@@ -63,7 +19,7 @@ fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
         dir: flags.dir.clone(),
         compress: flags.compress,
         retention: flags.retention,
-        s3: s3_config(&flags.s3, flags.retention)?,
+        s3: flags.s3.config(flags.retention)?,
         s3_node_metadata: None,
     })
 }

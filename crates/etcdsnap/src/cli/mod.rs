@@ -6,12 +6,15 @@ pub mod client;
 pub mod config_file;
 pub mod etcd_snapshot;
 pub mod render;
+pub mod s3;
 pub mod server;
 
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+pub use s3::S3Flags;
 
 /// Default config file, as K3s's `/etc/rancher/k3s/config.yaml`.
 pub const DEFAULT_CONFIG: &str = "/etc/etcdsnap/config.yaml";
@@ -22,7 +25,7 @@ pub const CONFIG_ENV: &str = "ETCDSNAP_CONFIG_FILE";
 #[command(
     name = "etcdsnap",
     version,
-    about = "K3s-compatible etcd snapshots for any etcd v3 cluster: scheduled and on-demand, local and S3, with retention and restore",
+    about = "K3s-compatible etcd snapshots for any etcd v3 cluster: scheduled and on-demand, local and S3, with retention",
     args_override_self = true
 )]
 pub struct Cli {
@@ -93,80 +96,6 @@ pub struct LsArgs {
 pub struct PruneArgs {
     #[command(flatten)]
     pub flags: SnapshotFlags,
-}
-
-/// S3 settings, shared by `server` (`--etcd-s3-*`) and `etcd-snapshot` (`--s3-*`, with the
-/// `--etcd-` spelling as an alias). Every field is optional so that "not given" is visible.
-#[derive(Debug, Args, Clone, Default)]
-pub struct S3Flags {
-    /// Enable backup to S3
-    #[arg(long = "s3", alias = "etcd-s3", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub s3: Option<bool>,
-    /// S3 endpoint host[:port], no scheme (default: s3.amazonaws.com)
-    #[arg(long = "s3-endpoint", alias = "etcd-s3-endpoint")]
-    pub endpoint: Option<String>,
-    /// S3 custom CA: file paths or base64 PEM bundles, space-separated
-    #[arg(long = "s3-endpoint-ca", alias = "etcd-s3-endpoint-ca")]
-    pub endpoint_ca: Option<String>,
-    /// Disable S3 TLS certificate verification
-    #[arg(long = "s3-skip-ssl-verify", alias = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub skip_ssl_verify: Option<bool>,
-    /// S3 access key
-    #[arg(
-        long = "s3-access-key",
-        alias = "etcd-s3-access-key",
-        env = "AWS_ACCESS_KEY_ID",
-        hide_env_values = true
-    )]
-    pub access_key: Option<String>,
-    /// S3 secret key
-    #[arg(
-        long = "s3-secret-key",
-        alias = "etcd-s3-secret-key",
-        env = "AWS_SECRET_ACCESS_KEY",
-        hide_env_values = true
-    )]
-    pub secret_key: Option<String>,
-    /// S3 session token
-    #[arg(
-        long = "s3-session-token",
-        alias = "etcd-s3-session-token",
-        env = "AWS_SESSION_TOKEN",
-        hide_env_values = true
-    )]
-    pub session_token: Option<String>,
-    /// S3 bucket name
-    #[arg(long = "s3-bucket", alias = "etcd-s3-bucket")]
-    pub bucket: Option<String>,
-    /// S3 bucket lookup type: auto, dns or path
-    #[arg(long = "s3-bucket-lookup-type", alias = "etcd-s3-bucket-lookup-type")]
-    pub bucket_lookup_type: Option<String>,
-    /// S3 region (default: us-east-1)
-    #[arg(long = "s3-region", alias = "etcd-s3-region")]
-    pub region: Option<String>,
-    /// S3 folder
-    #[arg(long = "s3-folder", alias = "etcd-s3-folder")]
-    pub folder: Option<String>,
-    /// Proxy URL for S3, or `none` to ignore proxy environment variables
-    #[arg(long = "s3-proxy", alias = "etcd-s3-proxy")]
-    pub proxy: Option<String>,
-    /// Name of a kube-system secret holding S3 settings (not supported yet; refused)
-    #[arg(long = "s3-config-secret", alias = "etcd-s3-config-secret")]
-    pub config_secret: Option<String>,
-    /// Use plain HTTP to talk to S3
-    #[arg(long = "s3-insecure", alias = "etcd-s3-insecure", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub insecure: Option<bool>,
-    /// Bound on each S3 operation, a Go duration (default: 5m)
-    #[arg(long = "s3-timeout", alias = "etcd-s3-timeout")]
-    pub timeout: Option<String>,
-    /// Number of S3 snapshots to retain (default: the snapshot retention)
-    #[arg(
-        id = "s3_retention",
-        long = "s3-retention",
-        alias = "etcd-s3-retention",
-        allow_negative_numbers = true
-    )]
-    pub retention: Option<i64>,
 }
 
 /// Flags of every `etcd-snapshot` subcommand (K3s's shared set).
@@ -296,99 +225,14 @@ pub struct ServerArgs {
     #[arg(long = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub etcd_snapshot_compress: bool,
     #[command(flatten, next_help_heading = "S3")]
-    pub s3: ServerS3Flags,
+    pub s3: S3Flags,
 }
 
-/// The server spells S3 flags with the `etcd-` prefix.
-#[derive(Debug, Args, Clone, Default)]
-pub struct ServerS3Flags {
-    /// Enable backup to S3
-    #[arg(long = "etcd-s3", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub s3: Option<bool>,
-    /// S3 endpoint host[:port], no scheme (default: s3.amazonaws.com)
-    #[arg(long = "etcd-s3-endpoint")]
-    pub endpoint: Option<String>,
-    /// S3 custom CA: file paths or base64 PEM bundles, space-separated
-    #[arg(long = "etcd-s3-endpoint-ca")]
-    pub endpoint_ca: Option<String>,
-    /// Disable S3 TLS certificate verification
-    #[arg(long = "etcd-s3-skip-ssl-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub skip_ssl_verify: Option<bool>,
-    /// S3 access key
-    #[arg(
-        long = "etcd-s3-access-key",
-        env = "AWS_ACCESS_KEY_ID",
-        hide_env_values = true
-    )]
-    pub access_key: Option<String>,
-    /// S3 secret key
-    #[arg(
-        long = "etcd-s3-secret-key",
-        env = "AWS_SECRET_ACCESS_KEY",
-        hide_env_values = true
-    )]
-    pub secret_key: Option<String>,
-    /// S3 session token
-    #[arg(
-        long = "etcd-s3-session-token",
-        env = "AWS_SESSION_TOKEN",
-        hide_env_values = true
-    )]
-    pub session_token: Option<String>,
-    /// S3 bucket name
-    #[arg(long = "etcd-s3-bucket")]
-    pub bucket: Option<String>,
-    /// S3 bucket lookup type: auto, dns or path
-    #[arg(long = "etcd-s3-bucket-lookup-type")]
-    pub bucket_lookup_type: Option<String>,
-    /// S3 region (default: us-east-1)
-    #[arg(long = "etcd-s3-region")]
-    pub region: Option<String>,
-    /// S3 folder
-    #[arg(long = "etcd-s3-folder")]
-    pub folder: Option<String>,
-    /// Proxy URL for S3, or `none` to ignore proxy environment variables
-    #[arg(long = "etcd-s3-proxy")]
-    pub proxy: Option<String>,
-    /// Name of a kube-system secret holding S3 settings (not supported yet; refused)
-    #[arg(long = "etcd-s3-config-secret")]
-    pub config_secret: Option<String>,
-    /// Use plain HTTP to talk to S3
-    #[arg(long = "etcd-s3-insecure", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub insecure: Option<bool>,
-    /// Bound on each S3 operation, a Go duration (default: 5m)
-    #[arg(long = "etcd-s3-timeout")]
-    pub timeout: Option<String>,
-    /// Number of S3 snapshots to retain (default: --etcd-snapshot-retention)
-    #[arg(
-        id = "s3_retention",
-        long = "etcd-s3-retention",
-        allow_negative_numbers = true
-    )]
-    pub retention: Option<i64>,
-}
-
-impl From<ServerS3Flags> for S3Flags {
-    fn from(s: ServerS3Flags) -> Self {
-        S3Flags {
-            s3: s.s3,
-            endpoint: s.endpoint,
-            endpoint_ca: s.endpoint_ca,
-            skip_ssl_verify: s.skip_ssl_verify,
-            access_key: s.access_key,
-            secret_key: s.secret_key,
-            session_token: s.session_token,
-            bucket: s.bucket,
-            bucket_lookup_type: s.bucket_lookup_type,
-            region: s.region,
-            folder: s.folder,
-            proxy: s.proxy,
-            config_secret: s.config_secret,
-            insecure: s.insecure,
-            timeout: s.timeout,
-            retention: s.retention,
-        }
-    }
+/// The command line as parsed: the derived definition, with the server's S3 flags renamed to
+/// their `--etcd-s3-*` spelling (the `etcd-snapshot` subcommands spell them `--s3-*`, with the
+/// `--etcd-` spelling as an alias, as K3s does).
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("server", s3::server_spelling)
 }
 
 /// The default data dir: `/var/lib/etcdsnap` for root, `~/.etcdsnap` otherwise.
@@ -407,11 +251,15 @@ pub fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn parse<const N: usize>(args: [&str; N]) -> Result<Cli, clap::Error> {
+        use clap::FromArgMatches;
+        Cli::from_arg_matches(&command().try_get_matches_from(args)?)
     }
 
     fn action(cli: Cli) -> SnapshotAction {
@@ -423,7 +271,7 @@ mod tests {
 
     #[test]
     fn later_flags_override_earlier_ones_in_subcommands() {
-        let cli = Cli::try_parse_from([
+        let cli = parse([
             "etcdsnap",
             "etcd-snapshot",
             "save",
@@ -438,7 +286,7 @@ mod tests {
         };
         assert_eq!(a.flags.name, "b");
         assert_eq!(a.flags.compress, Some(false));
-        let cli = Cli::try_parse_from([
+        let cli = parse([
             "etcdsnap",
             "server",
             "--etcd-snapshot-retention=1",
@@ -453,7 +301,7 @@ mod tests {
 
     #[test]
     fn k3s_flag_spellings_parse() {
-        let cli = Cli::try_parse_from([
+        let cli = parse([
             "etcdsnap",
             "etcd-snapshot",
             "save",
@@ -475,19 +323,18 @@ mod tests {
         assert_eq!(a.flags.s3.bucket.as_deref(), Some("b"));
         assert_eq!(a.flags.compress, Some(true));
         assert_eq!(a.flags.retention, Some(3));
-        let cli = Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "list", "--s3=false"]).unwrap();
+        let cli = parse(["etcdsnap", "etcd-snapshot", "list", "--s3=false"]).unwrap();
         let SnapshotAction::Ls(a) = action(cli) else {
             panic!()
         };
         assert_eq!(a.flags.s3.s3, Some(false));
-        let cli =
-            Cli::try_parse_from(["etcdsnap", "etcd-snapshot", "delete", "--s3", "snap-1"]).unwrap();
+        let cli = parse(["etcdsnap", "etcd-snapshot", "delete", "--s3", "snap-1"]).unwrap();
         let SnapshotAction::Delete(a) = action(cli) else {
             panic!()
         };
         assert_eq!(a.names, ["snap-1"]);
         assert!(
-            Cli::try_parse_from([
+            parse([
                 "etcdsnap",
                 "etcd-snapshot",
                 "ls",

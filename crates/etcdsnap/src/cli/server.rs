@@ -5,10 +5,11 @@ use anyhow::{Context, Result, bail};
 use etcdsnap_core::etcd::ClientTls;
 use etcdsnap_core::naming::validate_prefix;
 use etcdsnap_core::schedule::Schedule;
+use etcdsnap_core::server::RequestHook;
 use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
 use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
+use etcdsnap_core::store::s3::S3Target;
 
-use super::etcd_snapshot::s3_config;
 use super::{ServerArgs, default_data_dir};
 
 /// The host name, lower-cased, as K3s names its node.
@@ -73,7 +74,11 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(hostname);
     validate_prefix(&node_name).context("invalid --node-name")?;
-    let s3 = s3_config(&a.s3.clone().into(), Some(a.etcd_snapshot_retention))?;
+    // The CA bundle is loaded now: a bad --etcd-s3-endpoint-ca stops the server at start.
+    let s3 = match a.s3.config(Some(a.etcd_snapshot_retention))? {
+        Some(cfg) => Some(S3Target::new(cfg)?),
+        None => None,
+    };
     Ok(ServerConfig {
         data_dir: a.data_dir.clone().unwrap_or_else(default_data_dir),
         node_name,
@@ -97,7 +102,18 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             s3,
         },
         compression_level: DEFAULT_COMPRESSION_LEVEL,
+        after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
     })
+}
+
+/// Hands memory freed by a request back to the OS. Listing a large S3 folder allocates tens of
+/// MiB that glibc would otherwise keep, so a long-running server would sit at its peak.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 async fn shutdown_signal() {

@@ -269,7 +269,7 @@ fn external_etcd_with_mtls_and_endpoint_fallback() {
     ok(&s.cli(&["save"]));
     let files = s.snapshot_files();
     assert_eq!(files.len(), 1);
-    etcdsnap_core::snapshot::verify::verify_file(&s.snapshot_dir().join(&files[0])).unwrap();
+    etcdsnap_core::snapfile::verify::verify_file(&s.snapshot_dir().join(&files[0])).unwrap();
     // No embedded etcd was started.
     assert!(!s.data_dir().join("server/db/etcd").exists());
     assert!(child_pids(s.proc.pid()).is_empty());

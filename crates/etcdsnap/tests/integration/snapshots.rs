@@ -47,7 +47,7 @@ fn save_and_restore(v: Etcd) {
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&s.snapshot_dir()), 0o700);
     assert_eq!(std::fs::metadata(&path).unwrap().len() % 512, 32);
-    etcdsnap_core::snapshot::verify::verify_file(&path).unwrap();
+    etcdsnap_core::snapfile::verify::verify_file(&path).unwrap();
 
     // The snapshot restores with etcd's own tool, and the restored etcd has the keys.
     let restore_dir = tempfile::tempdir().unwrap();
@@ -109,7 +109,7 @@ fn compressed_save(v: Etcd) {
         .output()
         .unwrap());
     let raw = extract.path().join(zip.trim_end_matches(".zip"));
-    etcdsnap_core::snapshot::verify::verify_file(&raw).unwrap();
+    etcdsnap_core::snapfile::verify::verify_file(&raw).unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() < std::fs::metadata(&raw).unwrap().len());
 }
 

@@ -10,7 +10,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpClient, HttpConnector};
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, RetryConfig};
 
-use super::config::{BucketLookup, S3Config, redact_proxy};
+use super::config::{BucketLookup, S3Config, S3Target, redact_proxy};
+use crate::error::error_chain;
 use crate::{Error, Result};
 
 /// Static credentials, wherever they came from.
@@ -191,27 +192,15 @@ fn shorten(token: &str) -> String {
     }
 }
 
-/// The DER bytes of every `CERTIFICATE` block in a PEM text; anything else is skipped.
+/// The DER bytes of every `CERTIFICATE` block in a PEM text; other blocks are skipped, and so
+/// is everything after a malformed block.
 pub fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(pem);
-    let mut out = Vec::new();
-    let mut body: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            body = Some(String::new());
-        } else if line == "-----END CERTIFICATE-----" {
-            if let Some(b) = body.take()
-                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b.as_bytes())
-                && !der.is_empty()
-            {
-                out.push(der);
-            }
-        } else if let Some(b) = body.as_mut() {
-            b.push_str(line);
-        }
-    }
-    out
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .map_while(|c| c.ok())
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// How requests reach the endpoint.
@@ -383,15 +372,11 @@ pub struct BuiltClient {
 }
 
 /// Builds the object_store client; no request is made.
-pub fn build_client(cfg: &S3Config, env: &dyn CredentialEnv) -> Result<BuiltClient> {
+pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltClient> {
+    let cfg = target.config();
     let addressing = addressing(cfg)?;
-    let roots = if cfg.insecure || cfg.skip_ssl_verify || cfg.endpoint_ca.trim().is_empty() {
-        None
-    } else {
-        Some(load_endpoint_ca(&cfg.endpoint_ca).map_err(|e| Error::S3Init(e.to_string()))?)
-    };
     let transport = Transport {
-        roots,
+        roots: target.roots().map(<[Vec<u8>]>::to_vec),
         accept_invalid_certs: cfg.skip_ssl_verify && !cfg.insecure,
         proxy: ProxyMode::from_config(&cfg.proxy),
     };
@@ -460,20 +445,6 @@ pub fn build_client(cfg: &S3Config, env: &dyn CredentialEnv) -> Result<BuiltClie
         addressing,
         credential_source,
     })
-}
-
-/// Every message in an error's source chain, joined with `: `, skipping repeats.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        if !parts.iter().any(|p| p.contains(&msg)) {
-            parts.push(msg);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Replaces each secret value in `text` with `<redacted>`.

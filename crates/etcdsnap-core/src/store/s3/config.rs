@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::godur;
 use crate::duration::format_go_duration;
 use crate::store::S3Spec;
 use crate::{Error, Result};
@@ -77,7 +76,7 @@ pub struct S3Config {
     #[serde(default)]
     pub retention: i64,
     /// `--etcd-s3-timeout`: bound of each S3 operation (Go duration text in JSON).
-    #[serde(default, with = "godur::serde_go")]
+    #[serde(default, with = "crate::duration::serde_go")]
     pub timeout: Duration,
 }
 
@@ -136,6 +135,49 @@ pub(crate) fn redact_proxy(proxy: &str) -> String {
             None => proxy.to_string(),
         },
         None => proxy.to_string(),
+    }
+}
+
+/// An S3 configuration that passed its checks, with its CA bundle loaded: what a client is built
+/// from. Making one is where a bad configuration fails: at server start for the server's own
+/// settings, when a request arrives for the CLI's.
+#[derive(Clone)]
+pub struct S3Target {
+    cfg: S3Config,
+    roots: Option<Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for S3Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Target")
+            .field("cfg", &self.cfg)
+            .field("roots", &self.roots.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl S3Target {
+    /// Validates `cfg` and loads `endpointCA` (unless TLS is off or unchecked). Failures are
+    /// [`Error::S3Init`] with every secret scrubbed.
+    pub fn new(cfg: S3Config) -> Result<S3Target> {
+        let secrets = cfg.secrets();
+        let init = |e: Error| Error::S3Init(super::client::scrub(&e.to_string(), &secrets));
+        cfg.validate().map_err(init)?;
+        let roots = if cfg.insecure || cfg.skip_ssl_verify || cfg.endpoint_ca.trim().is_empty() {
+            None
+        } else {
+            Some(super::client::load_endpoint_ca(&cfg.endpoint_ca).map_err(init)?)
+        };
+        Ok(S3Target { cfg, roots })
+    }
+
+    pub fn config(&self) -> &S3Config {
+        &self.cfg
+    }
+
+    /// The DER certificates that replace the system roots, when a CA bundle is configured.
+    pub fn roots(&self) -> Option<&[Vec<u8>]> {
+        self.roots.as_deref()
     }
 }
 

@@ -1,10 +1,8 @@
-//! Object keys and the pure decisions made over listings: which object is a snapshot, which is
-//! extra metadata, the timestamp of a name, and which objects retention removes.
+//! Object keys and the pure decisions made over listings: which object is a snapshot and which
+//! is extra metadata.
 //!
 //! The folder is a directory: `k3s` holds `k3s/x` but not `k3s-old/x` (K3s matched the raw
 //! prefix; reference §11 lists appending `/` as a deliberate fix).
-
-use chrono::{DateTime, TimeZone, Utc};
 
 /// Name of the directory, beside the snapshots, that holds extra-metadata objects.
 pub const METADATA_DIR: &str = ".metadata";
@@ -79,43 +77,6 @@ pub fn classify<'a>(folder: &str, key: &'a str) -> ObjectKind<'a> {
         dir: &key[..key.len() - name.len()],
         name,
     }
-}
-
-/// The timestamp in a snapshot name: `.zip` stripped, the digits after the last `-` as unix
-/// seconds. `None` when they do not parse.
-pub fn name_timestamp(name: &str) -> Option<DateTime<Utc>> {
-    let base = name.strip_suffix(".zip").unwrap_or(name);
-    let (_, digits) = base.rsplit_once('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: i64 = digits.parse().ok()?;
-    Utc.timestamp_opt(secs, 0).single()
-}
-
-/// One candidate for retention.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionCandidate {
-    pub name: String,
-    pub key: String,
-    pub last_modified: DateTime<Utc>,
-}
-
-/// The candidates to delete so that the `keep` newest by LastModified remain (ties: the larger
-/// name is newer). `keep < 1` deletes nothing.
-pub fn retention_victims(
-    mut candidates: Vec<RetentionCandidate>,
-    keep: i64,
-) -> Vec<RetentionCandidate> {
-    if keep < 1 || candidates.len() as u64 <= keep as u64 {
-        return Vec::new();
-    }
-    candidates.sort_by(|a, b| {
-        b.last_modified
-            .cmp(&a.last_modified)
-            .then_with(|| b.name.cmp(&a.name))
-    });
-    candidates.split_off(keep as usize)
 }
 
 #[cfg(test)]
@@ -198,48 +159,5 @@ mod tests {
         for (folder, key, want) in cases {
             assert_eq!(&classify(folder, key), want, "{folder} {key}");
         }
-    }
-
-    #[test]
-    fn timestamps_from_names() {
-        let t = |s| Utc.timestamp_opt(s, 0).single();
-        assert_eq!(name_timestamp("on-demand-n1-1730308816"), t(1730308816));
-        assert_eq!(name_timestamp("on-demand-n1-1730308816.zip"), t(1730308816));
-        assert_eq!(name_timestamp("etcd-snapshot-a-b-c-5"), t(5));
-        assert_eq!(name_timestamp("nodash"), None);
-        assert_eq!(name_timestamp("x-"), None);
-        assert_eq!(name_timestamp("x-12a"), None);
-        assert_eq!(name_timestamp("x-+12"), None);
-        assert_eq!(name_timestamp("x-1730308816.tar"), None);
-    }
-
-    #[test]
-    fn retention_keeps_newest_by_last_modified() {
-        let c = |name: &str, secs: i64| RetentionCandidate {
-            name: name.into(),
-            key: format!("f/{name}"),
-            last_modified: Utc.timestamp_opt(secs, 0).unwrap(),
-        };
-        // Names say n1 is newest; LastModified says otherwise and wins.
-        let all = vec![
-            c("s-n1-900", 100),
-            c("s-n2-100", 400),
-            c("s-n1-500", 300),
-            c("s-n2-050", 200),
-        ];
-        let names = |v: Vec<RetentionCandidate>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
-        assert_eq!(
-            names(retention_victims(all.clone(), 2)),
-            ["s-n2-050", "s-n1-900"]
-        );
-        assert_eq!(names(retention_victims(all.clone(), 3)), ["s-n1-900"]);
-        assert!(retention_victims(all.clone(), 4).is_empty());
-        assert!(retention_victims(all.clone(), 10).is_empty());
-        assert!(retention_victims(all.clone(), 0).is_empty());
-        assert!(retention_victims(all.clone(), -1).is_empty());
-        assert_eq!(names(retention_victims(all, 1)).len(), 3);
-        // Equal times: the larger name counts as newer.
-        let tie = vec![c("s-a", 5), c("s-b", 5), c("s-c", 5)];
-        assert_eq!(names(retention_victims(tie, 1)), ["s-b", "s-a"]);
     }
 }

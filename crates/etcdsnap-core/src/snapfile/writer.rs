@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,11 +16,11 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::growing::GrowthSender;
 use super::verify::TrailerHasher;
 use crate::etcd::ChunkStream;
+use crate::fsutil::{create_private_file, publish};
 use crate::naming::{PART_SUFFIX, ZIP_SUFFIX};
-use crate::store::growing::GrowthSender;
-use crate::store::local::sync_dir;
 use crate::{Error, Result};
 
 /// Chunks in flight between the network and the disk (etcd sends 32 KiB chunks: ~2 MiB).
@@ -119,13 +118,7 @@ fn zip_time(t: DateTime<Utc>) -> zip::DateTime {
 
 fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Result<Sink> {
     // Readable too: an uploader reads the bytes back through a duplicate of this handle.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(part)
-        .map_err(|e| Error::io("create", part, e))?;
+    let file = create_private_file(part)?;
     if let Some(g) = &growth {
         g.opened(&file)
             .map_err(|e| Error::io("duplicate handle of", part, e))?;
@@ -182,8 +175,7 @@ fn disk_side(
             .metadata()
             .map_err(|e| Error::io("stat", &part, e))?
             .len();
-        std::fs::rename(&part, &fin).map_err(|e| Error::io("rename", &part, e))?;
-        sync_dir(&spec.dir)?;
+        publish(&part, &fin)?;
         if let Some(g) = &counted.growth {
             g.finished(size);
         }
@@ -273,7 +265,7 @@ pub async fn write_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::verify::{verify_file, with_trailer};
+    use crate::snapfile::verify::{verify_file, with_trailer};
 
     fn spec(dir: &Path, compress: bool) -> WriteSpec {
         WriteSpec {
@@ -313,7 +305,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&w.path).unwrap(), data);
-        assert_eq!(crate::store::local::mode_of(&w.path), Some(0o600));
+        assert_eq!(crate::fsutil::mode_of(&w.path), Some(0o600));
         let z = write_stream(chunks(data.clone(), None), spec(dir.path(), true), None)
             .await
             .unwrap();
