@@ -1,8 +1,6 @@
 //! The S3 store against real servers: s3s-fs (SigV4 checked, plain HTTP) and moto (TLS).
 //! Servers come from `ci/install-deps.sh`; `source <(ci/install-deps.sh --env)` first.
 
-mod s3_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -15,10 +13,10 @@ use etcdsnap_core::store::s3::{
     S3Config, S3Identity, S3Store, S3StoreCache, S3Target, UPLOAD_CHUNK_SIZE,
 };
 use etcdsnap_core::store::{ListDetail, SnapshotStatus, SnapshotStore};
+use etcdsnap_testkit::s3::*;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
-use s3_support::*;
 
 /// Validates the configuration and connects, as the server does.
 async fn connect(cfg: &S3Config, identity: S3Identity) -> etcdsnap_core::Result<S3Store> {

@@ -3,8 +3,6 @@
 #[path = "integration/harness.rs"]
 #[macro_use]
 mod harness;
-#[path = "../../etcdsnap-core/tests/s3_support/mod.rs"]
-mod s3_support;
 
 #[path = "integration/config_file.rs"]
 mod config_file;

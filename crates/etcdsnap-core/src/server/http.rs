@@ -151,7 +151,14 @@ async fn snapshot(
             );
         }
     };
-    if req.operation.is_some() && !state.ready.get() {
+    if req.operation.is_none() {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid snapshot operation",
+        );
+    }
+    if !state.ready.get() {
         return status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -222,4 +229,228 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
             json(StatusCode::OK, &r)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::schedule::Schedule;
+    use crate::server::SnapshotSettings;
+    use crate::snapshot::{Engine, EngineConfig};
+    use crate::testing::{FakeEtcd, MemRemotes};
+    use crate::token::Token;
+
+    const SECRET: &str = "s3cr3t-token-value";
+
+    struct Api {
+        _dir: tempfile::TempDir,
+        etcd: Arc<FakeEtcd>,
+        remotes: Arc<MemRemotes>,
+        state: Arc<ServerState>,
+    }
+
+    fn api() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Arc::new(FakeEtcd::new(4));
+        let remotes = Arc::new(MemRemotes::default());
+        let engine = Engine::new(
+            etcd.clone(),
+            remotes.clone(),
+            EngineConfig {
+                node_name: "n1".into(),
+                data_dir: dir.path().to_path_buf(),
+                compression_level: 1,
+                token_hash: "0123456789ab".into(),
+                idle_timeout: Duration::from_secs(5),
+            },
+        );
+        let state = Arc::new(ServerState {
+            engine,
+            token: Token::parse(SECRET).unwrap(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            snapshots: SnapshotSettings {
+                disabled: false,
+                name: "etcd-snapshot".into(),
+                schedule: Schedule::parse("@every 1h").unwrap(),
+                retention: 5,
+                dir: None,
+                compress: false,
+                s3: None,
+            },
+            ready: Ready::default(),
+            after_request: None,
+        });
+        state.ready.set(true);
+        Api {
+            _dir: dir,
+            etcd,
+            remotes,
+            state,
+        }
+    }
+
+    fn basic(user: &str, pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    }
+
+    impl Api {
+        async fn call(&self, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+            let mut req = Request::post("/db/snapshot");
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let resp = router(self.state.clone())
+                .oneshot(req.body(Body::from(body.to_string())).unwrap())
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (code, serde_json::from_slice(&bytes).unwrap_or_default())
+        }
+
+        async fn post(&self, body: &str) -> (u16, serde_json::Value) {
+            self.call(Some(&basic("server", SECRET)), body).await
+        }
+    }
+
+    #[tokio::test]
+    async fn authentication_is_required_and_exact() {
+        let a = api();
+        for auth in [
+            None,
+            Some(basic("server", "wrong").as_str()),
+            Some(basic("admin", SECRET).as_str()),
+            Some("Bearer x"),
+            Some("Basic !!!notbase64"),
+        ] {
+            let (code, body) = a.call(auth, r#"{"operation":"save"}"#).await;
+            assert_eq!(code, 401, "{auth:?}");
+            assert_eq!(body["kind"], "Status");
+        }
+        assert_eq!(a.etcd.snapshots_taken(), 0);
+    }
+
+    #[tokio::test]
+    async fn status_codes_and_error_bodies() {
+        let a = api();
+        let (code, body) = a.post("not json").await;
+        assert_eq!(code, 400);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid snapshot request")
+        );
+        let (code, body) = a.post(r#"{"operation":"nap"}"#).await;
+        assert_eq!(code, 400, "{body}");
+        let (code, body) = a.post("{}").await;
+        assert_eq!(
+            (code, body["message"].as_str()),
+            (400, Some("invalid snapshot operation"))
+        );
+        let (code, body) = a.post(r#"{"operation":"delete","name":["../x"]}"#).await;
+        assert_eq!(code, 400);
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains("etcd-snapshot error ID"), "{msg}");
+        assert!(msg.contains("path traversal not allowed"), "{msg}");
+        assert_eq!(body["reason"], "BadRequest");
+
+        let (code, body) = a.post(r#"{"operation":"save"}"#).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body["created"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("on-demand-n1-")
+        );
+
+        a.etcd.set_down(true);
+        let (code, body) = a.post(r#"{"operation":"save"}"#).await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("connection refused"),
+            "{body}"
+        );
+        a.etcd.set_down(false);
+
+        a.state.ready.set(false);
+        let (code, _) = a.post(r#"{"operation":"list"}"#).await;
+        assert_eq!(code, 503);
+    }
+
+    #[tokio::test]
+    async fn s3_failures_map_to_their_status() {
+        let a = api();
+        let req = r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","retention":5}}"#;
+        *a.remotes.fail_connect.lock().unwrap() =
+            Some(|b| Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b}")));
+        let (code, body) = a.post(req).await;
+        assert_eq!(code, 502, "{body}");
+        *a.remotes.fail_connect.lock().unwrap() =
+            Some(|b| Error::S3Init(format!("bucket {b} does not exist")));
+        let (code, body) = a.post(req).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("bucket b does not exist")
+        );
+        *a.remotes.fail_connect.lock().unwrap() = Some(|_| Error::Timeout("too slow".into()));
+        assert_eq!(a.post(req).await.0, 504);
+        // Nothing was saved: the store is checked before anything is written.
+        assert_eq!(a.etcd.snapshots_taken(), 0);
+        *a.remotes.fail_connect.lock().unwrap() = None;
+        let (code, body) = a.post(req).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["created"].as_array().unwrap().len(), 2);
+        assert_eq!(a.remotes.bucket("b").names().len(), 1);
+        let (code, body) = a
+            .post(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5m"}}"#)
+            .await;
+        assert_eq!(code, 200);
+        assert_eq!(body["kind"], "List");
+        assert_eq!(body["items"].as_array().unwrap().len(), 2);
+        assert!(a.remotes.connects.load(Ordering::SeqCst) >= 5);
+    }
+
+    #[tokio::test]
+    async fn concurrent_saves_get_one_409() {
+        let a = Arc::new(api());
+        a.etcd.set_delay(Duration::from_millis(30));
+        let first = {
+            let a = a.clone();
+            tokio::spawn(async move { a.post(r#"{"operation":"save"}"#).await })
+        };
+        while a.etcd.snapshots_taken() == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (code, body) = a.post(r#"{"operation":"save"}"#).await;
+        assert_eq!(code, 409);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("snapshot save already in progress")
+        );
+        assert_eq!(first.await.unwrap().0, 200);
+        // Listing and pruning are not held up by the save lock.
+        let (code, body) = a.post(r#"{"operation":"prune","retention":1}"#).await;
+        assert_eq!(code, 200, "{body}");
+    }
 }

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::SnapshotResult;
 use crate::etcd::{ChunkStream, EtcdSource, MemberStatus};
-use crate::naming::{snapshot_base_name, validate_plain_name, validate_prefix};
+use crate::naming::{rounded_unix, snapshot_base_name, validate_plain_name, validate_prefix};
 use crate::retention::apply_retention;
 use crate::snapfile::growing::{GrowthSender, growing};
 use crate::snapfile::writer::{self, WriteSpec, Written, write_stream};
@@ -148,9 +148,9 @@ impl Engine {
                 None
             }
         };
+        let spec = self.free_spec(&local, plan).await;
         let local_started = Instant::now();
         let (member, stream) = self.open_stream(local_started).await?;
-        let spec = self.write_spec(&local, plan, Utc::now());
         let file_name = file_name_of(&writer::final_path(&spec));
         tracing::info!(
             "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
@@ -191,6 +191,25 @@ impl Engine {
             Metrics::observe(&self.metrics.save_local, false, started.elapsed());
             tracing::error!("Failed to take etcd snapshot: {e}");
         })
+    }
+
+    /// The spec of a name not taken yet: names carry the second they were taken, so a second
+    /// save within the same second waits for the next one (K3s overwrote the first).
+    async fn free_spec(&self, local: &LocalStore, plan: &SavePlan) -> WriteSpec {
+        loop {
+            let now = Utc::now();
+            let spec = self.write_spec(local, plan, now);
+            if !writer::final_path(&spec).exists() {
+                return spec;
+            }
+            let next_ms = (rounded_unix(now) + 1) * 1000 - 500;
+            let wait = (next_ms - now.timestamp_millis()).clamp(1, 1000) as u64;
+            tracing::info!(
+                "{} exists; waiting {wait} ms for the next second's name",
+                writer::final_path(&spec).display()
+            );
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
     }
 
     fn write_spec(&self, local: &LocalStore, plan: &SavePlan, now: DateTime<Utc>) -> WriteSpec {
@@ -387,3 +406,6 @@ fn file_name_of(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

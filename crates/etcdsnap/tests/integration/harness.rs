@@ -4,10 +4,11 @@
 //! `ci/install-deps.sh --env` prints; a missing binary fails the test, it never skips it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use etcdsnap_core::tls::{EtcdCerts, default_hosts, ensure_etcd_certs};
+pub use etcdsnap_testkit::{Proc, env_bin, free_port};
 
 /// Generates one test per etcd version from a function taking [`Etcd`].
 macro_rules! both {
@@ -23,109 +24,6 @@ macro_rules! both {
             }
         }
     };
-}
-
-/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
-        use std::os::unix::process::CommandExt;
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            child,
-            log,
-            name: name.into(),
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait (at most `grace`); returns the exit status.
-    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < grace {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-
-    /// Waits for the process to exit by itself.
-    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{} did not exit within {limit:?}; log:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.terminate(Duration::from_secs(10));
-        }
-    }
-}
-
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn env_bin(var: &str) -> PathBuf {
-    let p = std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh) before the tests")
-    });
-    let p = PathBuf::from(p);
-    assert!(
-        p.is_file(),
-        "{var}={} does not exist: run ci/install-deps.sh",
-        p.display()
-    );
-    p
 }
 
 /// The etcd versions under test.

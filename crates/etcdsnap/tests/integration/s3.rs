@@ -14,7 +14,7 @@ use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayloa
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;
-use crate::s3_support::{ACCESS_KEY, MotoTls, RecordingProxy, S3sFs, SECRET_KEY, raw_client};
+use etcdsnap_testkit::s3::{ACCESS_KEY, MotoTls, RecordingProxy, S3sFs, SECRET_KEY, raw_client};
 
 const BUCKET: &str = "snapbucket";
 

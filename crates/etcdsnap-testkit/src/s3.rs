@@ -1,111 +1,18 @@
-//! Real S3 servers for the S3 store tests: s3s-fs (plain HTTP, checks SigV4, on disk) and moto
-//! (TLS with a CA made here, any credentials, in memory). Each test starts its own server on a
-//! free loopback port; the guard kills it on drop and PR_SET_PDEATHSIG kills it if the test
-//! process dies first. A missing server binary fails the test.
+//! Real S3 servers: s3s-fs (plain HTTP, checks SigV4, on disk) and moto (TLS with a CA made
+//! here, any credentials, in memory). Each test starts its own server on a free loopback port.
 
-#![allow(dead_code)]
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use sha2::{Digest, Sha256};
 
+use crate::{Proc, env_bin, free_port};
+
 pub const ACCESS_KEY: &str = "etcdsnaptestak";
 pub const SECRET_KEY: &str = "etcdsnaptestsecretkey0123456789";
-
-/// The path of a server binary named by an environment variable set by `ci/install-deps.sh`.
-pub fn server_bin(var: &str) -> PathBuf {
-    let value = std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh) \
-             before the S3 tests"
-        )
-    });
-    let path = PathBuf::from(&value);
-    assert!(
-        path.is_file(),
-        "{var}={value} does not exist: run ci/install-deps.sh"
-    );
-    path
-}
-
-pub fn free_port() -> u16 {
-    etcdsnap_core::tls::install_crypto_provider();
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed and reaped on drop.
-pub struct Proc {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `port` accepts connections; panics with the server log otherwise.
-    pub fn wait_port(&mut self, port: u16, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what} exited with {status}; log:\n{}", self.log());
-            }
-            if Instant::now() > deadline {
-                panic!("{what} not ready on port {port}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// s3s-fs on a loopback port; buckets are directories under `root`.
 pub struct S3sFs {
@@ -116,7 +23,7 @@ pub struct S3sFs {
 
 impl S3sFs {
     pub fn start(buckets: &[&str]) -> S3sFs {
-        let bin = server_bin("S3S_FS_BIN");
+        let bin = env_bin("S3S_FS_BIN");
         let root = tempfile::tempdir().unwrap();
         for b in buckets {
             std::fs::create_dir_all(root.path().join(b)).unwrap();
@@ -126,8 +33,8 @@ impl S3sFs {
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(root.path());
-        let mut proc = Proc::spawn(cmd, "s3s-fs");
-        proc.wait_port(port, "s3s-fs");
+        let mut proc = Proc::spawn_temp("s3s-fs", cmd);
+        proc.wait_port(port);
         S3sFs { proc, port, root }
     }
 
@@ -146,6 +53,12 @@ pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TestPki {
@@ -189,7 +102,7 @@ pub struct MotoTls {
 
 impl MotoTls {
     pub fn start() -> MotoTls {
-        let bin = server_bin("MOTO_SERVER_BIN");
+        let bin = env_bin("MOTO_SERVER_BIN");
         let pki = TestPki::new();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("server.pem"), &pki.cert_pem).unwrap();
@@ -202,8 +115,8 @@ impl MotoTls {
             .arg(dir.path().join("server.pem"))
             .arg("-k")
             .arg(dir.path().join("server.key"));
-        let mut proc = Proc::spawn(cmd, "moto");
-        proc.wait_port(port, "moto_server");
+        let mut proc = Proc::spawn_temp("moto_server", cmd);
+        proc.wait_port(port);
         MotoTls {
             proc,
             port,
@@ -240,7 +153,10 @@ impl MotoTls {
                     r.text().await.unwrap_or_default()
                 ),
                 Err(e) if Instant::now() > deadline => {
-                    panic!("create bucket {bucket}: {e}; log:\n{}", self.proc.log())
+                    panic!(
+                        "create bucket {bucket}: {e}; log:\n{}",
+                        self.proc.log_text()
+                    )
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }

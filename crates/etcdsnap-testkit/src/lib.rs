@@ -1,0 +1,149 @@
+//! The test harness both of etcdsnap's test suites use (a dev-only crate): a guard for the
+//! real server processes the tests start (killed on drop, and by the kernel if the test process
+//! dies first), free loopback ports, the binary paths that `ci/install-deps.sh --env` exports,
+//! and the real S3 servers ([`s3`]). A missing server binary fails the test; it never skips it.
+
+pub mod s3;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    etcdsnap_core::tls::install_crypto_provider();
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a binary named by an environment variable set by `ci/install-deps.sh --env`.
+pub fn env_bin(var: &str) -> PathBuf {
+    let value = std::env::var_os(var).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: run `source <(ci/install-deps.sh --env)` (after ci/install-deps.sh test) before the tests"
+        )
+    });
+    let path = PathBuf::from(value);
+    assert!(
+        path.is_file(),
+        "{var}={} does not exist: run ci/install-deps.sh test",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped, and gets SIGKILL from
+/// the kernel if the test process dies first. Its output goes to a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    /// Starts `cmd`, its stdout and stderr in `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        etcdsnap_core::etcd::process::die_with_parent(&mut cmd, libc::SIGKILL);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            log,
+            name: name.into(),
+            _dir: None,
+        }
+    }
+
+    /// Starts `cmd` with its log in a temporary directory of its own.
+    pub fn spawn_temp(name: &str, cmd: Command) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proc::spawn(name, cmd, dir.path().join(format!("{name}.log")));
+        p._dir = Some(dir);
+        p
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (at most `grace`, then SIGKILL); returns the exit status.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{} did not exit within {limit:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `port` accepts connections; panics with the log otherwise.
+    pub fn wait_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} not ready on port {port}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate(Duration::from_secs(10));
+        }
+    }
+}
