@@ -3,6 +3,7 @@
 //! supervisor API. The `etcdsnap` binary parses flags and renders; everything else lives here.
 
 pub mod api;
+pub mod bootstrap;
 pub mod duration;
 pub mod error;
 pub mod etcd;
@@ -10,6 +11,7 @@ pub mod fsutil;
 pub mod kube;
 pub mod naming;
 pub mod records;
+pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod server;

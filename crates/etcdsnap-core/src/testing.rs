@@ -13,7 +13,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::etcd::{ChunkStream, EtcdSource, MemberStatus};
+use crate::etcd::{ChunkStream, EtcdSource, Member, MemberStatus};
 use crate::naming::parse_snapshot_time;
 use crate::snapfile::growing::GrowingFile;
 use crate::snapfile::verify::with_trailer;
@@ -164,6 +164,41 @@ impl EtcdSource for FakeEtcd {
         let r = self.with(|s| {
             self.member(s)?;
             Ok(s.kv.get(key).cloned())
+        });
+        async move { r }.boxed()
+    }
+
+    fn get_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<crate::etcd::KeyValues>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            Ok(s.kv
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        });
+        async move { r }.boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            s.kv.insert(key.to_string(), value);
+            Ok(())
+        });
+        async move { r }.boxed()
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>>> {
+        let r = self.with(|s| {
+            let m = self.member(s)?;
+            Ok(vec![Member {
+                id: m.member_id,
+                name: "n1-fake".into(),
+                peer_urls: vec!["https://127.0.0.1:2380".into()],
+                client_urls: vec![m.endpoint],
+                is_learner: m.is_learner,
+            }])
         });
         async move { r }.boxed()
     }

@@ -6,6 +6,8 @@ mod harness;
 
 #[path = "integration/config_file.rs"]
 mod config_file;
+#[path = "integration/restore.rs"]
+mod restore;
 #[path = "integration/s3.rs"]
 mod s3;
 #[path = "integration/server.rs"]

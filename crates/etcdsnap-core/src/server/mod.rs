@@ -8,6 +8,7 @@
 
 pub mod datastore;
 pub mod http;
+pub mod reset;
 pub mod scheduler;
 pub mod serve;
 
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub snapshots: SnapshotSettings,
     pub compression_level: i64,
     pub after_request: Option<RequestHook>,
+    /// `--cluster-reset`: run [`reset::run`] instead of serving.
+    pub reset: Option<reset::ResetSettings>,
 }
 
 impl ServerConfig {
@@ -86,6 +89,9 @@ pub struct ServerState {
     pub snapshots: SnapshotSettings,
     pub ready: http::Ready,
     pub after_request: Option<RequestHook>,
+    /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
+    /// data in etcd and clears `db/reset-flag` once started normally.
+    pub owned_server_dir: Option<PathBuf>,
 }
 
 impl ServerState {
@@ -131,6 +137,7 @@ pub async fn run(
         snapshots: cfg.snapshots.clone(),
         ready: http::Ready::default(),
         after_request: cfg.after_request.clone(),
+        owned_server_dir: child.is_some().then(|| server_dir.clone()),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -6,11 +6,12 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use etcdsnap_core::api::{Operation, SnapshotRequest, SnapshotResult};
 use etcdsnap_core::records::EtcdSnapshotFileList;
-use etcdsnap_core::store::s3::S3Config;
+use etcdsnap_core::restore::{DirRestore, Membership, RestoreTool};
+use etcdsnap_core::store::s3::{S3Config, S3Target};
 
 use super::client::SupervisorClient;
 use super::render::{Format, render_list};
-use super::{SnapshotAction, SnapshotFlags, default_data_dir};
+use super::{RestoreArgs, SnapshotAction, SnapshotFlags, default_data_dir};
 
 fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
     Ok(SnapshotRequest {
@@ -98,6 +99,7 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
                 println!("Snapshot {n} deleted.");
             }
         }
+        SnapshotAction::Restore(a) => restore(&a).await?,
         SnapshotAction::Ls(a) => {
             let format = Format::parse(&a.output)?;
             let mut req = request(&a.flags, Operation::List)?;
@@ -107,5 +109,44 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
             print!("{}", render_list(&list, format)?);
         }
     }
+    Ok(())
+}
+
+/// `etcd-snapshot restore`: runs here, not on a server (it writes a data dir on this machine).
+async fn restore(a: &RestoreArgs) -> Result<()> {
+    let Some(snapshot) = a.snapshot.clone() else {
+        bail!("give the snapshot to restore: a file, or with --s3 its name in the bucket");
+    };
+    let Some(output_dir) = a.output_dir.clone() else {
+        bail!("give --output-dir, the new etcd data dir to write");
+    };
+    let s3 = match a.s3.config(None)? {
+        Some(cfg) => Some(S3Target::new(cfg)?),
+        None => None,
+    };
+    let tool = RestoreTool::any(
+        a.etcd_binary.as_deref(),
+        a.etcdutl_binary.as_deref(),
+        a.etcdctl_binary.as_deref(),
+    )?;
+    let job = DirRestore {
+        snapshot,
+        s3,
+        output_dir,
+        membership: Membership {
+            name: a.name.clone(),
+            initial_cluster: a.initial_cluster.clone(),
+            peer_urls: a.initial_advertise_peer_urls.clone(),
+            cluster_token: Some(a.initial_cluster_token.clone()),
+        },
+        tool,
+    };
+    job.run().await?;
+    println!(
+        "Snapshot {} restored to {}. Start etcd on it with:\n  {}",
+        job.snapshot,
+        job.output_dir.display(),
+        job.etcd_command()
+    );
     Ok(())
 }

@@ -64,6 +64,50 @@ pub enum SnapshotAction {
     Ls(LsArgs),
     /// Remove snapshots that match the name prefix that exceed the configured retention count
     Prune(PruneArgs),
+    /// Write a restored etcd data dir from a snapshot (local file, .zip, or S3 object), for an
+    /// etcd cluster you run yourself; the embedded etcd is restored with `server --cluster-reset`
+    Restore(Box<RestoreArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Turn on debug logs
+    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub debug: bool,
+    /// Snapshot file (raw or .zip), or with --s3 its name in the bucket
+    pub snapshot: Option<String>,
+    /// Directory to write the restored data dir to (must not exist or be empty)
+    #[arg(long = "output-dir")]
+    pub output_dir: Option<PathBuf>,
+    /// Member name of the restored member
+    #[arg(long = "name", default_value = "default")]
+    pub name: String,
+    /// Initial cluster configuration for the restore (default: <name>=<peer URLs>)
+    #[arg(long = "initial-cluster")]
+    pub initial_cluster: Option<String>,
+    /// Peer URLs of the restored member
+    #[arg(
+        long = "initial-advertise-peer-urls",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster token of the restored cluster
+    #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// etcd binary whose directory holds etcdutl/etcdctl (default: PATH)
+    #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
+    pub etcd_binary: Option<PathBuf>,
+    /// etcdutl to restore with (etcd 3.5 and later)
+    #[arg(long = "etcdutl-binary", env = "ETCDSNAP_ETCDUTL_BINARY")]
+    pub etcdutl_binary: Option<PathBuf>,
+    /// etcdctl to restore with (etcd 3.4)
+    #[arg(long = "etcdctl-binary", env = "ETCDSNAP_ETCDCTL_BINARY")]
+    pub etcdctl_binary: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Flags,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +205,16 @@ pub struct ServerArgs {
     /// Initialize a new cluster using embedded etcd (the default when the data dir is empty)
     #[arg(long = "cluster-init", env = "ETCDSNAP_CLUSTER_INIT", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub cluster_init: bool,
+    /// Forget all peers and become sole member of a new cluster (with
+    /// --cluster-reset-restore-path: from that snapshot), then exit
+    #[arg(long = "cluster-reset", env = "ETCDSNAP_CLUSTER_RESET", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub cluster_reset: bool,
+    /// Path to the snapshot file to restore (with --etcd-s3: its name in the bucket)
+    #[arg(long = "cluster-reset-restore-path")]
+    pub cluster_reset_restore_path: Option<String>,
+    /// Server to join (joining is not built yet; a --cluster-reset refuses it, as K3s does)
+    #[arg(short = 's', long = "server", env = "ETCDSNAP_URL")]
+    pub server: Option<String>,
     /// Shared secret used to authenticate to the server (default: generated, in <data-dir>/server/token)
     #[arg(
         short = 't',
@@ -190,6 +244,12 @@ pub struct ServerArgs {
     /// etcd binary to run (default: `etcd` on PATH)
     #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
     pub etcd_binary: Option<PathBuf>,
+    /// etcdutl used to restore snapshots for etcd 3.5+ (default: next to the etcd binary, or on PATH)
+    #[arg(long = "etcdutl-binary", env = "ETCDSNAP_ETCDUTL_BINARY")]
+    pub etcdutl_binary: Option<PathBuf>,
+    /// etcdctl used to restore snapshots for etcd 3.4 (default: next to the etcd binary, or on PATH)
+    #[arg(long = "etcdctl-binary", env = "ETCDSNAP_ETCDCTL_BINARY")]
+    pub etcdctl_binary: Option<PathBuf>,
     /// External etcd client URLs, comma-separated (no embedded etcd is started)
     #[arg(long = "datastore-endpoint", env = "ETCDSNAP_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,

@@ -6,6 +6,7 @@ use etcdsnap_core::etcd::ClientTls;
 use etcdsnap_core::naming::validate_prefix;
 use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::server::RequestHook;
+use etcdsnap_core::server::reset::ResetSettings;
 use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
 use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
 use etcdsnap_core::store::s3::S3Target;
@@ -26,6 +27,25 @@ pub fn hostname() -> String {
 
 /// Validates the flags into a server configuration.
 pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
+    if a.cluster_reset_restore_path.is_some() && !a.cluster_reset {
+        bail!("invalid flag use; --cluster-reset required with --cluster-reset-restore-path");
+    }
+    if a.cluster_reset && a.server.as_deref().is_some_and(|s| !s.is_empty()) {
+        bail!(
+            "cannot perform cluster-reset while server URL is set - remove server from configuration before resetting"
+        );
+    }
+    if !a.cluster_reset && a.server.as_deref().is_some_and(|s| !s.is_empty()) {
+        bail!(
+            "joining a cluster with --server is not supported yet: start this server without --server (its own single-member cluster)"
+        );
+    }
+    let restoring = a.cluster_reset && a.cluster_reset_restore_path.is_some();
+    if restoring && a.s3.s3 == Some(true) && a.s3.config_secret.is_some() {
+        bail!(
+            "cannot use S3 config secret when restoring snapshot; configuration must be set in CLI or config file"
+        );
+    }
     let schedule = Schedule::parse(&a.etcd_snapshot_schedule_cron)?;
     validate_prefix(&a.etcd_snapshot_name)?;
     let token = match (&a.token, &a.token_file) {
@@ -99,10 +119,16 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             retention: a.etcd_snapshot_retention,
             dir: a.etcd_snapshot_dir.clone(),
             compress: a.etcd_snapshot_compress,
-            s3,
+            s3: s3.clone(),
         },
         compression_level: DEFAULT_COMPRESSION_LEVEL,
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
+        reset: a.cluster_reset.then(|| ResetSettings {
+            restore_path: a.cluster_reset_restore_path.clone(),
+            s3: if restoring { s3.clone() } else { None },
+            etcdutl_binary: a.etcdutl_binary.clone(),
+            etcdctl_binary: a.etcdctl_binary.clone(),
+        }),
     })
 }
 
@@ -126,9 +152,21 @@ async fn shutdown_signal() {
     }
 }
 
-/// Runs the server until SIGTERM/SIGINT.
+/// Runs the server until SIGTERM/SIGINT, or the one-shot `--cluster-reset`.
 pub async fn run(a: ServerArgs) -> Result<()> {
     let cfg = config(&a)?;
+    if let Some(reset) = &cfg.reset {
+        tracing::info!(
+            "etcdsnap server {}: cluster reset on node {} (data dir {})",
+            env!("CARGO_PKG_VERSION"),
+            cfg.node_name,
+            cfg.data_dir.display()
+        );
+        let message = etcdsnap_core::server::reset::run(&cfg, reset).await?;
+        tracing::info!("{message}");
+        println!("{message}");
+        return Ok(());
+    }
     let bind = a.bind_address.clone().unwrap_or_else(|| "0.0.0.0".into());
     let listener = tokio::net::TcpListener::bind((bind.as_str(), a.https_listen_port))
         .await

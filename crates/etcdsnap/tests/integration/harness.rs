@@ -122,9 +122,43 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     wait_ready: bool,
     dir: Option<tempfile::TempDir>,
+    ports: Option<Ports>,
+}
+
+/// The supervisor, etcd client and etcd peer ports of a server.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub https: u16,
+    pub client: u16,
+    pub peer: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        Ports {
+            https: free_port(),
+            client: free_port(),
+            peer: free_port(),
+        }
+    }
+
+    /// The flags that put a server on these ports.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            format!("--https-listen-port={}", self.https),
+            format!("--etcd-client-port={}", self.client),
+            format!("--etcd-peer-port={}", self.peer),
+        ]
+    }
 }
 
 impl ServerBuilder {
+    /// Reuses these ports (a restarted server keeps its member's peer URL).
+    pub fn ports(mut self, p: Ports) -> Self {
+        self.ports = Some(p);
+        self
+    }
+
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
@@ -149,7 +183,8 @@ impl ServerBuilder {
     pub fn start(self) -> Server {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         std::fs::write(dir.path().join("no-config.yaml"), "").unwrap();
-        let (port, client_port, peer_port) = (free_port(), free_port(), free_port());
+        let p = self.ports.unwrap_or_else(Ports::free);
+        let (port, client_port, peer_port) = (p.https, p.client, p.peer);
         let node = "n1".to_string();
         let mut cmd = Command::new(etcdsnap_bin());
         cmd.arg("server")
@@ -199,11 +234,32 @@ impl Server {
             envs: Vec::new(),
             wait_ready: true,
             dir: None,
+            ports: None,
         }
     }
 
     pub fn start(etcd: Etcd) -> Server {
         Self::builder(etcd).start()
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            https: self.port,
+            client: self.client_port,
+            peer: self.peer_port,
+        }
+    }
+
+    /// Stops the server (SIGTERM) and hands back its data dir and ports for a restart.
+    pub fn stop(mut self) -> (tempfile::TempDir, Ports) {
+        let st = self.proc.terminate(Duration::from_secs(20));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "server did not stop cleanly ({st:?}); log:\n{}",
+            self.proc.log_text()
+        );
+        let ports = self.ports();
+        (self.dir, ports)
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,642 @@
+//! Turning a snapshot file into an etcd data dir, verified before anything changes:
+//! * [`prepare`]: the file must exist and be a file (K3s's messages); a `.zip` is decompressed
+//!   next to it through a `.part` file while its SHA-256 trailer is checked; a raw file is
+//!   checked where it is. A file without the trailer is refused (etcdutl's `--skip-hash-check` is
+//!   never used), and so is a zip with other than one entry or an entry name with a directory.
+//! * [`check_space`]: about twice the snapshot must be free (the restored db plus etcd's 64 MB
+//!   WAL, and the decompressed copy), checked before decompressing or restoring.
+//! * [`RestoreTool`]: the restore itself is etcd's own, `etcdutl snapshot restore` for etcd 3.5
+//!   and later or `etcdctl snapshot restore` for 3.4, chosen from the version of the etcd binary
+//!   in use (writing etcd's WAL and raft snapshot ourselves would need a second, untested
+//!   implementation of etcd's on-disk membership; reference B2).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::etcd::process::{find_on_path, is_executable};
+use crate::fsutil::{RemoveOnDrop, create_private_file, free_space, publish};
+use crate::naming::{PART_SUFFIX, ZIP_SUFFIX, validate_plain_name};
+use crate::snapfile::verify::{TrailerHasher, verify_file};
+use crate::{Error, Result};
+
+/// etcd preallocates its first WAL file to this size.
+const WAL_SIZE: u64 = 64_000_000;
+
+/// A raw, verified snapshot, ready for the restore tool.
+#[derive(Debug)]
+pub struct Prepared {
+    pub raw: PathBuf,
+    /// Bytes of the raw snapshot, trailer included.
+    pub raw_size: u64,
+    /// The decompressed copy, removed when this is dropped.
+    _temp: Option<RemoveOnDrop>,
+}
+
+fn mib(b: u64) -> u64 {
+    b.div_ceil(1 << 20)
+}
+
+/// Fails unless `need` bytes are free on the file system of `dir`.
+pub fn check_space(dir: &Path, need: u64, what: &str) -> Result<()> {
+    let free = free_space(dir)?;
+    if free < need {
+        return Err(Error::InvalidInput(format!(
+            "not enough disk space in {}: {what} needs about {} MiB, only {} MiB are free; free some space (nothing was changed)",
+            dir.display(),
+            mib(need),
+            mib(free)
+        )));
+    }
+    Ok(())
+}
+
+/// Space a restore of a `raw_size` snapshot needs where the data dir goes: the db, the WAL, and
+/// as much again for the decompressed copy or etcd's own copy.
+pub fn space_needed(raw_size: u64) -> u64 {
+    raw_size.saturating_mul(2) + WAL_SIZE
+}
+
+/// Checks the file K3s checks and returns it verified and raw. A `.zip` is decompressed into
+/// `work_dir` (which should be on the data dir's file system) after the space check against
+/// `data_parent`, the directory the restored data dir will live in.
+pub fn prepare(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
+    let meta = std::fs::metadata(source).map_err(|_| {
+        Error::InvalidInput(format!(
+            "etcd: snapshot path does not exist: {}",
+            source.display()
+        ))
+    })?;
+    if meta.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "etcd: snapshot path must be a file, not a directory: {}",
+            source.display()
+        )));
+    }
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !name.ends_with(ZIP_SUFFIX) {
+        check_space(
+            data_parent,
+            space_needed(meta.len()),
+            "restoring this snapshot",
+        )?;
+        let started = Instant::now();
+        let raw_size = verify_file(source)?;
+        tracing::info!(
+            "Restore: checksum of {} verified ({} MiB in {:.1?})",
+            source.display(),
+            mib(raw_size),
+            started.elapsed()
+        );
+        return Ok(Prepared {
+            raw: source.to_path_buf(),
+            raw_size,
+            _temp: None,
+        });
+    }
+    decompress(source, work_dir, data_parent)
+}
+
+fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
+    let bad = |m: String| Error::Integrity(format!("{}: {m}", zip_path.display()));
+    let file = std::fs::File::open(zip_path).map_err(|e| Error::io("open", zip_path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    if archive.len() != 1 {
+        return Err(bad(format!(
+            "a compressed snapshot holds exactly one entry, this one holds {}",
+            archive.len()
+        )));
+    }
+    let mut entry = archive
+        .by_index(0)
+        .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;
+    let entry_name = entry
+        .name()
+        .map_err(|e| bad(format!("unreadable zip entry name: {e}")))?
+        .to_string();
+    validate_plain_name(&entry_name).map_err(|_| {
+        bad(format!(
+            "the zip entry {entry_name:?} is not a plain file name"
+        ))
+    })?;
+    // The space for the decompressed copy plus the restore, before anything is written.
+    check_space(
+        data_parent,
+        space_needed(entry.size()),
+        "decompressing and restoring this snapshot",
+    )?;
+    let dest = work_dir.join(&entry_name);
+    let part = work_dir.join(format!("{entry_name}{PART_SUFFIX}"));
+    let _ = std::fs::remove_file(&part);
+    let part_guard = RemoveOnDrop::new(part.clone());
+    let started = Instant::now();
+    tracing::info!(
+        "Restore: decompressing {} into {}",
+        zip_path.display(),
+        dest.display()
+    );
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
+    let mut hasher = TrailerHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| bad(format!("cannot decompress the zip entry: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", &part, e))?;
+    }
+    let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
+    let out = out
+        .into_inner()
+        .map_err(|e| Error::io("write", &part, e.into_error()))?;
+    out.sync_all().map_err(|e| Error::io("fsync", &part, e))?;
+    drop(out);
+    if dest.exists() {
+        // A raw copy of the same name already there is left alone; ours stays a temporary file.
+        tracing::info!(
+            "Restore: decompressed and verified {} MiB in {:.1?}",
+            mib(raw_size),
+            started.elapsed()
+        );
+        return Ok(Prepared {
+            raw: part,
+            raw_size,
+            _temp: Some(part_guard),
+        });
+    }
+    publish(&part, &dest)?;
+    part_guard.disarm();
+    tracing::info!(
+        "Restore: decompressed and verified {} MiB in {:.1?}",
+        mib(raw_size),
+        started.elapsed()
+    );
+    Ok(Prepared {
+        raw: dest.clone(),
+        raw_size,
+        _temp: Some(RemoveOnDrop::new(dest)),
+    })
+}
+
+/// Which of etcd's tools restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    /// `etcdutl snapshot restore` (etcd 3.5 and later).
+    Etcdutl,
+    /// `ETCDCTL_API=3 etcdctl snapshot restore` (etcd 3.4).
+    Etcdctl,
+}
+
+/// The tool that writes the restored data dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreTool {
+    pub kind: ToolKind,
+    pub path: PathBuf,
+}
+
+/// Membership of the restored cluster.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub name: String,
+    /// `name=url,...`; default: this member alone.
+    pub initial_cluster: Option<String>,
+    pub peer_urls: String,
+    pub cluster_token: Option<String>,
+}
+
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut it = version.trim().trim_start_matches('v').split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn locate(
+    given: Option<&Path>,
+    flag: &str,
+    name: &str,
+    etcd_binary: Option<&Path>,
+) -> Result<Option<PathBuf>> {
+    if let Some(p) = given {
+        return if is_executable(p) {
+            Ok(Some(p.to_path_buf()))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "{flag} {} not found or not executable",
+                p.display()
+            )))
+        };
+    }
+    let sibling = etcd_binary
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .filter(|p| is_executable(p));
+    Ok(sibling.or_else(|| find_on_path(name)))
+}
+
+fn not_found(what: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{what} not found: pass --etcdutl-binary (etcd 3.5 and later) or --etcdctl-binary (etcd 3.4), or put it next to the etcd binary or on PATH"
+    ))
+}
+
+impl RestoreTool {
+    /// The tool for the etcd binary in use: etcdutl for 3.5+, etcdctl for 3.4.
+    pub fn for_etcd(
+        etcd_binary: &Path,
+        etcd_version: &str,
+        etcdutl: Option<&Path>,
+        etcdctl: Option<&Path>,
+    ) -> Result<RestoreTool> {
+        let v = major_minor(etcd_version).unwrap_or((3, 5));
+        if v >= (3, 5) {
+            let path = locate(etcdutl, "--etcdutl-binary", "etcdutl", Some(etcd_binary))?
+                .ok_or_else(|| {
+                    not_found(&format!(
+                        "etcdutl (needed to restore for etcd {etcd_version})"
+                    ))
+                })?;
+            Ok(RestoreTool {
+                kind: ToolKind::Etcdutl,
+                path,
+            })
+        } else {
+            let path = locate(etcdctl, "--etcdctl-binary", "etcdctl", Some(etcd_binary))?
+                .ok_or_else(|| {
+                    not_found(&format!(
+                        "etcdctl (needed to restore for etcd {etcd_version})"
+                    ))
+                })?;
+            Ok(RestoreTool {
+                kind: ToolKind::Etcdctl,
+                path,
+            })
+        }
+    }
+
+    /// Any tool: the one named by a flag, else etcdutl, else etcdctl (next to `etcd_binary` or
+    /// on PATH).
+    pub fn any(
+        etcd_binary: Option<&Path>,
+        etcdutl: Option<&Path>,
+        etcdctl: Option<&Path>,
+    ) -> Result<RestoreTool> {
+        if (etcdutl.is_some() || etcdctl.is_none())
+            && let Some(path) = locate(etcdutl, "--etcdutl-binary", "etcdutl", etcd_binary)?
+        {
+            return Ok(RestoreTool {
+                kind: ToolKind::Etcdutl,
+                path,
+            });
+        }
+        let path = locate(etcdctl, "--etcdctl-binary", "etcdctl", etcd_binary)?
+            .ok_or_else(|| not_found("neither etcdutl nor etcdctl was"))?;
+        Ok(RestoreTool {
+            kind: ToolKind::Etcdctl,
+            path,
+        })
+    }
+
+    /// Restores `snapshot` (raw, verified) into `data_dir`, which must not exist yet.
+    pub async fn restore(&self, snapshot: &Path, data_dir: &Path, m: &Membership) -> Result<()> {
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.arg("snapshot")
+            .arg("restore")
+            .arg(snapshot)
+            .arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!(
+                "--initial-cluster={}",
+                m.initial_cluster
+                    .clone()
+                    .unwrap_or_else(|| format!("{}={}", m.name, m.peer_urls))
+            ))
+            .arg(format!("--initial-advertise-peer-urls={}", m.peer_urls));
+        if let Some(t) = &m.cluster_token {
+            cmd.arg(format!("--initial-cluster-token={t}"));
+        }
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD") {
+                cmd.env_remove(k);
+            }
+        }
+        if self.kind == ToolKind::Etcdctl {
+            cmd.env("ETCDCTL_API", "3");
+        }
+        let started = Instant::now();
+        tracing::info!(
+            "Restore: {} snapshot restore into {} (member {})",
+            self.path.display(),
+            data_dir.display(),
+            m.name
+        );
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| Error::io("run", &self.path, e))?;
+        if !out.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            return Err(Error::Other(format!(
+                "{} snapshot restore failed ({}):\n{}",
+                self.path.display(),
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        tracing::info!("Restore: data dir written in {:.1?}", started.elapsed());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::snapshot_bytes;
+
+    fn write_zip(path: &Path, entry: &str, data: &[u8], extra: bool) {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        z.start_file(entry, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(data).unwrap();
+        if extra {
+            z.start_file("second", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(b"x").unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn raw_and_zip_are_verified_and_the_copy_is_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = snapshot_bytes(5);
+        let raw = dir.path().join("s-n1-1");
+        std::fs::write(&raw, &data).unwrap();
+        let p = prepare(&raw, dir.path(), dir.path()).unwrap();
+        assert_eq!(
+            (p.raw.as_path(), p.raw_size),
+            (raw.as_path(), data.len() as u64)
+        );
+        drop(p);
+        assert!(raw.exists(), "a raw snapshot is never removed");
+
+        let zip = dir.path().join("z-n1-2.zip");
+        write_zip(&zip, "z-n1-2", &data, false);
+        let p = prepare(&zip, dir.path(), dir.path()).unwrap();
+        assert_eq!(std::fs::read(&p.raw).unwrap(), data);
+        assert_eq!(p.raw, dir.path().join("z-n1-2"));
+        drop(p);
+        assert_eq!(names(dir.path()), ["s-n1-1", "z-n1-2.zip"]);
+    }
+
+    #[test]
+    fn bad_files_are_refused_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path();
+        let data = snapshot_bytes(5);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "trunc",
+                data[..data.len() - 700].to_vec(),
+                "sha256 checksum not found",
+            ),
+            (
+                "flip",
+                {
+                    let mut d = data.clone();
+                    d[5000] ^= 4;
+                    d
+                },
+                "checksum mismatch",
+            ),
+            (
+                "bare",
+                data[..data.len() - 32].to_vec(),
+                "sha256 checksum not found",
+            ),
+        ];
+        for (name, bytes, want) in &cases {
+            let p = work.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let err = prepare(&p, work, work).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            let z = work.join(format!("{name}.zip"));
+            write_zip(&z, name, bytes, false);
+            std::fs::remove_file(&p).unwrap();
+            let err = prepare(&z, work, work).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}.zip: {err}");
+        }
+        let two = work.join("two.zip");
+        write_zip(&two, "two", &data, true);
+        assert!(
+            prepare(&two, work, work)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one entry")
+        );
+        let slip = work.join("slip.zip");
+        write_zip(&slip, "../evil", &data, false);
+        assert!(
+            prepare(&slip, work, work)
+                .unwrap_err()
+                .to_string()
+                .contains("not a plain file name")
+        );
+        let garbage = work.join("garbage.zip");
+        std::fs::write(&garbage, b"PK\x03\x04 not really").unwrap();
+        assert!(
+            prepare(&garbage, work, work)
+                .unwrap_err()
+                .to_string()
+                .contains("not a readable zip")
+        );
+        let mut left = names(work);
+        left.retain(|n| !n.ends_with(".zip"));
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn k3s_messages_for_missing_paths_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        assert_eq!(
+            prepare(&missing, dir.path(), dir.path())
+                .unwrap_err()
+                .to_string(),
+            format!("etcd: snapshot path does not exist: {}", missing.display())
+        );
+        assert_eq!(
+            prepare(dir.path(), dir.path(), dir.path())
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "etcd: snapshot path must be a file, not a directory: {}",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn space_is_checked_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_space(dir.path(), u64::MAX / 2, "restoring")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not enough disk space"), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
+
+    #[test]
+    fn tool_follows_the_etcd_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |n: &str| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let etcd = mk("etcd");
+        let err = RestoreTool::for_etcd(&etcd, "3.5.1", None, None)
+            .unwrap_err()
+            .to_string();
+        if find_on_path("etcdutl").is_none() {
+            assert!(
+                err.contains("--etcdutl-binary") && err.contains("--etcdctl-binary"),
+                "{err}"
+            );
+        }
+        let utl = mk("etcdutl");
+        let ctl = mk("etcdctl");
+        assert_eq!(
+            RestoreTool::for_etcd(&etcd, "3.5.1", None, None).unwrap(),
+            RestoreTool {
+                kind: ToolKind::Etcdutl,
+                path: utl.clone()
+            }
+        );
+        assert_eq!(
+            RestoreTool::for_etcd(&etcd, "3.4.23", None, None).unwrap(),
+            RestoreTool {
+                kind: ToolKind::Etcdctl,
+                path: ctl.clone()
+            }
+        );
+        assert_eq!(
+            RestoreTool::any(None, None, Some(&ctl)).unwrap().kind,
+            ToolKind::Etcdctl
+        );
+        assert!(RestoreTool::any(None, Some(&dir.path().join("x")), None).is_err());
+    }
+}
+
+/// `etcd-snapshot restore`: a snapshot written into a fresh etcd data dir, for an etcd that
+/// etcdsnap does not run.
+#[derive(Debug, Clone)]
+pub struct DirRestore {
+    /// A local file, or with `s3` the object's name.
+    pub snapshot: String,
+    pub s3: Option<crate::store::s3::S3Target>,
+    pub output_dir: PathBuf,
+    pub membership: Membership,
+    pub tool: RestoreTool,
+}
+
+impl DirRestore {
+    /// Verifies the snapshot and writes the data dir; the output dir must be absent or empty
+    /// (it is left as it was on failure). A download goes to a temporary directory beside the
+    /// output dir and is removed afterwards.
+    pub async fn run(&self) -> Result<()> {
+        let out = &self.output_dir;
+        let parent = crate::fsutil::parent_dir(out).to_path_buf();
+        if !parent.is_dir() {
+            return Err(Error::InvalidInput(format!(
+                "the parent of --output-dir, {}, does not exist",
+                parent.display()
+            )));
+        }
+        let existed_empty = match std::fs::read_dir(out) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "--output-dir {} is not empty: give a new directory (etcd refuses to restore into existing data)",
+                        out.display()
+                    )));
+                }
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("read", out, e)),
+        };
+        let work = tempfile::Builder::new()
+            .prefix(".etcdsnap-restore-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("create a temporary directory in", &parent, e))?;
+        let source = match &self.s3 {
+            Some(target) => {
+                validate_plain_name(&self.snapshot).map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "with --s3 the snapshot is its name in the bucket, as `etcd-snapshot ls --s3` prints it, not {:?}",
+                        self.snapshot
+                    ))
+                })?;
+                let store = crate::store::s3::S3Store::connect(target, Default::default()).await?;
+                tracing::info!("Retrieving etcd snapshot {} from S3", self.snapshot);
+                crate::store::SnapshotStore::get(&store, &self.snapshot, work.path()).await?
+            }
+            None => PathBuf::from(&self.snapshot),
+        };
+        let prepared = tokio::task::spawn_blocking({
+            let (source, work_dir, parent) = (source, work.path().to_path_buf(), parent.clone());
+            move || prepare(&source, &work_dir, &parent)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
+        if existed_empty {
+            std::fs::remove_dir(out).map_err(|e| Error::io("remove", out, e))?;
+        }
+        let r = self
+            .tool
+            .restore(&prepared.raw, out, &self.membership)
+            .await;
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(out);
+            if existed_empty {
+                let _ = std::fs::create_dir(out);
+            }
+        }
+        r
+    }
+
+    /// The etcd command line that serves the restored data dir.
+    pub fn etcd_command(&self) -> String {
+        let m = &self.membership;
+        format!(
+            "etcd --name {} --data-dir {} --initial-advertise-peer-urls {} --listen-peer-urls {} --advertise-client-urls http://localhost:2379 --listen-client-urls http://localhost:2379",
+            m.name,
+            self.output_dir.display(),
+            m.peer_urls,
+            m.peer_urls
+        )
+    }
+}

@@ -1,0 +1,383 @@
+//! `etcdsnap server --cluster-reset [--cluster-reset-restore-path P]`: a one-shot run that makes
+//! this server the only member of a new cluster, from its own data or from a snapshot, then
+//! exits with K3s's message. Reference §8; the order of the steps is ours and safer:
+//!
+//! 1. the snapshot is found (downloaded from S3 for a bare name with `--etcd-s3`), decompressed
+//!    and its SHA-256 trailer verified, with the disk space checked first;
+//! 2. etcd's own tool restores it into a staging dir beside `db/etcd`, under a new member name
+//!    `<node>-<8 hex>`;
+//! 3. etcd is started on the staging dir, on loopback only and with `--force-new-cluster`; the
+//!    member list must be this member alone, and the bootstrap data (CAs) is read and decrypted
+//!    with the token; then etcd is stopped;
+//! 4. only now is anything of the server's changed: `db/etcd` moves to `db/etcd-old-<unix>`
+//!    (never deleted by us) and the staging dir takes its place; `tls` moves to `tls-<unix>`
+//!    and the CAs are written from the bootstrap data; `db/reset-flag` is written.
+//!
+//! A failure before step 4 leaves `server/db` and `server/tls` as they were (the staging dir,
+//! the download and the decompressed copy are removed); a failure in step 4 says how to put the
+//! old data back. K3s moved the data first and restored after; it also started etcd on the
+//! data dir after the move. Without a restore path the data is kept: etcd runs once with
+//! `--force-new-cluster` on `db/etcd` itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ServerConfig;
+use super::datastore::{embedded, embedded_target, new_member_name};
+use crate::bootstrap::{self, Bootstrap};
+use crate::etcd::EtcdSource;
+use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version};
+use crate::fsutil::{RemoveOnDrop, sync_dir, write_private};
+use crate::naming::validate_plain_name;
+use crate::restore::{Membership, RestoreTool, prepare};
+use crate::store::SnapshotStore;
+use crate::store::local::resolve_snapshot_dir;
+use crate::store::s3::{S3Identity, S3Store, S3Target};
+use crate::tls::{ensure_etcd_certs, ensure_supervisor_certs};
+use crate::token::Token;
+use crate::{Error, Result};
+
+/// What `--cluster-reset` was given.
+#[derive(Debug, Clone, Default)]
+pub struct ResetSettings {
+    /// `--cluster-reset-restore-path`: a file, or with `s3` a bare object name.
+    pub restore_path: Option<String>,
+    /// The S3 settings when `--etcd-s3` is on.
+    pub s3: Option<S3Target>,
+    pub etcdutl_binary: Option<PathBuf>,
+    pub etcdctl_binary: Option<PathBuf>,
+}
+
+/// The final message (K3s's, with our program name).
+pub fn reset_message(data_dir: &Path) -> String {
+    format!(
+        "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete {}/server/db on each peer etcd server and rejoin the nodes",
+        data_dir.display()
+    )
+}
+
+/// `<data-dir>/server/db/reset-flag`.
+pub fn reset_flag(cfg: &ServerConfig) -> PathBuf {
+    cfg.server_dir().join("db").join("reset-flag")
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Runs the reset; returns the message to print.
+pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
+    if cfg.datastore.is_some() {
+        return Err(Error::InvalidInput(
+            "--cluster-reset resets the embedded etcd; for an etcd cluster you run yourself, write a restored data dir with `etcdsnap etcd-snapshot restore --output-dir`".into(),
+        ));
+    }
+    let flag = reset_flag(cfg);
+    if reset.restore_path.is_none() && flag.exists() {
+        return Err(Error::InvalidInput(format!(
+            "Managed etcd cluster membership was previously reset, please remove the cluster-reset flag and start etcdsnap normally. If you need to perform another cluster reset, you must first manually delete the file at {}",
+            flag.display()
+        )));
+    }
+    let token = reset_token(cfg)?;
+    let hosts = cfg.hosts();
+    let tls_dir = cfg.server_dir().join("tls");
+    ensure_supervisor_certs(&tls_dir, &hosts)?;
+    let mut etcd = embedded(cfg, &hosts).await?;
+    let version = binary_version(&etcd.binary).await?;
+    etcd.check_ports_free()?;
+    let started = Instant::now();
+    let bootstrap = match &reset.restore_path {
+        Some(path) => restore(cfg, reset, &mut etcd, &version, &token, path).await?,
+        None => {
+            tracing::info!(
+                "Cluster reset: resetting membership of {}",
+                etcd.data_dir.display()
+            );
+            if !etcd.data_dir.join("member").is_dir() {
+                return Err(Error::InvalidInput(format!(
+                    "nothing to reset: {} holds no etcd data; to restore a snapshot add --cluster-reset-restore-path",
+                    etcd.data_dir.display()
+                )));
+            }
+            reset_in_place(&etcd, &token).await?
+        }
+    };
+    match bootstrap {
+        Some(data) if data.is_complete() => restore_certificates(cfg, &tls_dir, &data, &token)?,
+        Some(_) => tracing::warn!(
+            "Cluster reset: the bootstrap data in etcd is incomplete; keeping the certificates in {}",
+            tls_dir.display()
+        ),
+        None => tracing::info!(
+            "Cluster reset: no bootstrap data in etcd; keeping the certificates in {}",
+            tls_dir.display()
+        ),
+    }
+    write_private(&flag, b"")?;
+    tracing::info!("Cluster reset finished in {:.1?}", started.elapsed());
+    Ok(reset_message(&cfg.data_dir))
+}
+
+/// The token whose secret decrypts the bootstrap data: `--token`, else the token file. Its CA
+/// hash is not checked against this machine's CA, which a restore may be about to replace.
+fn reset_token(cfg: &ServerConfig) -> Result<Token> {
+    if let Some(t) = &cfg.token {
+        return Token::parse(t);
+    }
+    let file = cfg.server_dir().join("token");
+    match std::fs::read_to_string(&file) {
+        Ok(t) => Token::parse(&t),
+        Err(_) => Err(Error::InvalidInput(format!(
+            "{} does not exist, please pass --token to complete the restoration",
+            file.display()
+        ))),
+    }
+}
+
+async fn restore(
+    cfg: &ServerConfig,
+    reset: &ResetSettings,
+    etcd: &mut EmbeddedEtcd,
+    version: &str,
+    token: &Token,
+    path: &str,
+) -> Result<Option<Bootstrap>> {
+    let snapdir = resolve_snapshot_dir(&cfg.data_dir, cfg.snapshots.dir.as_deref(), true)?;
+    let db = cfg.server_dir().join("db");
+    // A download is ours to remove if the restore fails before anything changed.
+    let mut downloaded: Vec<RemoveOnDrop> = Vec::new();
+    let source = match &reset.s3 {
+        Some(target) => {
+            if target.config().config_secret.trim() != "" {
+                return Err(Error::InvalidInput(
+                    "cannot use S3 config secret when restoring snapshot; configuration must be set in CLI or config file".into(),
+                ));
+            }
+            validate_plain_name(path).map_err(|_| {
+                Error::InvalidInput(format!(
+                    "with --etcd-s3 the restore path is the snapshot's name in the bucket, as `etcd-snapshot ls --s3` prints it, not {path:?}; to restore a local file pass --etcd-s3=false"
+                ))
+            })?;
+            let existed = snapdir.join(path).exists();
+            tracing::info!("Retrieving etcd snapshot {path} from S3");
+            let started = Instant::now();
+            let store = S3Store::connect(
+                target,
+                S3Identity {
+                    node_name: cfg.node_name.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let file = store.get(path, &snapdir).await?;
+            if !existed {
+                downloaded.push(RemoveOnDrop::new(file.clone()));
+            }
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            tracing::info!(
+                "S3 download complete for {} ({} bytes in {:.1?})",
+                file.display(),
+                size,
+                started.elapsed()
+            );
+            file
+        }
+        None => PathBuf::from(path),
+    };
+    let prepared = tokio::task::spawn_blocking({
+        let (source, snapdir, db) = (source.clone(), snapdir.clone(), db.clone());
+        move || prepare(&source, &snapdir, &db)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
+    let tool = RestoreTool::for_etcd(
+        &etcd.binary,
+        version,
+        reset.etcdutl_binary.as_deref(),
+        reset.etcdctl_binary.as_deref(),
+    )?;
+
+    // Staging: nothing of the server changes until it has run.
+    let staging = db.join(format!("etcd-restore-{}", unix_now()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let staging_guard = RemoveDirOnDrop(Some(staging.clone()));
+    let name = new_member_name(&cfg.node_name)?;
+    tool.restore(
+        &prepared.raw,
+        &staging,
+        &Membership {
+            name: name.clone(),
+            initial_cluster: None,
+            peer_urls: etcd.peer_url(),
+            cluster_token: None,
+        },
+    )
+    .await?;
+    write_private(&staging.join("name"), name.as_bytes())?;
+    let live_dir = std::mem::replace(&mut etcd.data_dir, staging.clone());
+    etcd.member_name = name.clone();
+    let data = run_once(etcd, token).await;
+    etcd.data_dir = live_dir.clone();
+    let data = data?;
+
+    // From here on the server's own files change.
+    let old = db.join(format!("etcd-old-{}", unix_now()));
+    if live_dir.exists() {
+        std::fs::rename(&live_dir, &old).map_err(|e| Error::io("move", &live_dir, e))?;
+        tracing::info!("Pre-restore etcd database moved to {}", old.display());
+    }
+    if let Err(e) = std::fs::rename(&staging, &live_dir) {
+        return Err(Error::Other(format!(
+            "cannot move the restored data {} to {}: {e}; the data dir as it was before the restore is in {}: to put it back, run `mv {} {}`",
+            staging.display(),
+            live_dir.display(),
+            old.display(),
+            old.display(),
+            live_dir.display()
+        )));
+    }
+    staging_guard.disarm();
+    sync_dir(&db)?;
+    // The restored snapshot stays where it was (a download stays in the snapshot dir).
+    for d in downloaded {
+        d.disarm();
+    }
+    tracing::info!(
+        "Restore: {} now holds the snapshot's data as member {name}; the previous data is in {}",
+        live_dir.display(),
+        old.display()
+    );
+    Ok(data)
+}
+
+/// Resets membership on the data dir as it is.
+async fn reset_in_place(etcd: &EmbeddedEtcd, token: &Token) -> Result<Option<Bootstrap>> {
+    run_once(etcd, token).await
+}
+
+/// Starts etcd once on `etcd.data_dir` (loopback only, `--force-new-cluster`), checks that it
+/// is the only member, reads the bootstrap data, and stops it.
+async fn run_once(etcd: &EmbeddedEtcd, token: &Token) -> Result<Option<Bootstrap>> {
+    let mut e = etcd.clone();
+    e.force_new_cluster = true;
+    e.loopback_only = true;
+    let started = Instant::now();
+    let mut child = EtcdChild::spawn(&e)?;
+    let target: Arc<dyn EtcdSource> = Arc::new(embedded_target(&e));
+    let result = async {
+        wait_healthy(target.as_ref(), &mut child).await?;
+        tracing::info!(
+            "Cluster reset: etcd is up on loopback with --force-new-cluster ({:.1?})",
+            started.elapsed()
+        );
+        let members = target.members().await?;
+        if members.len() != 1 {
+            return Err(Error::Etcd(format!(
+                "after the reset etcd still lists {} members ({}); expected this member alone",
+                members.len(),
+                members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        tracing::info!(
+            "Cluster reset: the member list is this member alone ({})",
+            members[0].name
+        );
+        bootstrap::fetch(target.as_ref(), &token.password).await
+    }
+    .await;
+    child.stop(Duration::from_secs(15)).await;
+    result
+}
+
+async fn wait_healthy(etcd: &dyn EtcdSource, child: &mut EtcdChild) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if tokio::time::timeout(Duration::from_secs(3), etcd.status())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            return Ok(());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(Error::Etcd(format!(
+                "etcd exited ({st}) during the reset; last lines of its log:\n{}",
+                child.log_tail(30)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(format!(
+                "etcd did not answer within 2 minutes of the reset; last lines of its log:\n{}",
+                child.log_tail(30)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Moves `tls` to `tls-<unix>` and writes the CAs of the bootstrap data; the leaf certificates
+/// are issued again from them at the next start. The token file is rewritten with the restored
+/// CA's hash, so the full token (`K10<hash>::server:<secret>`) of the old cluster works.
+fn restore_certificates(
+    cfg: &ServerConfig,
+    tls_dir: &Path,
+    data: &Bootstrap,
+    token: &Token,
+) -> Result<()> {
+    let backup = cfg.server_dir().join(format!("tls-{}", unix_now()));
+    tracing::info!(
+        "Cluster reset: backing up certificates directory to {}",
+        backup.display()
+    );
+    std::fs::rename(tls_dir, &backup).map_err(|e| Error::io("move", tls_dir, e))?;
+    let written = data.write(tls_dir)?;
+    tracing::info!(
+        "Cluster reset: wrote {} CA files from the datastore into {}",
+        written.len(),
+        tls_dir.display()
+    );
+    // The etcd leaf certificates must come from the restored CAs: issue them now, so that a
+    // failure shows here rather than at the next start.
+    ensure_etcd_certs(tls_dir, &cfg.hosts())?;
+    let ca_pem = std::fs::read(tls_dir.join("server-ca.crt"))
+        .map_err(|e| Error::io("read", &tls_dir.join("server-ca.crt"), e))?;
+    let hash = crate::token::ca_hash(&ca_pem);
+    if let Some(h) = &token.ca_hash
+        && *h != hash
+    {
+        tracing::warn!(
+            "the token's CA hash {h} is not the restored CA's ({hash}); the server token file gets the restored CA's hash"
+        );
+    }
+    let full = Token {
+        ca_hash: Some(hash),
+        username: "server".into(),
+        password: token.password.clone(),
+    };
+    write_private(
+        &cfg.server_dir().join("token"),
+        format!("{}\n", full.to_full()).as_bytes(),
+    )
+}
+
+/// Removes a directory tree when dropped unless disarmed.
+struct RemoveDirOnDrop(Option<PathBuf>);
+
+impl RemoveDirOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
