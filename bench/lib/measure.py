@@ -4,7 +4,7 @@
 usage: measure.py [--pid NAME=PID ...] [--interval S] [--reset-hwm] -- CMD ARGS...
 
 Prints one JSON object on stdout:
-  {"rc": 0, "seconds": 12.3, "child_cpu_seconds": 0.4,
+  {"rc": 0, "seconds": 12.3, "child_cpu_seconds": 0.4, "cmd_rss_max_kib": 9000,
    "pids": {"server": {"rss_before_kib": ..., "rss_max_kib": ..., "rss_growth_kib": ...,
                        "hwm_before_kib": ..., "hwm_after_kib": ..., "samples": ...}, ...}}
 
@@ -88,18 +88,35 @@ def main():
                         peak[n] = rss
             stop.wait(a.interval)
 
+    cmd_peak = [0]
+    cmd_pid = [None]
+
+    def cmd_sampler():
+        # The command's own RSS (not its children's): VmHWM read just before it exits is
+        # not reachable, so sample VmRSS like the others.
+        while not stop.is_set():
+            if cmd_pid[0] is not None:
+                st = read_status(cmd_pid[0])
+                cmd_peak[0] = max(cmd_peak[0], st.get("VmHWM", 0), st.get("VmRSS", 0))
+            stop.wait(a.interval)
+
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
+    th2 = threading.Thread(target=cmd_sampler, daemon=True)
+    th2.start()
     with open(a.out, "wb") as out, open(a.err, "wb") as err:
         t0 = time.monotonic()
-        rc = subprocess.call(cmd, stdout=out, stderr=err)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        cmd_pid[0] = p.pid
+        rc = p.wait()
         t1 = time.monotonic()
     stop.set()
     th.join()
+    th2.join()
     after = {n: read_status(p) for n, p in pids.items()}
     cpu_after = {n: cpu_seconds(p) for n, p in pids.items()}
 
-    res = {"rc": rc, "seconds": t1 - t0, "pids": {},
+    res = {"rc": rc, "seconds": t1 - t0, "pids": {}, "cmd_rss_max_kib": cmd_peak[0],
            "child_cpu_seconds": sum(os.times()[2:4])}
     for n in pids:
         b = before[n].get("VmRSS", 0)

@@ -5,6 +5,7 @@ usage: s3tool.py ENDPOINT_URL AK SK BUCKET list PREFIX
        s3tool.py ENDPOINT_URL AK SK BUCKET upload FILE KEY
        s3tool.py ENDPOINT_URL AK SK BUCKET count PREFIX
        s3tool.py ENDPOINT_URL AK SK BUCKET mpu FILE KEY
+       s3tool.py ENDPOINT_URL AK SK BUCKET download KEY FILE
 
 `list` is a bare paginated ListObjectsV2 of PREFIX that only counts keys; `upload` is
 upload_file with 8 MiB parts, 2 in flight (etcdsnap's settings). Both print one JSON line
@@ -52,6 +53,11 @@ def main():
                              max_concurrency=2)
         c.upload_file(args[0], bucket, args[1], Config=cfg)
         out.update(key=args[1])
+    elif op == "download":
+        cfg = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20,
+                             max_concurrency=2)
+        c.download_file(bucket, args[0], args[1], Config=cfg)
+        out.update(key=args[0])
     elif op == "mpu":
         from concurrent.futures import ThreadPoolExecutor
         path, key, part = args[0], args[1], 8 << 20

@@ -58,29 +58,84 @@ pub fn legacy_key(kind: &str, name: &str) -> String {
     format!("{kind}-{clean}")
 }
 
-/// Accepts only a plain file name (no directory part, no `..`, not empty), as `delete` and
-/// restore-by-name need. K3s joins whatever it gets to the snapshot dir; we refuse instead.
+/// File names are at most this many bytes on Linux file systems.
+pub const MAX_FILE_NAME: usize = 255;
+/// The longest `--name` prefix: room is left for `-<node>-<unix>.zip.part`.
+pub const MAX_PREFIX: usize = 128;
+
+/// `s` for a message: at most 64 characters, control characters escaped.
+pub fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_debug).collect();
+    if s.chars().count() > 64 {
+        out.push_str("...");
+    }
+    format!("\"{out}\"")
+}
+
+/// Accepts only a plain file name (no directory part, no `..`, not empty, no control
+/// characters, at most 255 bytes), as `delete` and restore-by-name need. K3s joins whatever it
+/// gets to the snapshot dir; we refuse instead.
 pub fn validate_plain_name(name: &str) -> Result<()> {
+    if name.len() > MAX_FILE_NAME {
+        return Err(Error::InvalidInput(format!(
+            "invalid snapshot name {}: it is {} bytes long, file names have at most {MAX_FILE_NAME}",
+            shown(name),
+            name.len()
+        )));
+    }
     let bad = name.is_empty()
         || name == "."
         || name == ".."
         || name.contains('/')
         || name.contains('\\')
-        || name.contains('\0')
-        || name.contains("..");
+        || name.contains("..")
+        || name.chars().any(char::is_control);
     if bad {
         return Err(Error::InvalidInput(format!(
-            "invalid snapshot name {name:?}: path traversal not allowed; give the plain file name as `ls` prints it, without a directory or `..`"
+            "invalid snapshot name: path traversal not allowed ({}); give the plain file name as `ls` prints it, without a directory, `..` or control characters",
+            shown(name)
         )));
     }
     Ok(())
 }
 
-/// Validates a `--name`/`--etcd-snapshot-name` prefix: it becomes part of a file name.
+/// Validates a `--name`/`--etcd-snapshot-name` prefix (and a node name): it becomes the start
+/// of a file name that `ls`, `prune` and `delete` must be able to see, so no directory part,
+/// no leading `.` (hidden files are not snapshots), no `..`, no control characters, and short
+/// enough for the whole name to fit in 255 bytes.
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() || prefix.contains('/') || prefix.contains('\\') || prefix.contains('\0') {
+    let why = if prefix.is_empty() {
+        Some("it is empty".to_string())
+    } else if prefix.len() > MAX_PREFIX {
+        Some(format!(
+            "it is {} bytes long, at most {MAX_PREFIX} are allowed",
+            prefix.len()
+        ))
+    } else if prefix.starts_with('.') {
+        Some("it starts with '.', and hidden files are not snapshots".into())
+    } else if prefix.contains('/') || prefix.contains('\\') || prefix.contains("..") {
+        Some("a directory part or '..' is not allowed".into())
+    } else if prefix.chars().any(char::is_control) {
+        Some("control characters are not allowed".into())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::InvalidInput(format!(
+            "invalid snapshot name prefix {}: {why}; use letters, digits, '-', '_' or '.'",
+            shown(prefix)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a snapshot name, with `.zip` and `.part` added, fits in a file name.
+pub fn check_name_length(base_name: &str) -> Result<()> {
+    let longest = base_name.len() + ZIP_SUFFIX.len() + PART_SUFFIX.len();
+    if longest > MAX_FILE_NAME {
         return Err(Error::InvalidInput(format!(
-            "invalid snapshot name prefix {prefix:?}: use letters, digits, '-', '_' or '.' without a directory part"
+            "the snapshot file name {} would be {longest} bytes long (with .zip.part), file names have at most {MAX_FILE_NAME}: use a shorter --name or --node-name",
+            shown(base_name)
         )));
     }
     Ok(())
@@ -172,6 +227,39 @@ mod tests {
             "local-on-demand-n1-1"
         );
         assert_eq!(legacy_key("s3", "a b/c:d.zip"), "s3-a_b_c_d.zip");
+    }
+
+    #[test]
+    fn prefixes_that_would_hide_or_escape_are_refused() {
+        for ok in ["on-demand", "etcd-snapshot", "a.b", "n1.example.com", "x_y"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        let long = "p".repeat(5000);
+        for (bad, why) in [
+            ("", "empty"),
+            ("..", "starts with '.'"),
+            (".x", "starts with '.'"),
+            ("a/b", "directory part"),
+            ("a..b", "directory part"),
+            ("a\nb", "control characters"),
+            ("a\u{7f}b", "control characters"),
+            (long.as_str(), "5000 bytes long"),
+        ] {
+            let err = validate_prefix(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+            assert!(
+                err.len() < 300,
+                "the message echoes too much: {} bytes",
+                err.len()
+            );
+        }
+        assert!(check_name_length(&"a".repeat(247)).is_err());
+        assert!(check_name_length(&"a".repeat(246)).is_ok());
+        assert!(check_name_length("on-demand-n1-1730308816").is_ok());
+        let err = validate_plain_name(&"z".repeat(5000))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("5000 bytes long") && err.len() < 300, "{err}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Turning a snapshot file into an etcd data dir, verified before anything changes:
 //! * [`prepare`]: the file must exist and be a file (K3s's messages); a `.zip` is decompressed
-//!   next to it through a `.part` file while its SHA-256 trailer is checked; a raw file is
-//!   checked where it is. A file without the trailer is refused (etcdutl's `--skip-hash-check` is
-//!   never used), and so is a zip with other than one entry or an entry name with a directory.
+//!   next to it through a `.part` file while its SHA-256 trailer is checked; a raw file's
+//!   trailer is checked by the restore tool itself as it reads the file (etcdutl's
+//!   `--skip-hash-check` is never used), and again by us when the tool fails, so the message
+//!   names the problem. A file without the trailer is refused, and so is a zip with other than
+//!   one entry or an entry name with a directory.
 //! * [`check_space`]: about twice the snapshot must be free (the restored db plus etcd's 64 MB
 //!   WAL, and the decompressed copy), checked before decompressing or restoring.
 //! * [`RestoreTool`]: the restore itself is etcd's own, `etcdutl snapshot restore` for etcd 3.5
@@ -29,6 +31,9 @@ pub struct Prepared {
     pub raw: PathBuf,
     /// Bytes of the raw snapshot, trailer included.
     pub raw_size: u64,
+    /// Whether the trailer was checked already (a decompressed zip is checked as it is
+    /// written; a raw file by the restore tool, see [`RestoreTool::restore`]).
+    pub verified: bool,
     /// The decompressed copy, removed when this is dropped.
     _temp: Option<RemoveOnDrop>,
 }
@@ -57,10 +62,16 @@ pub fn space_needed(raw_size: u64) -> u64 {
     raw_size.saturating_mul(2) + WAL_SIZE
 }
 
-/// Checks the file K3s checks and returns it verified and raw. A `.zip` is decompressed into
-/// `work_dir` (which should be on the data dir's file system) after the space check against
-/// `data_parent`, the directory the restored data dir will live in.
-pub fn prepare(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
+/// Checks the file K3s checks and returns it raw. A `.zip` is decompressed into `work_dir`
+/// (which should be on the data dir's file system) while its trailer is checked, after the
+/// space check against `data_parent`, the directory the restored data dir will live in. A raw
+/// file is checked later, while it is restored (`verified` is false), unless `verify_raw`.
+pub fn prepare(
+    source: &Path,
+    work_dir: &Path,
+    data_parent: &Path,
+    verify_raw: bool,
+) -> Result<Prepared> {
     let meta = std::fs::metadata(source).map_err(|_| {
         Error::InvalidInput(format!(
             "etcd: snapshot path does not exist: {}",
@@ -83,21 +94,37 @@ pub fn prepare(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Pre
             space_needed(meta.len()),
             "restoring this snapshot",
         )?;
-        let started = Instant::now();
-        let raw_size = verify_file(source)?;
-        tracing::info!(
-            "Restore: checksum of {} verified ({} MiB in {:.1?})",
-            source.display(),
-            mib(raw_size),
-            started.elapsed()
-        );
-        return Ok(Prepared {
+        let mut p = Prepared {
             raw: source.to_path_buf(),
-            raw_size,
+            raw_size: meta.len(),
+            verified: false,
             _temp: None,
-        });
+        };
+        if verify_raw {
+            p.verify()?;
+        }
+        return Ok(p);
     }
     decompress(source, work_dir, data_parent)
+}
+
+impl Prepared {
+    /// Checks the trailer of the raw file.
+    pub fn verify(&mut self) -> Result<()> {
+        if self.verified {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.raw_size = verify_file(&self.raw)?;
+        self.verified = true;
+        tracing::info!(
+            "Restore: checksum of {} verified ({} MiB in {:.1?})",
+            self.raw.display(),
+            mib(self.raw_size),
+            started.elapsed()
+        );
+        Ok(())
+    }
 }
 
 fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
@@ -169,6 +196,7 @@ fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Pr
         return Ok(Prepared {
             raw: part,
             raw_size,
+            verified: true,
             _temp: Some(part_guard),
         });
     }
@@ -182,6 +210,7 @@ fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Pr
     Ok(Prepared {
         raw: dest.clone(),
         raw_size,
+        verified: true,
         _temp: Some(RemoveOnDrop::new(dest)),
     })
 }
@@ -303,8 +332,38 @@ impl RestoreTool {
         })
     }
 
-    /// Restores `snapshot` (raw, verified) into `data_dir`, which must not exist yet.
-    pub async fn restore(&self, snapshot: &Path, data_dir: &Path, m: &Membership) -> Result<()> {
+    /// Restores `snapshot` into `data_dir`, which must not exist yet. A raw snapshot not
+    /// verified yet is verified by the tool itself: etcdutl and etcdctl check the SHA-256
+    /// trailer before they write anything, and `--skip-hash-check` is never passed. When the
+    /// tool fails, the file is checked here too, so a corrupt snapshot is reported in our words
+    /// rather than the tool's. Whatever the tool wrote is removed on failure.
+    pub async fn restore(
+        &self,
+        snapshot: &mut Prepared,
+        data_dir: &Path,
+        m: &Membership,
+    ) -> Result<()> {
+        let r = self.run(&snapshot.raw, data_dir, m).await;
+        match r {
+            Ok(()) => {
+                snapshot.verified = true;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(data_dir);
+                if !snapshot.verified {
+                    let raw = snapshot.raw.clone();
+                    let ours = tokio::task::spawn_blocking(move || verify_file(&raw))
+                        .await
+                        .map_err(|e| Error::Other(format!("verification task failed: {e}")))?;
+                    ours?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(&self, snapshot: &Path, data_dir: &Path, m: &Membership) -> Result<()> {
         let mut cmd = tokio::process::Command::new(&self.path);
         cmd.arg("snapshot")
             .arg("restore")
@@ -359,6 +418,97 @@ impl RestoreTool {
     }
 }
 
+/// `etcd-snapshot restore`: a snapshot written into a fresh etcd data dir, for an etcd that
+/// etcdsnap does not run.
+#[derive(Debug, Clone)]
+pub struct DirRestore {
+    /// A local file, or with `s3` the object's name.
+    pub snapshot: String,
+    pub s3: Option<crate::store::s3::S3Target>,
+    pub output_dir: PathBuf,
+    pub membership: Membership,
+    pub tool: RestoreTool,
+}
+
+impl DirRestore {
+    /// Verifies the snapshot and writes the data dir; the output dir must be absent or empty
+    /// (it is left as it was on failure). A download goes to a temporary directory beside the
+    /// output dir and is removed afterwards.
+    pub async fn run(&self) -> Result<()> {
+        let out = &self.output_dir;
+        let parent = crate::fsutil::parent_dir(out).to_path_buf();
+        if !parent.is_dir() {
+            return Err(Error::InvalidInput(format!(
+                "the parent of --output-dir, {}, does not exist",
+                parent.display()
+            )));
+        }
+        let existed_empty = match std::fs::read_dir(out) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "--output-dir {} is not empty: give a new directory (etcd refuses to restore into existing data)",
+                        out.display()
+                    )));
+                }
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("read", out, e)),
+        };
+        let work = tempfile::Builder::new()
+            .prefix(".etcdsnap-restore-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("create a temporary directory in", &parent, e))?;
+        let source = match &self.s3 {
+            Some(target) => {
+                validate_plain_name(&self.snapshot).map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "with --s3 the snapshot is its name in the bucket, as `etcd-snapshot ls --s3` prints it, not {:?}",
+                        self.snapshot
+                    ))
+                })?;
+                let store = crate::store::s3::S3Store::connect(target, Default::default()).await?;
+                tracing::info!("Retrieving etcd snapshot {} from S3", self.snapshot);
+                crate::store::SnapshotStore::get(&store, &self.snapshot, work.path()).await?
+            }
+            None => PathBuf::from(&self.snapshot),
+        };
+        let mut prepared = tokio::task::spawn_blocking({
+            let (source, work_dir, parent) = (source, work.path().to_path_buf(), parent.clone());
+            move || prepare(&source, &work_dir, &parent, false)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
+        if existed_empty {
+            std::fs::remove_dir(out).map_err(|e| Error::io("remove", out, e))?;
+        }
+        let r = self
+            .tool
+            .restore(&mut prepared, out, &self.membership)
+            .await;
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(out);
+            if existed_empty {
+                let _ = std::fs::create_dir(out);
+            }
+        }
+        r
+    }
+
+    /// The etcd command line that serves the restored data dir.
+    pub fn etcd_command(&self) -> String {
+        let m = &self.membership;
+        format!(
+            "etcd --name {} --data-dir {} --initial-advertise-peer-urls {} --listen-peer-urls {} --advertise-client-urls http://localhost:2379 --listen-client-urls http://localhost:2379",
+            m.name,
+            self.output_dir.display(),
+            m.peer_urls,
+            m.peer_urls
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,7 +542,7 @@ mod tests {
         let data = snapshot_bytes(5);
         let raw = dir.path().join("s-n1-1");
         std::fs::write(&raw, &data).unwrap();
-        let p = prepare(&raw, dir.path(), dir.path()).unwrap();
+        let p = prepare(&raw, dir.path(), dir.path(), true).unwrap();
         assert_eq!(
             (p.raw.as_path(), p.raw_size),
             (raw.as_path(), data.len() as u64)
@@ -402,7 +552,7 @@ mod tests {
 
         let zip = dir.path().join("z-n1-2.zip");
         write_zip(&zip, "z-n1-2", &data, false);
-        let p = prepare(&zip, dir.path(), dir.path()).unwrap();
+        let p = prepare(&zip, dir.path(), dir.path(), true).unwrap();
         assert_eq!(std::fs::read(&p.raw).unwrap(), data);
         assert_eq!(p.raw, dir.path().join("z-n1-2"));
         drop(p);
@@ -438,18 +588,18 @@ mod tests {
         for (name, bytes, want) in &cases {
             let p = work.join(name);
             std::fs::write(&p, bytes).unwrap();
-            let err = prepare(&p, work, work).unwrap_err().to_string();
+            let err = prepare(&p, work, work, true).unwrap_err().to_string();
             assert!(err.contains(want), "{name}: {err}");
             let z = work.join(format!("{name}.zip"));
             write_zip(&z, name, bytes, false);
             std::fs::remove_file(&p).unwrap();
-            let err = prepare(&z, work, work).unwrap_err().to_string();
+            let err = prepare(&z, work, work, true).unwrap_err().to_string();
             assert!(err.contains(want), "{name}.zip: {err}");
         }
         let two = work.join("two.zip");
         write_zip(&two, "two", &data, true);
         assert!(
-            prepare(&two, work, work)
+            prepare(&two, work, work, true)
                 .unwrap_err()
                 .to_string()
                 .contains("exactly one entry")
@@ -457,7 +607,7 @@ mod tests {
         let slip = work.join("slip.zip");
         write_zip(&slip, "../evil", &data, false);
         assert!(
-            prepare(&slip, work, work)
+            prepare(&slip, work, work, true)
                 .unwrap_err()
                 .to_string()
                 .contains("not a plain file name")
@@ -465,7 +615,7 @@ mod tests {
         let garbage = work.join("garbage.zip");
         std::fs::write(&garbage, b"PK\x03\x04 not really").unwrap();
         assert!(
-            prepare(&garbage, work, work)
+            prepare(&garbage, work, work, true)
                 .unwrap_err()
                 .to_string()
                 .contains("not a readable zip")
@@ -480,13 +630,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
         assert_eq!(
-            prepare(&missing, dir.path(), dir.path())
+            prepare(&missing, dir.path(), dir.path(), true)
                 .unwrap_err()
                 .to_string(),
             format!("etcd: snapshot path does not exist: {}", missing.display())
         );
         assert_eq!(
-            prepare(dir.path(), dir.path(), dir.path())
+            prepare(dir.path(), dir.path(), dir.path(), true)
                 .unwrap_err()
                 .to_string(),
             format!(
@@ -547,96 +697,5 @@ mod tests {
             ToolKind::Etcdctl
         );
         assert!(RestoreTool::any(None, Some(&dir.path().join("x")), None).is_err());
-    }
-}
-
-/// `etcd-snapshot restore`: a snapshot written into a fresh etcd data dir, for an etcd that
-/// etcdsnap does not run.
-#[derive(Debug, Clone)]
-pub struct DirRestore {
-    /// A local file, or with `s3` the object's name.
-    pub snapshot: String,
-    pub s3: Option<crate::store::s3::S3Target>,
-    pub output_dir: PathBuf,
-    pub membership: Membership,
-    pub tool: RestoreTool,
-}
-
-impl DirRestore {
-    /// Verifies the snapshot and writes the data dir; the output dir must be absent or empty
-    /// (it is left as it was on failure). A download goes to a temporary directory beside the
-    /// output dir and is removed afterwards.
-    pub async fn run(&self) -> Result<()> {
-        let out = &self.output_dir;
-        let parent = crate::fsutil::parent_dir(out).to_path_buf();
-        if !parent.is_dir() {
-            return Err(Error::InvalidInput(format!(
-                "the parent of --output-dir, {}, does not exist",
-                parent.display()
-            )));
-        }
-        let existed_empty = match std::fs::read_dir(out) {
-            Ok(mut rd) => {
-                if rd.next().is_some() {
-                    return Err(Error::InvalidInput(format!(
-                        "--output-dir {} is not empty: give a new directory (etcd refuses to restore into existing data)",
-                        out.display()
-                    )));
-                }
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io("read", out, e)),
-        };
-        let work = tempfile::Builder::new()
-            .prefix(".etcdsnap-restore-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io("create a temporary directory in", &parent, e))?;
-        let source = match &self.s3 {
-            Some(target) => {
-                validate_plain_name(&self.snapshot).map_err(|_| {
-                    Error::InvalidInput(format!(
-                        "with --s3 the snapshot is its name in the bucket, as `etcd-snapshot ls --s3` prints it, not {:?}",
-                        self.snapshot
-                    ))
-                })?;
-                let store = crate::store::s3::S3Store::connect(target, Default::default()).await?;
-                tracing::info!("Retrieving etcd snapshot {} from S3", self.snapshot);
-                crate::store::SnapshotStore::get(&store, &self.snapshot, work.path()).await?
-            }
-            None => PathBuf::from(&self.snapshot),
-        };
-        let prepared = tokio::task::spawn_blocking({
-            let (source, work_dir, parent) = (source, work.path().to_path_buf(), parent.clone());
-            move || prepare(&source, &work_dir, &parent)
-        })
-        .await
-        .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
-        if existed_empty {
-            std::fs::remove_dir(out).map_err(|e| Error::io("remove", out, e))?;
-        }
-        let r = self
-            .tool
-            .restore(&prepared.raw, out, &self.membership)
-            .await;
-        if r.is_err() {
-            let _ = std::fs::remove_dir_all(out);
-            if existed_empty {
-                let _ = std::fs::create_dir(out);
-            }
-        }
-        r
-    }
-
-    /// The etcd command line that serves the restored data dir.
-    pub fn etcd_command(&self) -> String {
-        let m = &self.membership;
-        format!(
-            "etcd --name {} --data-dir {} --initial-advertise-peer-urls {} --listen-peer-urls {} --advertise-client-urls http://localhost:2379 --listen-client-urls http://localhost:2379",
-            m.name,
-            self.output_dir.display(),
-            m.peer_urls,
-            m.peer_urls
-        )
     }
 }

@@ -101,10 +101,36 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Checks who may touch a file holding a token: writable by group or others is refused (anyone
+/// could replace the token), readable by them is warned about (anyone could read it).
+pub fn check_file_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(Error::InvalidInput(format!(
+            "the token file {} is writable by group or others (mode {mode:o}): run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            "the token file {} is readable by group or others (mode {mode:o}); `chmod 600 {}` keeps the token secret",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Returns the server token: the one given (a bare secret gets the CA hash added), else the one
 /// in `token_file`, else a new one. The result is written to `token_file` (0600) when it differs.
 pub fn load_or_create(given: Option<&str>, token_file: &Path, ca_pem: &[u8]) -> Result<Token> {
     let hash = ca_hash(ca_pem);
+    check_file_mode(token_file)?;
     let existing = match std::fs::read_to_string(token_file) {
         Ok(s) if !s.trim().is_empty() => Some(Token::parse(&s)?),
         Ok(_) => None,
@@ -171,6 +197,28 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn token_files_open_to_others_are_refused_or_warned() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "x").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o640, true),
+            (0o644, true),
+            (0o620, false),
+            (0o666, false),
+        ] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = check_file_mode(&f);
+            assert_eq!(r.is_ok(), ok, "{mode:o}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("chmod 600"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -11,23 +11,85 @@ use cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
 
 fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
     let argv: Vec<OsString> = std::env::args_os().collect();
+    let argv = cli::argv::single_dash_long_flags(&cli::command(), argv);
     let mut warnings = Vec::new();
+    let mut loaded = cli::config_file::Loaded::default();
     // Config files apply to `server` and to each `etcd-snapshot` subcommand, as in K3s.
     let path = cli::config_file::find_subcommand_path(&cli::command(), &argv);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    let given = argv.clone();
     let argv = match path.as_slice() {
         ["server"] | ["etcd-snapshot", _] => {
             let src = cli::config_file::find_config(&argv, CONFIG_ENV, Path::new(DEFAULT_CONFIG));
-            let config = cli::config_file::load_config_args(&src)?;
-            let (argv, w) = cli::config_file::expand_args(&cli::command(), &path, argv, config);
+            loaded = cli::config_file::load_config(&src)?;
+            cli::config_file::check_single_values(&cli::command(), &path, &loaded)?;
+            let (argv, w) =
+                cli::config_file::expand_args(&cli::command(), &path, argv, loaded.args.clone());
             warnings = w;
             argv
         }
         _ => argv,
     };
-    let matches = cli::command().get_matches_from(argv);
+    let matches = match cli::command().try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(msg) = config_value_error(&e, &loaded, &path, &given) {
+                eprintln!("Error: {msg}");
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok((cli, warnings))
+}
+
+/// A bad value that came from a config file (not from the command line): the message names
+/// the file and the key.
+fn config_value_error(
+    e: &clap::Error,
+    loaded: &cli::config_file::Loaded,
+    path: &[&str],
+    given: &[OsString],
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg
+        .strip_prefix("--")?
+        .split([' ', '='])
+        .next()?
+        .to_string();
+    let on_command_line = given.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    });
+    if on_command_line {
+        return None;
+    }
+    let first = e.render().to_string();
+    let first = first
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    let key = loaded.key_for_flag(&cli::command(), path, &long)?;
+    let given_key = given.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{key}") || a.starts_with(&format!("--{key}=")))
+    });
+    if given_key {
+        return None;
+    }
+    loaded.blame(&key, &first)
 }
 
 fn init_logging(debug: bool) {

@@ -4,8 +4,12 @@
 #[macro_use]
 mod harness;
 
+#[path = "integration/badinput.rs"]
+mod badinput;
 #[path = "integration/config_file.rs"]
 mod config_file;
+#[path = "integration/faults.rs"]
+mod faults;
 #[path = "integration/restore.rs"]
 mod restore;
 #[path = "integration/s3.rs"]

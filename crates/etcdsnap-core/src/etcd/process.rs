@@ -138,6 +138,11 @@ impl EmbeddedEtcd {
         if self.force_new_cluster {
             args.push("--force-new-cluster=true".into());
         }
+        if self.loopback_only {
+            // A lone member on loopback: elect itself at once rather than after 1 s.
+            args.push("--heartbeat-interval=10".into());
+            args.push("--election-timeout=100".into());
+        }
         args
     }
 }

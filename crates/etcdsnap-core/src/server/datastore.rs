@@ -72,12 +72,15 @@ pub fn embedded_target(e: &EmbeddedEtcd) -> EtcdTarget {
     }
 }
 
+/// The embedded etcd: how it was started, and the running process.
+pub struct Child {
+    pub etcd: EmbeddedEtcd,
+    pub process: EtcdChild,
+}
+
 /// Starts the datastore: the embedded etcd (checking its ports first), or nothing for an
 /// external cluster. Returns how to reach it and the child to watch.
-pub async fn start(
-    cfg: &ServerConfig,
-    hosts: &[String],
-) -> Result<(EtcdTarget, Option<EtcdChild>)> {
+pub async fn start(cfg: &ServerConfig, hosts: &[String]) -> Result<(EtcdTarget, Option<Child>)> {
     match &cfg.datastore {
         Some(ext) => Ok((
             EtcdTarget {
@@ -90,54 +93,125 @@ pub async fn start(
         None => {
             let e = embedded(cfg, hosts).await?;
             e.check_ports_free()?;
-            let child = EtcdChild::spawn(&e)?;
-            Ok((embedded_target(&e), Some(child)))
+            let process = EtcdChild::spawn(&e)?;
+            Ok((embedded_target(&e), Some(Child { etcd: e, process })))
         }
     }
 }
 
-fn died(c: &EtcdChild, status: std::io::Result<std::process::ExitStatus>) -> Error {
-    let status = status
+fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
+    status
         .map(|s| s.to_string())
-        .unwrap_or_else(|e| e.to_string());
-    Error::Etcd(format!(
-        "etcd exited unexpectedly ({status}); last lines of its log:\n{}",
-        c.log_tail(30)
-    ))
+        .unwrap_or_else(|e| e.to_string())
 }
 
-/// Waits until etcd answers (or `shutdown`, or the child's death), polling every 250 ms.
-pub async fn wait_ready(
+/// Restarts allowed within [`RESTART_WINDOW`] before the server gives up and exits.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(600);
+
+/// When the embedded etcd died: whether to restart it, and after how long.
+#[derive(Debug, Default)]
+pub struct RestartPolicy {
+    recent: Vec<std::time::Instant>,
+}
+
+impl RestartPolicy {
+    /// `Some(delay)` to restart (1 s, doubling per recent restart), `None` to give up.
+    pub fn next(&mut self, now: std::time::Instant) -> Option<Duration> {
+        self.recent
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if self.recent.len() >= MAX_RESTARTS {
+            return None;
+        }
+        let delay = Duration::from_secs(1 << self.recent.len());
+        self.recent.push(now);
+        Some(delay)
+    }
+}
+
+enum Wait {
+    Ready,
+    Shutdown,
+    Died(std::io::Result<std::process::ExitStatus>),
+}
+
+/// Waits until etcd answers, the child dies, or `shutdown`, polling every 250 ms.
+async fn wait_ready(
     state: &ServerState,
-    child: &mut Option<EtcdChild>,
+    child: &mut Option<Child>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Result<bool> {
+) -> Wait {
     let step = Duration::from_millis(250);
     let mut waited = Duration::ZERO;
     loop {
         if state.etcd_healthy().await {
-            return Ok(true);
+            return Wait::Ready;
         }
         match child {
             Some(c) => {
                 tokio::select! {
-                    st = c.wait() => return Err(died(c, st)),
-                    _ = &mut *shutdown => return Ok(false),
+                    st = c.process.wait() => return Wait::Died(st),
+                    _ = &mut *shutdown => return Wait::Shutdown,
                     _ = tokio::time::sleep(step) => {}
                 }
             }
             None => {
                 tokio::select! {
-                    _ = &mut *shutdown => return Ok(false),
+                    _ = &mut *shutdown => return Wait::Shutdown,
                     _ = tokio::time::sleep(step) => {}
                 }
             }
         }
         waited += step;
         if waited.as_millis().is_multiple_of(10_000) {
-            tracing::info!("waiting for etcd to become ready ({}s)", waited.as_secs());
+            tracing::warn!(
+                "waiting for etcd to become ready ({}s): {}",
+                waited.as_secs(),
+                state.ready.cause()
+            );
         }
     }
+}
+
+/// After the child exited: waits for the restart delay and starts it again, or gives up with
+/// an error that carries etcd's log tail.
+async fn restart(
+    state: &ServerState,
+    child: &mut Option<Child>,
+    policy: &mut RestartPolicy,
+    status: std::io::Result<std::process::ExitStatus>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<bool> {
+    let Some(c) = child else {
+        return Ok(false);
+    };
+    let status = exit_text(status);
+    let tail = c.process.log_tail(30);
+    state.ready.set(false);
+    let Some(delay) = policy.next(std::time::Instant::now()) else {
+        state.ready.set_cause(format!(
+            "etcd exited ({status}) and was restarted too often"
+        ));
+        return Err(Error::Etcd(format!(
+            "etcd exited unexpectedly ({status}) for the {}th time within {} minutes; giving up. Last lines of its log:\n{tail}",
+            MAX_RESTARTS + 1,
+            RESTART_WINDOW.as_secs() / 60
+        )));
+    };
+    state.ready.set_cause(format!(
+        "etcd exited ({status}); restarting it in {}s",
+        delay.as_secs()
+    ));
+    tracing::error!(
+        "etcd exited unexpectedly ({status}); restarting it in {}s. Last lines of its log:\n{tail}",
+        delay.as_secs()
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = &mut *shutdown => return Ok(false),
+    }
+    c.process = EtcdChild::spawn(&c.etcd)?;
+    Ok(true)
 }
 
 /// Once the server's own etcd answers: its CAs are kept in the datastore, and the first normal
@@ -160,39 +234,65 @@ async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// Waits for etcd, starts the scheduler, and waits for shutdown or etcd's death.
+/// Waits for etcd, starts the scheduler, then watches etcd until shutdown: an embedded etcd
+/// that dies is restarted with backoff (the API keeps answering, with 503 while etcd is down),
+/// and after repeated deaths within ten minutes the server gives up with etcd's log.
 pub async fn supervise(
     state: &Arc<ServerState>,
-    child: &mut Option<EtcdChild>,
+    child: &mut Option<Child>,
     stop_rx: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     tokio::pin!(shutdown);
-    if !wait_ready(state, child, &mut shutdown).await? {
-        return Ok(());
-    }
-    if let Some(dir) = &state.owned_server_dir {
-        after_start(state, dir).await?;
-    }
-    state.ready.set(true);
-    tracing::info!("etcd is ready");
-
-    let sched = if state.snapshots.disabled {
-        tracing::info!("ETCD snapshots are disabled");
-        None
-    } else {
-        Some(tokio::spawn(scheduler::run(state.clone(), stop_rx)))
-    };
-    let result = match child {
-        Some(c) => {
-            tokio::select! {
-                st = c.wait() => Err(died(c, st)),
-                _ = &mut shutdown => Ok(()),
+    let mut policy = RestartPolicy::default();
+    let mut first = true;
+    let mut sched = None;
+    let result = loop {
+        match wait_ready(state, child, &mut shutdown).await {
+            Wait::Shutdown => break Ok(()),
+            Wait::Died(st) => match restart(state, child, &mut policy, st, &mut shutdown).await {
+                Ok(true) => continue,
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            Wait::Ready => {}
+        }
+        if first {
+            if let Some(dir) = &state.owned_server_dir
+                && let Err(e) = after_start(state, dir).await
+            {
+                break Err(e);
+            }
+            first = false;
+            if let Err(e) = state
+                .engine
+                .remove_stale_parts(state.snapshots.dir.as_deref())
+            {
+                tracing::warn!("cannot clean up unfinished snapshot files: {e}");
+            }
+            if state.snapshots.disabled {
+                tracing::info!("ETCD snapshots are disabled");
+            } else {
+                sched = Some(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
             }
         }
-        None => {
-            shutdown.await;
-            Ok(())
+        state.ready.set(true);
+        tracing::info!("etcd is ready");
+        let died = match child {
+            Some(c) => tokio::select! {
+                st = c.process.wait() => Some(st),
+                _ = &mut shutdown => None,
+            },
+            None => {
+                (&mut shutdown).await;
+                None
+            }
+        };
+        let Some(st) = died else { break Ok(()) };
+        match restart(state, child, &mut policy, st, &mut shutdown).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
         }
     };
     state.ready.set(false);
@@ -200,4 +300,32 @@ pub async fn supervise(
         s.abort();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_then_give_up_within_the_window() {
+        let mut p = RestartPolicy::default();
+        let t0 = std::time::Instant::now();
+        let delays: Vec<_> = (0..5)
+            .map(|i| p.next(t0 + Duration::from_secs(i)).unwrap())
+            .collect();
+        assert_eq!(
+            delays.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16]
+        );
+        assert_eq!(
+            p.next(t0 + Duration::from_secs(10)),
+            None,
+            "sixth death within the window"
+        );
+        // Ten minutes later the slate is clean.
+        assert_eq!(
+            p.next(t0 + Duration::from_secs(700)),
+            Some(Duration::from_secs(1))
+        );
+    }
 }

@@ -2,18 +2,21 @@
 //! `server:<token secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and
 //! `GET /metrics`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 
 use super::ServerState;
+use super::serve::PeerAddr;
 use crate::api::{SnapshotRequest, Status};
 use crate::records::EtcdSnapshotFileList;
 use crate::snapshot::plan::{Operation, Remote, RemotePlan, SavePlan, resolve};
@@ -22,18 +25,74 @@ use crate::store::s3::S3Target;
 use crate::token::constant_time_eq;
 use crate::{Error, Result};
 
-/// Readiness of the datastore, flipped by the server once etcd answers.
+/// Readiness of the datastore, flipped by the server once etcd answers, with the reason it
+/// does not when it does not.
 #[derive(Default)]
-pub struct Ready(AtomicBool);
+pub struct Ready {
+    ok: AtomicBool,
+    cause: std::sync::Mutex<String>,
+}
 
 impl Ready {
     pub fn set(&self, v: bool) {
-        self.0.store(v, Ordering::SeqCst)
+        self.ok.store(v, Ordering::SeqCst)
     }
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.ok.load(Ordering::SeqCst)
+    }
+    /// Why etcd is not ready (the last error seen), for 503 answers.
+    pub fn set_cause(&self, why: impl Into<String>) {
+        *self.cause.lock().unwrap_or_else(|p| p.into_inner()) = why.into();
+    }
+    pub fn cause(&self) -> String {
+        self.cause.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
+
+/// Failed authentications per client address: after [`AuthGuard::MAX_FAILURES`] within
+/// [`AuthGuard::WINDOW`], every request from that address gets 429 until the window ends, so
+/// the token cannot be guessed at network speed.
+#[derive(Default)]
+pub struct AuthGuard {
+    failures: std::sync::Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl AuthGuard {
+    pub const MAX_FAILURES: u32 = 20;
+    pub const WINDOW: Duration = Duration::from_secs(60);
+
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match f.get(&ip) {
+            Some((_, since)) if since.elapsed() > Self::WINDOW => {
+                f.remove(&ip);
+                false
+            }
+            Some((n, _)) => *n >= Self::MAX_FAILURES,
+            None => false,
+        }
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() > 10_000 {
+            f.retain(|_, (_, since)| since.elapsed() <= Self::WINDOW);
+        }
+        let e = f.entry(ip).or_insert((0, Instant::now()));
+        e.0 += 1;
+        if e.0 == Self::MAX_FAILURES {
+            tracing::warn!(
+                "{ip}: {} failed authentications within {:?}; refusing its requests for the rest of that time",
+                Self::MAX_FAILURES,
+                Self::WINDOW
+            );
+        }
+    }
+}
+
+/// Bound on reading a request body, and its size.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_LIMIT: usize = 1 << 20;
 
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
@@ -89,7 +148,11 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
     if state.ready.get() && state.etcd_healthy().await {
         (StatusCode::OK, "ok").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "etcd is not ready").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("etcd is not ready: {}", state.ready.cause()),
+        )
+            .into_response()
     }
 }
 
@@ -126,10 +189,24 @@ fn error_response(e: &Error) -> Response {
 
 async fn snapshot(
     State(state): State<Arc<ServerState>>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let ip = peer.map(|Extension(PeerAddr(a))| a.ip());
+    if let Some(ip) = ip
+        && state.auth_guard.blocked(ip)
+    {
+        return status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "too many failed authentications from this address; wait a minute and use the server's token",
+        );
+    }
     if !authorized(&state, &headers) {
+        if let Some(ip) = ip {
+            state.auth_guard.failed(ip);
+        }
         let mut r = status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -141,6 +218,23 @@ async fn snapshot(
         );
         return r;
     }
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(why)) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("cannot read the request body: {why}"),
+            );
+        }
+        Err(_) => {
+            return status(
+                StatusCode::REQUEST_TIMEOUT,
+                "Timeout",
+                format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
+            );
+        }
+    };
     let req: SnapshotRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -162,7 +256,7 @@ async fn snapshot(
         return status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
-            "etcd is not ready yet; retry in a few seconds",
+            not_ready_message(&state),
         );
     }
     let response = run_request(&state, &req)
@@ -172,6 +266,39 @@ async fn snapshot(
         (hook.0)();
     }
     response
+}
+
+/// Reads a body of at most [`BODY_LIMIT`] bytes. A larger one is read on (up to 16 MiB, and
+/// not kept) so that the client, still sending, gets the answer rather than a broken pipe.
+async fn read_body(body: Body) -> std::result::Result<Vec<u8>, String> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        seen += chunk.len();
+        if seen <= BODY_LIMIT {
+            out.extend_from_slice(&chunk);
+        } else if seen > 16 * BODY_LIMIT {
+            break;
+        }
+    }
+    if seen > BODY_LIMIT {
+        return Err(format!(
+            "it is larger than {BODY_LIMIT} bytes; a snapshot request is a small JSON object"
+        ));
+    }
+    Ok(out)
+}
+
+fn not_ready_message(state: &ServerState) -> String {
+    let cause = state.ready.cause();
+    if cause.is_empty() {
+        "etcd is not ready yet; retry in a few seconds".into()
+    } else {
+        format!("etcd is not ready yet; retry in a few seconds (last error: {cause})")
+    }
 }
 
 /// Resolves the request once, connects the S3 store it names (K3s checks the client before
@@ -285,6 +412,7 @@ mod tests {
                 s3: None,
             },
             ready: Ready::default(),
+            auth_guard: AuthGuard::default(),
             after_request: None,
             owned_server_dir: None,
         });

@@ -88,6 +88,7 @@ pub struct ServerState {
     pub ca_pem: String,
     pub snapshots: SnapshotSettings,
     pub ready: http::Ready,
+    pub auth_guard: http::AuthGuard,
     pub after_request: Option<RequestHook>,
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
@@ -95,13 +96,54 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Whether etcd answers a status request now.
+    /// Whether etcd answers a status request now; when it does not, the reason is kept for
+    /// the 503 answers.
     pub async fn etcd_healthy(&self) -> bool {
-        tokio::time::timeout(Duration::from_secs(3), self.engine.etcd().status())
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false)
+        match tokio::time::timeout(Duration::from_secs(3), self.engine.etcd().status()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                self.ready.set_cause(e.to_string());
+                false
+            }
+            Err(_) => {
+                self.ready
+                    .set_cause("etcd did not answer a status request within 3s");
+                false
+            }
+        }
     }
+}
+
+/// Takes the data dir for this process: a second server on the same data dir fails at once
+/// instead of fighting the first over etcd's files. Held until the returned file is dropped.
+pub fn lock_data_dir(cfg: &ServerConfig) -> Result<std::fs::File> {
+    let dir = cfg.server_dir();
+    crate::fsutil::create_private_dir(&dir)?;
+    let path = dir.join(".lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| crate::Error::io("open", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(crate::Error::InvalidInput(format!(
+                "the data dir {} is in use by another etcdsnap server (pid {}); stop it first, or give this one another --data-dir",
+                cfg.data_dir.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(crate::Error::io("lock", &path, e)),
+    }
+    use std::io::{Seek, Write};
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = write!(f, "{}", std::process::id());
+    Ok(f)
 }
 
 /// Runs the server until `shutdown` resolves or etcd dies (an error carrying etcd's log tail).
@@ -110,6 +152,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let _lock = lock_data_dir(&cfg)?;
     let server_dir = cfg.server_dir();
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
@@ -136,6 +179,7 @@ pub async fn run(
         ca_pem: sup.ca_pem.clone(),
         snapshots: cfg.snapshots.clone(),
         ready: http::Ready::default(),
+        auth_guard: http::AuthGuard::default(),
         after_request: cfg.after_request.clone(),
         owned_server_dir: child.is_some().then(|| server_dir.clone()),
     });
@@ -153,6 +197,7 @@ pub async fn run(
         listener,
         acceptor,
         http::router(state.clone()),
+        serve::Limits::default(),
         stop_rx.clone(),
     ));
 
@@ -167,11 +212,9 @@ pub async fn run(
         tracing::warn!("a snapshot was still running at shutdown; abandoning it");
     }
     server_task.abort();
-    if let Some(mut c) = child
-        && outcome.is_ok()
-    {
+    if let Some(mut c) = child {
         tracing::info!("stopping etcd");
-        c.stop(Duration::from_secs(15)).await;
+        c.process.stop(Duration::from_secs(15)).await;
     }
     outcome
 }

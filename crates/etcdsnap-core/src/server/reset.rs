@@ -2,10 +2,11 @@
 //! this server the only member of a new cluster, from its own data or from a snapshot, then
 //! exits with K3s's message. Reference §8; the order of the steps is ours and safer:
 //!
-//! 1. the snapshot is found (downloaded from S3 for a bare name with `--etcd-s3`), decompressed
-//!    and its SHA-256 trailer verified, with the disk space checked first;
+//! 1. the snapshot is found (downloaded from S3 for a bare name with `--etcd-s3`, verified) and
+//!    the disk space checked; a `.zip` is decompressed while its SHA-256 trailer is checked;
 //! 2. etcd's own tool restores it into a staging dir beside `db/etcd`, under a new member name
-//!    `<node>-<8 hex>`;
+//!    `<node>-<8 hex>`, checking a raw file's trailer as it reads it (a failure is checked again
+//!    by us and reported in our words);
 //! 3. etcd is started on the staging dir, on loopback only and with `--force-new-cluster`; the
 //!    member list must be this member alone, and the bootstrap data (CAs) is read and decrypted
 //!    with the token; then etcd is stopped;
@@ -66,6 +67,19 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// `<dir>/<stem>-<unix>`, or with `-2`, `-3`… when that exists already (two resets within one
+/// second must not collide, and nothing kept is ever overwritten).
+fn unique_beside(dir: &Path, stem: &str) -> PathBuf {
+    let base = format!("{stem}-{}", unix_now());
+    let mut p = dir.join(&base);
+    let mut n = 2;
+    while p.exists() {
+        p = dir.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    p
+}
+
 /// Runs the reset; returns the message to print.
 pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
     if cfg.datastore.is_some() {
@@ -75,12 +89,26 @@ pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
     }
     let flag = reset_flag(cfg);
     if reset.restore_path.is_none() && flag.exists() {
-        return Err(Error::InvalidInput(format!(
-            "Managed etcd cluster membership was previously reset, please remove the cluster-reset flag and start etcdsnap normally. If you need to perform another cluster reset, you must first manually delete the file at {}",
-            flag.display()
-        )));
+        return Err(previously_reset(&flag));
     }
     let token = reset_token(cfg)?;
+    let _lock = super::lock_data_dir(cfg)?;
+    run_locked(cfg, reset, token, &flag).await
+}
+
+fn previously_reset(flag: &Path) -> Error {
+    Error::InvalidInput(format!(
+        "Managed etcd cluster membership was previously reset, please remove the cluster-reset flag and start etcdsnap normally. If you need to perform another cluster reset, you must first manually delete the file at {}",
+        flag.display()
+    ))
+}
+
+async fn run_locked(
+    cfg: &ServerConfig,
+    reset: &ResetSettings,
+    token: Token,
+    flag: &Path,
+) -> Result<String> {
     let hosts = cfg.hosts();
     let tls_dir = cfg.server_dir().join("tls");
     ensure_supervisor_certs(&tls_dir, &hosts)?;
@@ -115,7 +143,7 @@ pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
             tls_dir.display()
         ),
     }
-    write_private(&flag, b"")?;
+    write_private(flag, b"")?;
     tracing::info!("Cluster reset finished in {:.1?}", started.elapsed());
     Ok(reset_message(&cfg.data_dir))
 }
@@ -186,9 +214,9 @@ async fn restore(
         }
         None => PathBuf::from(path),
     };
-    let prepared = tokio::task::spawn_blocking({
+    let mut prepared = tokio::task::spawn_blocking({
         let (source, snapdir, db) = (source.clone(), snapdir.clone(), db.clone());
-        move || prepare(&source, &snapdir, &db)
+        move || prepare(&source, &snapdir, &db, false)
     })
     .await
     .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
@@ -200,12 +228,11 @@ async fn restore(
     )?;
 
     // Staging: nothing of the server changes until it has run.
-    let staging = db.join(format!("etcd-restore-{}", unix_now()));
-    let _ = std::fs::remove_dir_all(&staging);
+    let staging = unique_beside(&db, "etcd-restore");
     let staging_guard = RemoveDirOnDrop(Some(staging.clone()));
     let name = new_member_name(&cfg.node_name)?;
     tool.restore(
-        &prepared.raw,
+        &mut prepared,
         &staging,
         &Membership {
             name: name.clone(),
@@ -223,7 +250,7 @@ async fn restore(
     let data = data?;
 
     // From here on the server's own files change.
-    let old = db.join(format!("etcd-old-{}", unix_now()));
+    let old = unique_beside(&db, "etcd-old");
     if live_dir.exists() {
         std::fs::rename(&live_dir, &old).map_err(|e| Error::io("move", &live_dir, e))?;
         tracing::info!("Pre-restore etcd database moved to {}", old.display());
@@ -329,7 +356,7 @@ fn restore_certificates(
     data: &Bootstrap,
     token: &Token,
 ) -> Result<()> {
-    let backup = cfg.server_dir().join(format!("tls-{}", unix_now()));
+    let backup = unique_beside(&cfg.server_dir(), "tls");
     tracing::info!(
         "Cluster reset: backing up certificates directory to {}",
         backup.display()

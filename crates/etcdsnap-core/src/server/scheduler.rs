@@ -10,6 +10,9 @@ use tokio::sync::watch;
 use super::ServerState;
 use crate::snapshot::plan::{Remote, RemotePlan, SavePlan};
 
+/// How long a scheduled snapshot waits for an on-demand save that is running.
+pub const SAVE_WAIT: Duration = Duration::from_secs(15 * 60);
+
 /// Most random delay before a scheduled save, so that servers sharing a schedule spread out.
 pub const JITTER_MAX: Duration = Duration::from_secs(5);
 
@@ -67,7 +70,7 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let plan = scheduled_plan(&state).await;
-        match state.engine.save(&plan).await {
+        match state.engine.save_after_running(&plan, SAVE_WAIT).await {
             Ok(r) => {
                 for w in &r.warnings {
                     tracing::warn!("scheduled snapshot: {w}");

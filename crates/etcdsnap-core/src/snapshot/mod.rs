@@ -125,10 +125,40 @@ impl Engine {
     /// Takes a snapshot now. Errors before the local file exists fail the save; remote problems
     /// after it are reported in `warnings` and logged, and the local file stays.
     pub async fn save(&self, plan: &SavePlan) -> Result<SnapshotResult> {
-        let _guard = self
+        let guard = self
             .save_lock
             .try_lock()
             .map_err(|_| Error::SaveInProgress)?;
+        self.save_holding(guard, plan).await
+    }
+
+    /// Like [`Engine::save`], but a save already running is waited for (at most `max_wait`)
+    /// instead of failing: scheduled snapshots are not lost to an on-demand save.
+    pub async fn save_after_running(
+        &self,
+        plan: &SavePlan,
+        max_wait: Duration,
+    ) -> Result<SnapshotResult> {
+        let guard = match self.save_lock.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                tracing::info!(
+                    "a snapshot save is in progress; the scheduled snapshot waits for it (at most {}s)",
+                    max_wait.as_secs()
+                );
+                tokio::time::timeout(max_wait, self.save_lock.lock())
+                    .await
+                    .map_err(|_| Error::SaveInProgress)?
+            }
+        };
+        self.save_holding(guard, plan).await
+    }
+
+    async fn save_holding(
+        &self,
+        _guard: tokio::sync::MutexGuard<'_, ()>,
+        plan: &SavePlan,
+    ) -> Result<SnapshotResult> {
         let started = Instant::now();
         let r = self.save_locked(plan).await;
         Metrics::observe(&self.metrics.save, r.is_ok(), started.elapsed());
@@ -148,6 +178,11 @@ impl Engine {
                 None
             }
         };
+        crate::naming::check_name_length(&snapshot_base_name(
+            &plan.prefix,
+            &self.cfg.node_name,
+            Utc::now(),
+        ))?;
         let spec = self.free_spec(&local, plan).await;
         let local_started = Instant::now();
         let (member, stream) = self.open_stream(local_started).await?;
@@ -393,6 +428,44 @@ impl Engine {
                 .extend(apply_retention(r.store.as_ref(), prefix, r.retention).await?);
         }
         Ok(result)
+    }
+
+    /// Removes `.part` files left in the snapshot dir by a save that was killed (they are never
+    /// listed, so nothing else would ever remove them). Done only while no save runs; returns
+    /// the files removed.
+    pub fn remove_stale_parts(&self, dir: Option<&Path>) -> Result<Vec<std::path::PathBuf>> {
+        let _guard = self
+            .save_lock
+            .try_lock()
+            .map_err(|_| Error::SaveInProgress)?;
+        let local = self.local(dir, false)?;
+        let mut removed = Vec::new();
+        let mut stack = vec![local.dir().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if ft.is_file() && p.extension().is_some_and(|x| x == "part") {
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {
+                            tracing::info!(
+                                "Removed {} ({size} bytes), left by a snapshot save that did not finish",
+                                p.display()
+                            );
+                            removed.push(p);
+                        }
+                        Err(e) => tracing::warn!("cannot remove stale {}: {e}", p.display()),
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Resolves once no save is running.

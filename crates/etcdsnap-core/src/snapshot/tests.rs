@@ -350,3 +350,74 @@ async fn list_delete_and_prune_across_stores() {
     assert_eq!(r.files(), [c]);
     assert_eq!(store.names(), [b]);
 }
+
+#[tokio::test]
+async fn stale_part_files_are_removed_but_not_while_saving() {
+    let r = rig();
+    std::fs::create_dir_all(r.snapdir().join("sub")).unwrap();
+    std::fs::write(r.snapdir().join("on-demand-n1-1.part"), "x").unwrap();
+    std::fs::write(r.snapdir().join("sub/a.zip.part"), "x").unwrap();
+    std::fs::write(r.snapdir().join("keep-n1-2"), "x").unwrap();
+    let removed = r.engine.remove_stale_parts(None).unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert_eq!(r.files(), ["keep-n1-2", "sub"]);
+    // While a save runs, its .part is not touched.
+    r.etcd.set_delay(Duration::from_millis(20));
+    let engine = r.engine.clone();
+    let save =
+        tokio::spawn(async move { engine.save(&plan("slow", false, 0, RemotePlan::None)).await });
+    while r.etcd.snapshots_taken() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(matches!(
+        r.engine.remove_stale_parts(None),
+        Err(Error::SaveInProgress)
+    ));
+    assert!(save.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_scheduled_save_waits_for_the_running_one() {
+    let r = rig();
+    r.etcd.set_delay(Duration::from_millis(10));
+    let engine = r.engine.clone();
+    let first = tokio::spawn(async move {
+        engine
+            .save(&plan("on-demand", false, 0, RemotePlan::None))
+            .await
+    });
+    while r.etcd.snapshots_taken() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let scheduled = r
+        .engine
+        .save_after_running(
+            &plan("etcd-snapshot", false, 0, RemotePlan::None),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(r.etcd.snapshots_taken(), 2);
+    assert!(scheduled.created[0].starts_with("etcd-snapshot-n1-"));
+    // Bounded: a wait shorter than the running save gives up.
+    let engine = r.engine.clone();
+    let long = tokio::spawn(async move {
+        engine
+            .save(&plan("on-demand", false, 0, RemotePlan::None))
+            .await
+    });
+    while r.etcd.snapshots_taken() == 2 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let err = r
+        .engine
+        .save_after_running(
+            &plan("etcd-snapshot", false, 0, RemotePlan::None),
+            Duration::from_millis(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SaveInProgress));
+    assert!(long.await.unwrap().is_ok());
+}

@@ -8,11 +8,33 @@ use anyhow::{Context, Result, anyhow, bail};
 use etcdsnap_core::api::{SnapshotRequest, Status};
 use etcdsnap_core::token::{Token, ca_hash};
 
+/// How long a CLI command waits for a server whose etcd is not ready.
+pub const NOT_READY_WAIT: Duration = Duration::from_secs(30);
+
+enum Answer {
+    Body(Vec<u8>),
+    NotReady(String),
+}
+
 /// A client bound to one server, its CA verified.
 pub struct SupervisorClient {
     http: reqwest::Client,
     server: String,
     token: Token,
+    /// The local CA file trusted when the token carries no CA hash.
+    local_ca: Option<std::path::PathBuf>,
+}
+
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let chain = etcdsnap_core::error::error_chain(e).to_ascii_lowercase();
+    [
+        "certificate",
+        "unknownissuer",
+        "unknown issuer",
+        "badsignature",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
 }
 
 fn read_token(given: Option<&str>, data_dir: &Path) -> Result<Token> {
@@ -49,6 +71,7 @@ impl SupervisorClient {
             bail!("--etcd-server must be an https:// URL, got {server:?}");
         }
         let token = read_token(token, data_dir)?;
+        let mut local_ca = None;
         let ca_pem = match &token.ca_hash {
             Some(want) => {
                 // The CA is fetched unverified and then pinned by its hash from the token.
@@ -75,6 +98,7 @@ impl SupervisorClient {
             }
             None => {
                 let local = data_dir.join("server").join("tls").join("server-ca.crt");
+                local_ca = Some(local.clone());
                 std::fs::read(&local).map_err(|e| {
                     anyhow!(
                         "the token has no CA hash, so the server cannot be verified, and {} is not readable ({e}): pass the full K10… token from the server's <data-dir>/server/token",
@@ -93,11 +117,38 @@ impl SupervisorClient {
             http,
             server,
             token,
+            local_ca,
         })
     }
 
-    /// Posts a snapshot request; returns the body of a 2xx answer.
+    /// Posts a snapshot request; returns the body of a 2xx answer. A server whose etcd is not
+    /// ready yet (it is starting, or restarting etcd) is asked again for up to
+    /// [`NOT_READY_WAIT`].
     pub async fn snapshot(&self, req: &SnapshotRequest) -> Result<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match self.post(req).await? {
+                Answer::NotReady(msg) if started.elapsed() < NOT_READY_WAIT => {
+                    if !said {
+                        eprintln!(
+                            "the server is not ready yet ({msg}); retrying for up to {}s",
+                            NOT_READY_WAIT.as_secs()
+                        );
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Answer::NotReady(msg) => bail!(
+                    "{msg} (HTTP 503 Service Unavailable for {}s; see the server log for details)",
+                    NOT_READY_WAIT.as_secs()
+                ),
+                Answer::Body(b) => return Ok(b),
+            }
+        }
+    }
+
+    async fn post(&self, req: &SnapshotRequest) -> Result<Answer> {
         let resp = self
             .http
             .post(format!("{}/db/snapshot", self.server))
@@ -108,6 +159,12 @@ impl SupervisorClient {
             .map_err(|e| {
                 if e.is_timeout() {
                     anyhow!("the request to {} timed out: {e}", self.server)
+                } else if self.local_ca.is_some() && is_certificate_error(&e) {
+                    anyhow!(
+                        "the server at {} presented a certificate that the CA in {} did not sign: that CA belongs to another server. The token has no CA hash to fetch the right one; pass the full K10… token from the server's <data-dir>/server/token (--etcd-token), or the --data-dir of that server",
+                        self.server,
+                        self.local_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                    )
                 } else {
                     unreachable(&self.server, &e)
                 }
@@ -118,7 +175,7 @@ impl SupervisorClient {
             .await
             .map_err(|e| unreachable(&self.server, &e))?;
         if code.is_success() {
-            return Ok(body.to_vec());
+            return Ok(Answer::Body(body.to_vec()));
         }
         if code == reqwest::StatusCode::UNAUTHORIZED {
             bail!(
@@ -129,6 +186,11 @@ impl SupervisorClient {
         let msg = serde_json::from_slice::<Status>(&body)
             .map(|s| s.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+        if code == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            && msg.starts_with("etcd is not ready yet")
+        {
+            return Ok(Answer::NotReady(msg));
+        }
         bail!("{msg} (HTTP {code}; see the server log for details)")
     }
 }

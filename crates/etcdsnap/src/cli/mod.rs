@@ -2,6 +2,7 @@
 //! K3s's spelling. Parsing only; the subcommand modules turn flags into validated settings and
 //! call the library.
 
+pub mod argv;
 pub mod client;
 pub mod config_file;
 pub mod etcd_snapshot;

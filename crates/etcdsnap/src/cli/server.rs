@@ -50,12 +50,13 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
     validate_prefix(&a.etcd_snapshot_name)?;
     let token = match (&a.token, &a.token_file) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(
+        (None, Some(f)) => Some({
+            etcdsnap_core::token::check_file_mode(f)?;
             std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read --token-file {}", f.display()))?
                 .trim()
-                .to_string(),
-        ),
+                .to_string()
+        }),
         (None, None) => None,
     };
     let datastore = match &a.datastore_endpoint {
@@ -76,6 +77,24 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
                         "--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL"
                     );
                 }
+            }
+            match (&a.datastore_certfile, &a.datastore_keyfile) {
+                (Some(_), None) | (None, Some(_)) => bail!(
+                    "an etcd client certificate needs both --datastore-certfile and --datastore-keyfile"
+                ),
+                _ => {}
+            }
+            for f in [
+                &a.datastore_cafile,
+                &a.datastore_certfile,
+                &a.datastore_keyfile,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                std::fs::metadata(f).with_context(|| {
+                    format!("cannot read {}: give an existing file", f.display())
+                })?;
             }
             Some(ExternalDatastore {
                 endpoints,

@@ -123,6 +123,7 @@ pub struct ServerBuilder {
     wait_ready: bool,
     dir: Option<tempfile::TempDir>,
     ports: Option<Ports>,
+    fd_limit: Option<u64>,
 }
 
 /// The supervisor, etcd client and etcd peer ports of a server.
@@ -153,6 +154,12 @@ impl Ports {
 }
 
 impl ServerBuilder {
+    /// Starts the server with this descriptor limit (soft and hard), as `ulimit -n` would.
+    pub fn fd_limit(mut self, n: u64) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
     /// Reuses these ports (a restarted server keeps its member's peer URL).
     pub fn ports(mut self, p: Ports) -> Self {
         self.ports = Some(p);
@@ -208,6 +215,22 @@ impl ServerBuilder {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
+        if let Some(n) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let log = dir.path().join("server.log");
         let proc = Proc::spawn("etcdsnap server", cmd, log);
         let mut s = Server {
@@ -235,6 +258,7 @@ impl Server {
             wait_ready: true,
             dir: None,
             ports: None,
+            fd_limit: None,
         }
     }
 

@@ -149,7 +149,6 @@ fn restore_local(v: Etcd) {
     );
     let log = stderr(&out);
     for step in [
-        "checksum of",
         "snapshot restore into",
         "--force-new-cluster",
         "member list is this member alone",

@@ -215,20 +215,37 @@ fn sigterm_stops_etcd_and_exits_zero() {
 }
 
 #[test]
-fn etcd_death_stops_the_server_with_its_log() {
-    let mut s = Server::start(Etcd::V35);
+fn a_dead_etcd_is_restarted_and_the_server_keeps_serving() {
+    let s = Server::start(Etcd::V35);
+    s.put(&[("/before".to_string(), b"1".to_vec())]);
     let pids = child_pids(s.proc.pid());
     assert_eq!(pids.len(), 1);
     // SAFETY: killing the etcd our server started.
     unsafe {
         libc::kill(pids[0], libc::SIGKILL);
     }
-    let st = s.proc.wait_exit(Duration::from_secs(20));
-    assert!(!st.success());
+    wait_for(Duration::from_secs(30), "etcd restarted", || {
+        let now = child_pids(s.proc.pid());
+        (now.len() == 1 && now[0] != pids[0]).then_some(())
+    });
     let log = s.proc.log_text();
     assert!(
-        log.contains("etcd exited unexpectedly") && log.contains("last lines of its log"),
+        log.contains("etcd exited unexpectedly") && log.contains("restarting it in 1s"),
         "{log}"
+    );
+    assert!(log.contains("Last lines of its log"), "{log}");
+    wait_for(Duration::from_secs(30), "healthy again", || {
+        matches!(https_get(&format!("{}/healthz", s.url())), Some((200, _))).then_some(())
+    });
+    // The server never went away: the same process answers, with the data intact.
+    ok(&s.cli(&["save"]));
+    assert_eq!(
+        get_key(
+            &s.etcd_endpoint(),
+            Some((&s.etcd_tls().0, &s.etcd_tls().1, &s.etcd_tls().2)),
+            "/before"
+        ),
+        Some(b"1".to_vec())
     );
 }
 

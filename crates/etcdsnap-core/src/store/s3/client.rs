@@ -50,6 +50,32 @@ impl CredentialEnv for ProcessEnv {
     }
 }
 
+/// How requests are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Static(StaticCredentials),
+    /// Only one of the access key and the secret key is set: K3s's client then sends unsigned
+    /// (anonymous) requests, and so do we, with a warning.
+    Anonymous,
+    /// Nothing configured: object_store's instance credentials (IMDS, ECS, web identity).
+    Instance,
+}
+
+/// Explicit keys, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`), then the
+/// shared credentials file, else instance credentials. Half a key pair means anonymous.
+pub fn credentials(cfg: &S3Config, env: &dyn CredentialEnv) -> Result<Credentials> {
+    if cfg.access_key.is_empty() != cfg.secret_key.is_empty() {
+        tracing::warn!(
+            "only one of etcd-s3-access-key and etcd-s3-secret-key is set: requests to S3 are sent unsigned (anonymous), as K3s does; set both to sign them"
+        );
+        return Ok(Credentials::Anonymous);
+    }
+    Ok(match resolve_credentials(cfg, env)? {
+        Some(c) => Credentials::Static(c),
+        None => Credentials::Instance,
+    })
+}
+
 /// Explicit keys, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`), then the
 /// shared credentials file. `None` leaves the choice to object_store's instance credentials.
 pub fn resolve_credentials(
@@ -58,9 +84,7 @@ pub fn resolve_credentials(
 ) -> Result<Option<StaticCredentials>> {
     if !cfg.access_key.is_empty() || !cfg.secret_key.is_empty() {
         if cfg.access_key.is_empty() || cfg.secret_key.is_empty() {
-            return Err(Error::InvalidInput(
-                "etcd-s3-access-key and etcd-s3-secret-key must be set together".into(),
-            ));
+            return Ok(None);
         }
         return Ok(Some(StaticCredentials {
             access_key: cfg.access_key.clone(),
@@ -398,8 +422,12 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
         .with_client_options(options)
         .with_retry(retry)
         .with_http_connector(transport);
-    let credential_source = match resolve_credentials(cfg, env)? {
-        Some(c) => {
+    let credential_source = match credentials(cfg, env)? {
+        Credentials::Anonymous => {
+            builder = builder.with_skip_signature(true);
+            "anonymous".to_string()
+        }
+        Credentials::Static(c) => {
             builder = builder
                 .with_access_key_id(c.access_key)
                 .with_secret_access_key(c.secret_key);
@@ -408,7 +436,7 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
             }
             c.source
         }
-        None => {
+        Credentials::Instance => {
             // Web identity and container credentials, as the AWS SDKs read them.
             for (var, key) in [
                 (
@@ -675,7 +703,19 @@ mod tests {
             access_key: "AK".into(),
             ..cfg()
         };
-        assert!(resolve_credentials(&half, &none).is_err());
+        assert_eq!(credentials(&half, &none).unwrap(), Credentials::Anonymous);
+        let other_half = S3Config {
+            secret_key: "SK".into(),
+            ..cfg()
+        };
+        assert_eq!(
+            credentials(&other_half, &none).unwrap(),
+            Credentials::Anonymous
+        );
+        assert!(matches!(
+            credentials(&explicit, &none).unwrap(),
+            Credentials::Static(_)
+        ));
         assert_eq!(
             format!("{:?}", resolve_credentials(&explicit, &none).unwrap()),
             "Some(StaticCredentials { source: \"configuration\", .. })"

@@ -218,6 +218,16 @@ impl S3Config {
             ));
         }
         self.bucket_lookup_type()?;
+        if self
+            .folder
+            .split('/')
+            .any(|seg| seg == ".." || seg == "." || seg.chars().any(char::is_control))
+        {
+            return Err(Error::InvalidInput(format!(
+                "etcd-s3-folder {:?} must not contain '.' or '..' path segments or control characters",
+                self.folder
+            )));
+        }
         validate_proxy(&self.proxy)?;
         validate_endpoint(&self.endpoint)?;
         Ok(())

@@ -112,6 +112,15 @@ pub(super) fn expand_args_with_env(
     (out, warnings)
 }
 
+/// The (sub)command at `path` of a built command.
+pub(super) fn command_at<'a>(root: &'a Command, path: &[&str]) -> Option<&'a Command> {
+    let mut cmd = root;
+    for word in path {
+        cmd = cmd.find_subcommand(word)?;
+    }
+    Some(cmd)
+}
+
 /// The command words at the start of `argv` (after the program name and any flags before
 /// them), e.g. `["etcd-snapshot", "save"]` for `etcdsnap --debug etcd-snapshot save --s3`.
 ///
@@ -187,7 +196,7 @@ fn takes_separate_value(arg: &Arg) -> bool {
 
 /// The flag argument of `cmd` that `key` names: its long name, a long alias, or for a one-letter
 /// key its short name or a short alias. Positionals and help/version flags do not count.
-fn find_arg<'a>(cmd: &'a Command, key: &str) -> Option<&'a Arg> {
+pub(super) fn find_arg<'a>(cmd: &'a Command, key: &str) -> Option<&'a Arg> {
     let mut chars = key.chars();
     if let (Some(c), None) = (chars.next(), chars.next())
         && let Some(arg) = find_short(cmd, c)

@@ -92,7 +92,44 @@ fn find_config_in(
 
 /// Reads the main config file and its drop-ins and merges them into `(key, value)` pairs, one
 /// per flag to pass, in first-appearance order of the keys (see the module docs for the rules).
+#[cfg(test)]
 pub fn load_config_args(src: &ConfigSource) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(load_config(src)?.args)
+}
+
+/// The config files' keys as flag arguments, and which file gave each key its value.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub args: Vec<(String, String)>,
+    /// The file that set (or last appended to) each key.
+    pub origin: HashMap<String, PathBuf>,
+}
+
+impl Loaded {
+    /// A message about `key`'s value, naming the file and the key.
+    pub fn blame(&self, key: &str, problem: &str) -> Option<String> {
+        self.origin
+            .get(key)
+            .map(|f| format!("config file {}, key {key}: {problem}", f.display()))
+    }
+}
+
+impl Loaded {
+    /// The config key that set flag `--long` of the (sub)command at `path`, if any (keys may
+    /// be aliases, such as `etcd-snapshot-retention` for `--snapshot-retention`).
+    pub fn key_for_flag(&self, cmd: &clap::Command, path: &[&str], long: &str) -> Option<String> {
+        let mut root = cmd.clone();
+        root.build();
+        let target = expand::command_at(&root, path)?;
+        self.origin
+            .keys()
+            .find(|k| expand::find_arg(target, k).and_then(|a| a.get_long()) == Some(long))
+            .cloned()
+    }
+}
+
+/// Loads the config files (rules in the module docs), keeping where each key came from.
+pub fn load_config(src: &ConfigSource) -> anyhow::Result<Loaded> {
     let mut files = Vec::new();
     match std::fs::metadata(&src.path) {
         Ok(_) => files.push(src.path.clone()),
@@ -113,12 +150,14 @@ pub fn load_config_args(src: &ConfigSource) -> anyhow::Result<Vec<(String, Strin
 
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, Flat> = HashMap::new();
+    let mut origin: HashMap<String, PathBuf> = HashMap::new();
     for file in &files {
         for (key, value) in read_file(file)? {
             let (key, append) = match key.strip_suffix('+') {
                 Some(key) => (key.to_string(), true),
                 None => (key, false),
             };
+            origin.insert(key.clone(), file.clone());
             match values.get_mut(&key) {
                 Some(old) if append => {
                     let mut items = std::mem::replace(old, Flat::Null).into_items();
@@ -145,7 +184,38 @@ pub fn load_config_args(src: &ConfigSource) -> anyhow::Result<Vec<(String, Strin
             None => {}
         }
     }
-    Ok(out)
+    Ok(Loaded { args: out, origin })
+}
+
+/// Refuses a key that holds a list (or was appended to) when its flag takes one value: clap
+/// would silently keep the last item.
+pub fn check_single_values(
+    cmd: &clap::Command,
+    subcommand_path: &[&str],
+    loaded: &Loaded,
+) -> anyhow::Result<()> {
+    let mut root = cmd.clone();
+    root.build();
+    let Some(target) = expand::command_at(&root, subcommand_path) else {
+        return Ok(());
+    };
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (k, _) in &loaded.args {
+        *counts.entry(k.as_str()).or_default() += 1;
+    }
+    for (key, n) in counts {
+        if n > 1
+            && let Some(arg) = expand::find_arg(target, key)
+            && matches!(arg.get_action(), clap::ArgAction::Set)
+        {
+            let msg = format!(
+                "a list of {n} values is given, but --{} takes one value; give a single value",
+                arg.get_long().unwrap_or(key)
+            );
+            bail!("{}", loaded.blame(key, &msg).unwrap_or(msg));
+        }
+    }
+    Ok(())
 }
 
 /// `<path>.d/*.yaml|*.yml`, sorted by file name; none when the directory does not exist.

@@ -1,0 +1,521 @@
+//! One table of bad input: server flags and config files, CLI flags and names, API bodies. Every
+//! row must fail with a clear message (checked word for word where K3s has one), with the exit
+//! code or HTTP status it names, and leave no snapshot behind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::harness::*;
+
+enum Input {
+    /// `etcdsnap server` with these flags (and a config file when given): must not start.
+    Server(Vec<String>, Option<&'static str>),
+    /// `etcdsnap etcd-snapshot` against the running server (the row's flags come last, so
+    /// they win).
+    Cli(Vec<String>),
+    /// `etcdsnap etcd-snapshot` with only the row's arguments.
+    Local(Vec<String>),
+    /// A raw `POST /db/snapshot` body with the right token.
+    Api(Vec<u8>),
+}
+
+struct Row {
+    what: &'static str,
+    input: Input,
+    /// Exit code of the process, or HTTP status for `Api` rows.
+    code: i32,
+    says: &'static str,
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn server(args: &[&str]) -> Input {
+    Input::Server(strs(args), None)
+}
+
+fn config(text: &'static str) -> Input {
+    Input::Server(Vec::new(), Some(text))
+}
+
+fn cli(args: &[&str]) -> Input {
+    Input::Cli(strs(args))
+}
+
+fn api(body: &str) -> Input {
+    Input::Api(body.as_bytes().to_vec())
+}
+
+fn rows(dir: &std::path::Path) -> Vec<Row> {
+    let long = "n".repeat(300);
+    let writable_token = dir.join("token-666");
+    std::fs::write(&writable_token, "secret").unwrap();
+    std::fs::set_permissions(&writable_token, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let tf = format!("--token-file={}", writable_token.display());
+    let other_ca = format!("K10{}::server:x", "0".repeat(64));
+    let big_body = format!(
+        r#"{{"operation":"list","name":["{}"]}}"#,
+        "x".repeat(2 << 20)
+    );
+    // Leaked once for the table's 'static strings.
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    vec![
+        // --- server flags ----------------------------------------------------------------
+        Row {
+            what: "invalid cron",
+            input: server(&["--etcd-snapshot-schedule-cron", "0 */12 * *"]),
+            code: 1,
+            says: "--etcd-snapshot-schedule-cron",
+        },
+        Row {
+            what: "cron with a bad field",
+            input: server(&["--etcd-snapshot-schedule-cron", "99 * * * *"]),
+            code: 1,
+            says: "99",
+        },
+        Row {
+            what: "non-numeric retention",
+            input: server(&["--etcd-snapshot-retention", "abc"]),
+            code: 2,
+            says: "invalid value 'abc'",
+        },
+        Row {
+            what: "bad S3 timeout",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-timeout=5x"]),
+            code: 1,
+            says: "invalid --etcd-s3-timeout",
+        },
+        Row {
+            what: "zero S3 timeout",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-timeout=0s"]),
+            code: 1,
+            says: "etcd-s3-timeout must be greater than 0s",
+        },
+        Row {
+            what: "S3 endpoint with a scheme",
+            input: server(&[
+                "--etcd-s3",
+                "--etcd-s3-bucket=b",
+                "--etcd-s3-endpoint=https://minio:9000",
+            ]),
+            code: 1,
+            says: "without a scheme",
+        },
+        Row {
+            what: "S3 proxy without scheme",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-proxy=notaurl"]),
+            code: 1,
+            says: "proxy URL must include scheme and host",
+        },
+        Row {
+            what: "S3 folder with ..",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-folder=a/../b"]),
+            code: 1,
+            says: "etcd-s3-folder",
+        },
+        Row {
+            what: "S3 bucket lookup type",
+            input: server(&[
+                "--etcd-s3",
+                "--etcd-s3-bucket=b",
+                "--etcd-s3-bucket-lookup-type=virtual",
+            ]),
+            code: 1,
+            says: "must be auto, dns or path",
+        },
+        Row {
+            what: "S3 CA that is not a file",
+            input: server(&[
+                "--etcd-s3",
+                "--etcd-s3-bucket=b",
+                "--etcd-s3-endpoint-ca=/no/such/ca.pem",
+            ]),
+            code: 1,
+            says: "/no/such/ca.pem",
+        },
+        Row {
+            what: "unknown flag",
+            input: server(&["--no-such-flag"]),
+            code: 2,
+            says: "unexpected argument '--no-such-flag'",
+        },
+        Row {
+            what: "node name with a slash",
+            input: server(&["--node-name", "a/b"]),
+            code: 1,
+            says: "invalid --node-name",
+        },
+        Row {
+            what: "node name starting with a dot",
+            input: server(&["--node-name", ".hidden"]),
+            code: 1,
+            says: "starts with '.'",
+        },
+        Row {
+            what: "scheduled prefix with ..",
+            input: server(&["--etcd-snapshot-name", ".."]),
+            code: 1,
+            says: "invalid snapshot name prefix",
+        },
+        Row {
+            what: "external endpoint scheme",
+            input: server(&["--datastore-endpoint", "ftp://x"]),
+            code: 1,
+            says: "must be an http:// or https://",
+        },
+        Row {
+            what: "empty external endpoint",
+            input: server(&["--datastore-endpoint", ","]),
+            code: 1,
+            says: "--datastore-endpoint is empty",
+        },
+        Row {
+            what: "client cert without key",
+            input: server(&[
+                "--datastore-endpoint",
+                "https://127.0.0.1:1",
+                "--datastore-certfile",
+                "/x.crt",
+            ]),
+            code: 1,
+            says: "needs both --datastore-certfile and --datastore-keyfile",
+        },
+        Row {
+            what: "data dir under a file",
+            input: server(&["-d", "/etc/passwd/x"]),
+            code: 1,
+            says: "/etc/passwd/x",
+        },
+        Row {
+            what: "world-writable token file",
+            input: Input::Server(vec![tf], None),
+            code: 1,
+            says: "chmod 600",
+        },
+        Row {
+            what: "restore path without reset",
+            input: server(&["--cluster-reset-restore-path=/x"]),
+            code: 1,
+            says: "invalid flag use; --cluster-reset required with --cluster-reset-restore-path",
+        },
+        Row {
+            what: "join not built",
+            input: server(&["--server", "https://10.0.0.1:9345"]),
+            code: 1,
+            says: "not supported yet",
+        },
+        // --- config files ------------------------------------------------------------------
+        Row {
+            what: "config list for a number",
+            input: config("etcd-snapshot-retention: [1, 2]\n"),
+            code: 2,
+            says: "key etcd-snapshot-retention: a list of 2 values",
+        },
+        Row {
+            what: "config wrong type",
+            input: config("etcd-snapshot-retention: abc\n"),
+            code: 2,
+            says: "key etcd-snapshot-retention: invalid value 'abc'",
+        },
+        Row {
+            what: "config nested mapping",
+            input: config("etcd-s3:\n  bucket: b\n"),
+            code: 2,
+            says: "etcd-s3",
+        },
+        Row {
+            what: "config not YAML",
+            input: config("key: [unclosed\n"),
+            code: 2,
+            says: "invalid YAML",
+        },
+        // --- CLI -------------------------------------------------------------------------
+        Row {
+            what: "prefix ..",
+            input: cli(&["save", "--name", ".."]),
+            code: 1,
+            says: "starts with '.'",
+        },
+        Row {
+            what: "hidden prefix",
+            input: cli(&["save", "--name", ".x"]),
+            code: 1,
+            says: "hidden files are not snapshots",
+        },
+        Row {
+            what: "prefix with a newline",
+            input: cli(&["save", "--name", "a\nb"]),
+            code: 1,
+            says: "control characters",
+        },
+        Row {
+            what: "prefix with a slash",
+            input: cli(&["save", "--name", "a/b"]),
+            code: 1,
+            says: "directory part",
+        },
+        Row {
+            what: "prefix of 300 bytes",
+            input: cli(&["save", "--name", &long]),
+            code: 1,
+            says: "300 bytes long",
+        },
+        Row {
+            what: "save with arguments",
+            input: cli(&["save", "extra"]),
+            code: 1,
+            says: "save takes no arguments",
+        },
+        Row {
+            what: "delete without names",
+            input: cli(&["delete"]),
+            code: 1,
+            says: "no snapshots given for removal",
+        },
+        Row {
+            what: "delete a .part",
+            input: cli(&["delete", "on-demand-n1-1.part"]),
+            code: 1,
+            says: "in-progress (.part)",
+        },
+        Row {
+            what: "delete a hidden file",
+            input: cli(&["delete", ".hidden"]),
+            code: 1,
+            says: "hidden",
+        },
+        Row {
+            what: "delete with a path",
+            input: cli(&["delete", "../etc/passwd"]),
+            code: 1,
+            says: "invalid snapshot name: path traversal not allowed",
+        },
+        Row {
+            what: "delete a 300-byte name",
+            input: cli(&["delete", &long]),
+            code: 1,
+            says: "300 bytes long",
+        },
+        Row {
+            what: "ls output format",
+            input: cli(&["ls", "-o", "xml"]),
+            code: 1,
+            says: "invalid output format: xml",
+        },
+        Row {
+            what: "non-numeric CLI retention",
+            input: cli(&["prune", "--snapshot-retention", "x"]),
+            code: 2,
+            says: "invalid value 'x'",
+        },
+        Row {
+            what: "unknown CLI flag",
+            input: cli(&["ls", "--bogus"]),
+            code: 2,
+            says: "unexpected argument '--bogus'",
+        },
+        Row {
+            what: "missing custom dir",
+            input: cli(&["save", "--dir", "/no/such/dir"]),
+            code: 1,
+            says: "failed to get etcd-snapshot-dir",
+        },
+        Row {
+            what: "wrong token",
+            input: cli(&[
+                "ls",
+                "--etcd-token",
+                leak(format!("K10{}::server:wrong", "a".repeat(64))),
+            ]),
+            code: 1,
+            says: "does not match the token's CA hash",
+        },
+        Row {
+            what: "other cluster's token",
+            input: cli(&["ls", "--etcd-token", leak(other_ca)]),
+            code: 1,
+            says: "does not match the token's CA hash",
+        },
+        Row {
+            what: "malformed token",
+            input: cli(&["ls", "--etcd-token", "K10abc::server:x"]),
+            code: 1,
+            says: "malformed token",
+        },
+        Row {
+            what: "http server URL",
+            input: cli(&["ls", "--etcd-server", "http://127.0.0.1:1"]),
+            code: 1,
+            says: "must be an https:// URL",
+        },
+        Row {
+            what: "S3 without bucket",
+            input: cli(&["save", "--s3", "--s3-endpoint=127.0.0.1:1"]),
+            code: 1,
+            says: "s3 bucket name was not set",
+        },
+        Row {
+            what: "S3 folder with .. (CLI)",
+            input: cli(&["ls", "--s3", "--s3-bucket=b", "--s3-folder=../x"]),
+            code: 1,
+            says: "etcd-s3-folder",
+        },
+        Row {
+            what: "restore without output dir",
+            input: Input::Local(strs(&["restore", "x.zip"])),
+            code: 1,
+            says: "--output-dir",
+        },
+        // --- API bodies --------------------------------------------------------------------
+        Row {
+            what: "body not JSON",
+            input: api("not json"),
+            code: 400,
+            says: "invalid snapshot request",
+        },
+        Row {
+            what: "unknown operation",
+            input: api(r#"{"operation":"nap"}"#),
+            code: 400,
+            says: "invalid snapshot request",
+        },
+        Row {
+            what: "no operation",
+            input: api("{}"),
+            code: 400,
+            says: "invalid snapshot operation",
+        },
+        Row {
+            what: "NUL in a name",
+            input: api("{\"operation\":\"delete\",\"name\":[\"a\\u0000b\"]}"),
+            code: 400,
+            says: "path traversal not allowed",
+        },
+        Row {
+            what: "retention as text",
+            input: api(r#"{"operation":"prune","retention":"x"}"#),
+            code: 400,
+            says: "invalid snapshot request",
+        },
+        Row {
+            what: "S3 timeout not Go syntax",
+            input: api(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5 minutes"}}"#),
+            code: 400,
+            says: "invalid snapshot request",
+        },
+        Row {
+            what: "body over 1 MiB",
+            input: Input::Api(big_body.into_bytes()),
+            code: 400,
+            says: "cannot read the request body",
+        },
+        Row {
+            what: "dir that does not exist",
+            input: api(r#"{"operation":"save","dir":"/no/such"}"#),
+            code: 400,
+            says: "failed to get etcd-snapshot-dir",
+        },
+        Row {
+            what: "save prefix with a slash",
+            input: api(r#"{"operation":"save","name":["a/b"]}"#),
+            code: 400,
+            says: "invalid snapshot name prefix",
+        },
+    ]
+}
+
+#[test]
+fn every_bad_input_gets_a_clear_error_and_writes_nothing() {
+    let s = Server::start(Etcd::V35);
+    let work = tempfile::tempdir().unwrap();
+    let rows = rows(work.path());
+    let n = rows.len();
+    let mut failures = Vec::new();
+    for row in rows {
+        let (code, text) = match &row.input {
+            Input::Server(args, cfg) => {
+                let dir = tempfile::tempdir().unwrap();
+                let cfg_path = match cfg {
+                    Some(text) => {
+                        let p = dir.path().join("config.yaml");
+                        std::fs::write(&p, text).unwrap();
+                        p
+                    }
+                    None => empty_config(dir.path()),
+                };
+                let out = Command::new(etcdsnap_bin())
+                    .arg("server")
+                    .arg("-d")
+                    .arg(dir.path())
+                    .args(Ports::free().args())
+                    .arg(format!("--etcd-binary={}", Etcd::V35.etcd().display()))
+                    .args(args)
+                    .env("ETCDSNAP_CONFIG_FILE", &cfg_path)
+                    .output()
+                    .unwrap();
+                if dir.path().join("server/db/etcd/member").exists() {
+                    failures.push(format!("{}: etcd was started", row.what));
+                }
+                (out.status.code().unwrap_or(-1), stderr(&out))
+            }
+            Input::Cli(args) => {
+                let out = Command::new(etcdsnap_bin())
+                    .arg("etcd-snapshot")
+                    .arg(&args[0])
+                    .arg("-d")
+                    .arg(s.data_dir())
+                    .arg(format!("--etcd-server={}", s.url()))
+                    .args(&args[1..])
+                    .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
+                    .output()
+                    .unwrap();
+                (out.status.code().unwrap_or(-1), stderr(&out))
+            }
+            Input::Local(args) => {
+                let out = Command::new(etcdsnap_bin())
+                    .arg("etcd-snapshot")
+                    .args(args)
+                    .env("ETCDSNAP_CONFIG_FILE", empty_config(work.path()))
+                    .output()
+                    .unwrap();
+                (out.status.code().unwrap_or(-1), stderr(&out))
+            }
+            Input::Api(body) => {
+                let secret = s.token().rsplit(':').next().unwrap().to_string();
+                let body = body.clone();
+                rt().block_on(async {
+                    let r = reqwest::Client::builder()
+                        .danger_accept_invalid_certs(true)
+                        .build()
+                        .unwrap()
+                        .post(format!("{}/db/snapshot", s.url()))
+                        .basic_auth("server", Some(secret))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16() as i32, r.text().await.unwrap())
+                })
+            }
+        };
+        let clear = text.len() < 2000 && !text.contains("panicked");
+        if code != row.code || !text.contains(row.says) || !clear {
+            failures.push(format!(
+                "{}: want {} and {:?}, got {code}: {}",
+                row.what,
+                row.code,
+                row.says,
+                text.chars().take(400).collect::<String>()
+            ));
+        }
+    }
+    assert!(s.snapshot_files().is_empty(), "{:?}", s.snapshot_files());
+    assert!(
+        failures.is_empty(),
+        "{} of {n} rows:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{n} bad inputs, each refused with a clear message");
+}
