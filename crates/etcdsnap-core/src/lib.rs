@@ -3,6 +3,7 @@
 //! supervisor API. The `etcdsnap` binary parses flags and renders; everything else lives here.
 
 pub mod api;
+pub mod bbolt;
 pub mod bootstrap;
 pub mod duration;
 pub mod error;
