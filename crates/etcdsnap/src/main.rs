@@ -1,13 +1,13 @@
 //! `etcdsnap`: parse (config file, env, flags), start logging, run the subcommand, map errors to
 //! exit codes (2 for usage errors, 1 for failures).
 
-mod cli;
 
 use std::ffi::OsString;
 use std::path::Path;
 
 use clap::FromArgMatches;
-use cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
+use etcdsnap::cli;
+use etcdsnap::cli::{CONFIG_ENV, Cli, Command, DEFAULT_CONFIG};
 
 fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
     let argv: Vec<OsString> = std::env::args_os().collect();
