@@ -10,6 +10,7 @@ pub mod error;
 pub mod etcd;
 pub mod fsutil;
 pub mod kube;
+pub mod kubeapi;
 pub mod naming;
 pub mod records;
 pub mod restore;

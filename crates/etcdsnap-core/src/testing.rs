@@ -13,7 +13,10 @@ use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::etcd::{ChunkStream, EtcdSource, Member, MemberStatus};
+use crate::etcd::{
+    ChunkStream, EtcdSource, Kv, Member, MemberStatus, Precondition, Range, WatchEvent, WatchKind,
+    WatchStream,
+};
 use crate::naming::parse_snapshot_time;
 use crate::snapfile::growing::GrowingFile;
 use crate::snapfile::verify::with_trailer;
@@ -39,7 +42,8 @@ struct FakeState {
     fail_after: Option<usize>,
     down: bool,
     learner: bool,
-    kv: BTreeMap<String, Vec<u8>>,
+    kv: BTreeMap<String, Kv>,
+    revision: i64,
 }
 
 /// An etcd member made of bytes.
@@ -47,6 +51,7 @@ struct FakeState {
 pub struct FakeEtcd {
     state: Mutex<FakeState>,
     snapshots: AtomicUsize,
+    changes: tokio::sync::broadcast::Sender<Vec<WatchEvent>>,
 }
 
 impl FakeEtcd {
@@ -60,8 +65,10 @@ impl FakeEtcd {
                 down: false,
                 learner: false,
                 kv: BTreeMap::new(),
+                revision: 1,
             }),
             snapshots: AtomicUsize::new(0),
+            changes: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -94,12 +101,32 @@ impl FakeEtcd {
     }
 
     pub fn put(&self, key: &str, value: &[u8]) {
-        self.with(|s| s.kv.insert(key.to_string(), value.to_vec()));
+        let ev = self.with(|s| s.write(key, value.to_vec()));
+        let _ = self.changes.send(vec![ev]);
+    }
+
+    /// Every key and value now.
+    pub fn dump(&self) -> BTreeMap<String, Vec<u8>> {
+        self.with(|s| {
+            s.kv.iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        })
     }
 
     /// Snapshot streams opened so far.
     pub fn snapshots_taken(&self) -> usize {
         self.snapshots.load(Ordering::SeqCst)
+    }
+
+    fn precondition_holds(s: &FakeState, key: &str, cond: Precondition) -> bool {
+        let cur = s.kv.get(key);
+        match cond {
+            Precondition::Any => true,
+            Precondition::Absent => cur.is_none(),
+            Precondition::Exists => cur.is_some(),
+            Precondition::ModRevision(r) => cur.is_some_and(|kv| kv.mod_revision == r),
+        }
     }
 
     fn member(&self, s: &FakeState) -> Result<MemberStatus> {
@@ -117,6 +144,25 @@ impl FakeEtcd {
             is_learner: s.learner,
             raft_index: 1,
         })
+    }
+}
+
+impl FakeState {
+    fn write(&mut self, key: &str, value: Vec<u8>) -> WatchEvent {
+        self.revision += 1;
+        let prev = self.kv.get(key).cloned();
+        let kv = Kv {
+            key: key.to_string(),
+            value,
+            mod_revision: self.revision,
+            create_revision: prev.as_ref().map_or(self.revision, |p| p.create_revision),
+        };
+        self.kv.insert(key.to_string(), kv.clone());
+        WatchEvent {
+            kind: WatchKind::Put,
+            kv,
+            prev,
+        }
     }
 }
 
@@ -163,7 +209,7 @@ impl EtcdSource for FakeEtcd {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         let r = self.with(|s| {
             self.member(s)?;
-            Ok(s.kv.get(key).cloned())
+            Ok(s.kv.get(key).map(|kv| kv.value.clone()))
         });
         async move { r }.boxed()
     }
@@ -174,7 +220,7 @@ impl EtcdSource for FakeEtcd {
             Ok(s.kv
                 .range(prefix.to_string()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect())
         });
         async move { r }.boxed()
@@ -183,8 +229,10 @@ impl EtcdSource for FakeEtcd {
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<()>> {
         let r = self.with(|s| {
             self.member(s)?;
-            s.kv.insert(key.to_string(), value);
-            Ok(())
+            Ok(s.write(key, value))
+        });
+        let r = r.map(|ev| {
+            let _ = self.changes.send(vec![ev]);
         });
         async move { r }.boxed()
     }
@@ -201,6 +249,142 @@ impl EtcdSource for FakeEtcd {
             }])
         });
         async move { r }.boxed()
+    }
+
+    fn range<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Range>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            let mut kvs: Vec<Kv> =
+                s.kv.range(prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+            let more = limit > 0 && kvs.len() as i64 > limit;
+            if limit > 0 {
+                kvs.truncate(limit as usize);
+            }
+            Ok(Range {
+                kvs,
+                more,
+                revision: s.revision,
+            })
+        });
+        async move { r }.boxed()
+    }
+
+    fn get_kv<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Kv>>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            Ok(s.kv.get(key).cloned())
+        });
+        async move { r }.boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        cond: Precondition,
+        _lease: Option<i64>,
+    ) -> BoxFuture<'a, Result<Option<i64>>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            if !Self::precondition_holds(s, key, cond) {
+                return Ok(None);
+            }
+            Ok(Some(s.write(key, value)))
+        });
+        let r = r.map(|ev| {
+            ev.map(|ev| {
+                let rev = ev.kv.mod_revision;
+                let _ = self.changes.send(vec![ev]);
+                rev
+            })
+        });
+        async move { r }.boxed()
+    }
+
+    fn delete_if<'a>(
+        &'a self,
+        key: &'a str,
+        cond: Precondition,
+    ) -> BoxFuture<'a, Result<Option<i64>>> {
+        let r = self.with(|s| {
+            self.member(s)?;
+            let cond = if matches!(cond, Precondition::Any | Precondition::Absent) {
+                Precondition::Exists
+            } else {
+                cond
+            };
+            if !Self::precondition_holds(s, key, cond) {
+                return Ok(None);
+            }
+            s.revision += 1;
+            let prev = s.kv.remove(key);
+            Ok(Some((
+                s.revision,
+                WatchEvent {
+                    kind: WatchKind::Delete,
+                    kv: Kv {
+                        key: key.to_string(),
+                        value: Vec::new(),
+                        mod_revision: s.revision,
+                        create_revision: 0,
+                    },
+                    prev,
+                },
+            )))
+        });
+        let r = r.map(|x| {
+            x.map(|(rev, ev)| {
+                let _ = self.changes.send(vec![ev]);
+                rev
+            })
+        });
+        async move { r }.boxed()
+    }
+
+    fn grant_lease(&self, _ttl: i64) -> BoxFuture<'_, Result<i64>> {
+        async move { Ok(7) }.boxed()
+    }
+
+    fn watch<'a>(
+        &'a self,
+        prefix: &'a str,
+        _from_revision: i64,
+    ) -> BoxFuture<'a, Result<WatchStream>> {
+        let rx = self.changes.subscribe();
+        let prefix = prefix.to_string();
+        async move {
+            let stream = futures::stream::unfold(rx, move |mut rx| {
+                let prefix = prefix.clone();
+                async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(batch) => {
+                                let mine: Vec<WatchEvent> = batch
+                                    .into_iter()
+                                    .filter(|e| e.kv.key.starts_with(&prefix))
+                                    .collect();
+                                if !mine.is_empty() {
+                                    return Some((Ok(mine), rx));
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return None,
+                        }
+                    }
+                }
+            });
+            Ok(Box::pin(stream) as WatchStream)
+        }
+        .boxed()
     }
 }
 

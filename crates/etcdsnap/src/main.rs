@@ -1,7 +1,6 @@
 //! `etcdsnap`: parse (config file, env, flags), start logging, run the subcommand, map errors to
 //! exit codes (2 for usage errors, 1 for failures).
 
-
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -92,6 +91,17 @@ fn config_value_error(
     loaded.blame(&key, &first)
 }
 
+/// `etcdsnap kubectl ...`: kubectl with the server's kubeconfig (unless KUBECONFIG is set).
+fn kubectl(args: Vec<OsString>) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("kubectl");
+    if std::env::var_os("KUBECONFIG").is_none() {
+        cmd.env("KUBECONFIG", cli::default_kubeconfig());
+    }
+    let err = cmd.args(args).exec();
+    anyhow::bail!("cannot run kubectl: {err}; install kubectl and put it on PATH")
+}
+
 fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -114,7 +124,7 @@ fn main() {
     };
     let debug = match &cli.command {
         Command::Server(a) => a.debug,
-        Command::EtcdSnapshot(_) => false,
+        Command::EtcdSnapshot(_) | Command::Kubectl(_) => false,
     };
     init_logging(debug);
     etcdsnap_core::tls::install_crypto_provider();
@@ -135,6 +145,7 @@ fn main() {
         match cli.command {
             Command::Server(a) => cli::server::run(*a).await,
             Command::EtcdSnapshot(c) => cli::etcd_snapshot::run(c.action).await,
+            Command::Kubectl(k) => kubectl(k.args),
         }
     });
     if let Err(e) = result {

@@ -2,6 +2,7 @@
 //! and its implementation over `etcd-client`, trying the given endpoints in order. The process
 //! supervisor of the embedded etcd is in [`process`].
 
+pub mod kv;
 pub mod process;
 
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+
+pub use kv::{Kv, Precondition, Range, WatchEvent, WatchKind, WatchStream};
 
 use crate::{Error, Result};
 
@@ -29,6 +32,18 @@ pub struct EtcdTarget {
     pub endpoints: Vec<String>,
     pub tls: ClientTls,
     pub connect_timeout: Duration,
+    /// The client of the last member that answered, reused by key-value requests (a new TLS
+    /// connection per request would cost more than the request).
+    cache: ClientCache,
+}
+
+#[derive(Clone, Default)]
+struct ClientCache(std::sync::Arc<std::sync::Mutex<Option<(Client, String)>>>);
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCache")
+    }
 }
 
 /// What a member says of itself.
@@ -75,6 +90,38 @@ pub trait EtcdSource: Send + Sync {
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<()>>;
     /// The cluster's members.
     fn members(&self) -> BoxFuture<'_, Result<Vec<Member>>>;
+    /// At most `limit` keys starting with `prefix` (after `start_after`, when given), in key
+    /// order, with the store's revision.
+    fn range<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Range>>;
+    /// One key with its revisions.
+    fn get_kv<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Kv>>>;
+    /// Writes `key` if `cond` holds; `Some(new revision)`, or `None` if it did not hold.
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        cond: Precondition,
+        lease: Option<i64>,
+    ) -> BoxFuture<'a, Result<Option<i64>>>;
+    /// Deletes `key` if it exists and `cond` holds; `Some(revision)` or `None`.
+    fn delete_if<'a>(
+        &'a self,
+        key: &'a str,
+        cond: Precondition,
+    ) -> BoxFuture<'a, Result<Option<i64>>>;
+    /// A lease of `ttl` seconds; keys written with it vanish when it expires.
+    fn grant_lease(&self, ttl: i64) -> BoxFuture<'_, Result<i64>>;
+    /// Changes under `prefix` from `from_revision` on.
+    fn watch<'a>(
+        &'a self,
+        prefix: &'a str,
+        from_revision: i64,
+    ) -> BoxFuture<'a, Result<WatchStream>>;
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
@@ -87,6 +134,58 @@ fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
 }
 
 impl EtcdTarget {
+    pub fn new(endpoints: Vec<String>, tls: ClientTls, connect_timeout: Duration) -> EtcdTarget {
+        EtcdTarget {
+            endpoints,
+            tls,
+            connect_timeout,
+            cache: ClientCache::default(),
+        }
+    }
+
+    /// A client for key-value requests: the cached one, or the first member that answers.
+    async fn kv_client(&self) -> Result<(Client, String)> {
+        if let Some(c) = self
+            .cache
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let (client, status) = self.first_answering().await?;
+        let c = (client, status.endpoint);
+        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one key-value request on the cached client; a transport failure drops the cache
+    /// so the next request looks for a member again.
+    async fn kv<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let (client, ep) = self.kv_client().await?;
+        match tokio::time::timeout(self.op_timeout(), f(client)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if matches!(
+                    e,
+                    etcd_client::Error::TransportError(_) | etcd_client::Error::GRpcStatus(_)
+                ) {
+                    *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(Error::Etcd(format!("{what} on {ep}: {e}")))
+            }
+            Err(_) => {
+                *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(Error::Timeout(format!("{what} on {ep} timed out")))
+            }
+        }
+    }
+
     fn options(&self) -> Result<ConnectOptions> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
@@ -240,6 +339,194 @@ impl EtcdSource for EtcdTarget {
                 .collect())
         }
         .boxed()
+    }
+
+    fn range<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Range>> {
+        async move {
+            let start = match start_after {
+                Some(k) => {
+                    let mut v = k.as_bytes().to_vec();
+                    v.push(0);
+                    v
+                }
+                None => prefix.as_bytes().to_vec(),
+            };
+            let opts = etcd_client::GetOptions::new()
+                .with_range(kv::prefix_end(prefix))
+                .with_limit(limit);
+            let resp = self
+                .kv(
+                    "range",
+                    |mut c| async move { c.get(start, Some(opts)).await },
+                )
+                .await?;
+            Ok(Range {
+                kvs: resp.kvs().iter().map(to_kv).collect(),
+                more: resp.more(),
+                revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+            })
+        }
+        .boxed()
+    }
+
+    fn get_kv<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Kv>>> {
+        async move {
+            let resp = self
+                .kv("get", |mut c| async move { c.get(key, None).await })
+                .await?;
+            Ok(resp.kvs().first().map(to_kv))
+        }
+        .boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        cond: Precondition,
+        lease: Option<i64>,
+    ) -> BoxFuture<'a, Result<Option<i64>>> {
+        async move {
+            use etcd_client::{PutOptions, Txn, TxnOp};
+            let mut opts = PutOptions::new();
+            if let Some(l) = lease {
+                opts = opts.with_lease(l);
+            }
+            let txn =
+                Txn::new()
+                    .when(compares(key, cond))
+                    .and_then([TxnOp::put(key, value, Some(opts))]);
+            let resp = self
+                .kv("transaction", |mut c| async move { c.txn(txn).await })
+                .await?;
+            Ok(resp
+                .succeeded()
+                .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+        }
+        .boxed()
+    }
+
+    fn delete_if<'a>(
+        &'a self,
+        key: &'a str,
+        cond: Precondition,
+    ) -> BoxFuture<'a, Result<Option<i64>>> {
+        async move {
+            use etcd_client::{Txn, TxnOp};
+            let cond = match cond {
+                Precondition::Any | Precondition::Absent => Precondition::Exists,
+                c => c,
+            };
+            let txn = Txn::new()
+                .when(compares(key, cond))
+                .and_then([TxnOp::delete(key, None)]);
+            let resp = self
+                .kv("transaction", |mut c| async move { c.txn(txn).await })
+                .await?;
+            Ok(resp
+                .succeeded()
+                .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+        }
+        .boxed()
+    }
+
+    fn grant_lease(&self, ttl: i64) -> BoxFuture<'_, Result<i64>> {
+        async move {
+            let resp = self
+                .kv("lease grant", |mut c| async move {
+                    c.lease_grant(ttl, None).await
+                })
+                .await?;
+            Ok(resp.id())
+        }
+        .boxed()
+    }
+
+    fn watch<'a>(
+        &'a self,
+        prefix: &'a str,
+        from_revision: i64,
+    ) -> BoxFuture<'a, Result<WatchStream>> {
+        async move {
+            let opts = etcd_client::WatchOptions::new()
+                .with_prefix()
+                .with_prev_key()
+                .with_start_revision(from_revision);
+            let stream = self
+                .kv(
+                    "watch",
+                    |mut c| async move { c.watch(prefix, Some(opts)).await },
+                )
+                .await?;
+            let events = futures::stream::unfold(Some(stream), |st| async move {
+                let mut stream = st?;
+                loop {
+                    match stream.message().await {
+                        Ok(Some(resp)) => {
+                            if resp.canceled() {
+                                return Some((
+                                    Err(Error::Etcd(format!(
+                                        "watch canceled: {} (compacted revision {})",
+                                        resp.cancel_reason(),
+                                        resp.compact_revision()
+                                    ))),
+                                    None,
+                                ));
+                            }
+                            let batch: Vec<WatchEvent> = resp
+                                .events()
+                                .iter()
+                                .filter_map(|ev| {
+                                    let kv = ev.kv().map(to_kv)?;
+                                    let kind = match ev.event_type() {
+                                        etcd_client::EventType::Put => WatchKind::Put,
+                                        etcd_client::EventType::Delete => WatchKind::Delete,
+                                    };
+                                    Some(WatchEvent {
+                                        kind,
+                                        kv,
+                                        prev: ev.prev_kv().map(to_kv),
+                                    })
+                                })
+                                .collect();
+                            if !batch.is_empty() {
+                                return Some((Ok(batch), Some(stream)));
+                            }
+                        }
+                        Ok(None) => return None,
+                        Err(e) => {
+                            return Some((Err(Error::Etcd(format!("watch broke: {e}"))), None));
+                        }
+                    }
+                }
+            });
+            Ok(Box::pin(events) as WatchStream)
+        }
+        .boxed()
+    }
+}
+
+fn to_kv(kv: &etcd_client::KeyValue) -> Kv {
+    Kv {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+        create_revision: kv.create_revision(),
+    }
+}
+
+fn compares(key: &str, cond: Precondition) -> Vec<etcd_client::Compare> {
+    use etcd_client::{Compare, CompareOp};
+    match cond {
+        Precondition::Absent => vec![Compare::create_revision(key, CompareOp::Equal, 0)],
+        Precondition::ModRevision(r) => vec![Compare::mod_revision(key, CompareOp::Equal, r)],
+        Precondition::Exists => vec![Compare::create_revision(key, CompareOp::Greater, 0)],
+        Precondition::Any => vec![],
     }
 }
 

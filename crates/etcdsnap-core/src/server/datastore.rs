@@ -61,15 +61,15 @@ pub async fn embedded(cfg: &ServerConfig, hosts: &[String]) -> Result<EmbeddedEt
 
 /// The client-side view of the embedded etcd.
 pub fn embedded_target(e: &EmbeddedEtcd) -> EtcdTarget {
-    EtcdTarget {
-        endpoints: vec![e.local_client_url()],
-        tls: ClientTls {
+    EtcdTarget::new(
+        vec![e.local_client_url()],
+        ClientTls {
             ca_file: Some(e.certs.server_ca.clone()),
             cert_file: Some(e.certs.client_cert.clone()),
             key_file: Some(e.certs.client_key.clone()),
         },
-        connect_timeout: Duration::from_secs(5),
-    }
+        Duration::from_secs(5),
+    )
 }
 
 /// The embedded etcd: how it was started, and the running process.
@@ -83,11 +83,11 @@ pub struct Child {
 pub async fn start(cfg: &ServerConfig, hosts: &[String]) -> Result<(EtcdTarget, Option<Child>)> {
     match &cfg.datastore {
         Some(ext) => Ok((
-            EtcdTarget {
-                endpoints: ext.endpoints.clone(),
-                tls: ext.tls.clone(),
-                connect_timeout: Duration::from_secs(5),
-            },
+            EtcdTarget::new(
+                ext.endpoints.clone(),
+                ext.tls.clone(),
+                Duration::from_secs(5),
+            ),
             None,
         )),
         None => {
@@ -247,6 +247,7 @@ pub async fn supervise(
     let mut policy = RestartPolicy::default();
     let mut first = true;
     let mut sched = None;
+    let mut reconciler = None;
     let result = loop {
         match wait_ready(state, child, &mut shutdown).await {
             Wait::Shutdown => break Ok(()),
@@ -270,10 +271,15 @@ pub async fn supervise(
             {
                 tracing::warn!("cannot clean up unfinished snapshot files: {e}");
             }
+            detect_kubernetes(state).await;
             if state.snapshots.disabled {
                 tracing::info!("ETCD snapshots are disabled");
             } else {
                 sched = Some(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
+                reconciler = Some(tokio::spawn(scheduler::reconcile_loop(
+                    state.clone(),
+                    stop_rx.clone(),
+                )));
             }
         }
         state.ready.set(true);
@@ -296,10 +302,24 @@ pub async fn supervise(
         }
     };
     state.ready.set(false);
-    if let Some(s) = sched {
-        s.abort();
+    for task in [sched, reconciler].into_iter().flatten() {
+        task.abort();
     }
     result
+}
+
+/// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
+/// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
+async fn detect_kubernetes(state: &ServerState) {
+    if let Ok(Some(_)) = state.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
+        state
+            .kube
+            .kubernetes_datastore
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            "this etcd holds a Kubernetes cluster: its Secrets and ConfigMaps are read, never written, by the supervisor API"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -95,11 +95,13 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_LIMIT: usize = 1 << 20;
 
 pub fn router(state: Arc<ServerState>) -> Router {
+    let kube = state.kube.clone();
     Router::new()
         .route("/db/snapshot", post(snapshot))
         .route("/cacerts", get(cacerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(move |req: axum::http::Request<Body>| kube.clone().handle(req))
         .with_state(state)
 }
 
@@ -309,10 +311,17 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
         Some(cfg) => Some(Remote {
             store: state.engine.connect(&S3Target::new(cfg.clone())?).await?,
             retention: cfg.retention,
+            spec: Some(cfg.spec()),
         }),
         None => None,
     };
     let engine = &state.engine;
+    let store = remote.as_ref().map(|r| &r.store);
+    let reconcile = |dir: Option<std::path::PathBuf>, deleted: Vec<String>| async move {
+        if let Err(e) = engine.reconcile(dir.as_deref(), store, &deleted).await {
+            tracing::warn!("{e}");
+        }
+    };
     Ok(match op {
         Operation::Save {
             prefix,
@@ -323,12 +332,18 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
         } => {
             let plan = SavePlan {
                 prefix,
-                dir,
+                dir: dir.clone(),
                 compress,
                 retention,
-                remote: remote.map_or(RemotePlan::None, RemotePlan::Ready),
+                remote: remote.clone().map_or(RemotePlan::None, RemotePlan::Ready),
             };
-            json(StatusCode::OK, &engine.save(&plan).await?)
+            let r = engine.save(&plan).await;
+            reconcile(
+                dir,
+                r.as_ref().map(|r| r.deleted.clone()).unwrap_or_default(),
+            )
+            .await;
+            json(StatusCode::OK, &r?)
         }
         Operation::List { dir, full, .. } => {
             let detail = if full {
@@ -336,15 +351,13 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
             } else {
                 ListDetail::Basic
             };
-            let recs = engine
-                .list(dir.as_deref(), remote.as_ref().map(|r| &r.store), detail)
-                .await?;
-            json(StatusCode::OK, &EtcdSnapshotFileList::from_records(&recs))
+            let recs = engine.list(dir.as_deref(), store, detail).await?;
+            reconcile(dir, Vec::new()).await;
+            json(StatusCode::OK, &stored_list(engine, &recs).await)
         }
         Operation::Delete { dir, names, .. } => {
-            let r = engine
-                .delete(dir.as_deref(), &names, remote.as_ref().map(|r| &r.store))
-                .await?;
+            let r = engine.delete(dir.as_deref(), &names, store).await?;
+            reconcile(dir, r.deleted.clone()).await;
             json(StatusCode::OK, &r)
         }
         Operation::Prune {
@@ -353,9 +366,36 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
             let r = engine
                 .prune(dir.as_deref(), &prefix, keep, remote.as_ref())
                 .await?;
+            reconcile(dir, r.deleted.clone()).await;
             json(StatusCode::OK, &r)
         }
     })
+}
+
+/// The list `ls -o json|yaml` prints: the stored ETCDSnapshotFile of each file (with uid and
+/// resourceVersion), or one built from the file when it has no record yet. Items keep K3s's
+/// legacy-key names (`local-<name>`), not the record names.
+async fn stored_list(
+    engine: &crate::snapshot::Engine,
+    recs: &[crate::store::SnapshotRecord],
+) -> EtcdSnapshotFileList {
+    let mut list = EtcdSnapshotFileList::from_records(recs);
+    let Some(records) = engine.records() else {
+        return list;
+    };
+    for (item, rec) in list.items.iter_mut().zip(recs) {
+        let name = crate::records::object_name(rec);
+        if let Ok(Some(obj)) = records
+            .store()
+            .get(&crate::kubeapi::resources::SNAPSHOT_FILES, None, &name)
+            .await
+            && let Ok(mut stored) = serde_json::from_value::<crate::records::EtcdSnapshotFile>(obj)
+        {
+            stored.metadata.name = std::mem::take(&mut item.metadata.name);
+            *item = stored;
+        }
+    }
+    list
 }
 
 #[cfg(test)]
@@ -396,6 +436,7 @@ mod tests {
                 compression_level: 1,
                 token_hash: "0123456789ab".into(),
                 idle_timeout: Duration::from_secs(5),
+                owns_etcd: false,
             },
         );
         let state = Arc::new(ServerState {
@@ -410,10 +451,15 @@ mod tests {
                 dir: None,
                 compress: false,
                 s3: None,
+                reconcile_interval: Duration::from_secs(600),
             },
             ready: Ready::default(),
             auth_guard: AuthGuard::default(),
             after_request: None,
+            kube: Arc::new(crate::kubeapi::KubeApi::new(
+                crate::kubeapi::store::ObjectStore::new(etcd.clone()),
+                "kube-token".into(),
+            )),
             owned_server_dir: None,
         });
         state.ready.set(true);

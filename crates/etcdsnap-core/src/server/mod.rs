@@ -8,6 +8,7 @@
 
 pub mod datastore;
 pub mod http;
+pub mod kubeconfig;
 pub mod reset;
 pub mod scheduler;
 pub mod serve;
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub after_request: Option<RequestHook>,
     /// `--cluster-reset`: run [`reset::run`] instead of serving.
     pub reset: Option<reset::ResetSettings>,
+    /// Where to write the kubeconfig of the Kubernetes API subset.
+    pub kubeconfig: Option<kubeconfig::KubeconfigOut>,
 }
 
 impl ServerConfig {
@@ -90,6 +93,8 @@ pub struct ServerState {
     pub ready: http::Ready,
     pub auth_guard: http::AuthGuard,
     pub after_request: Option<RequestHook>,
+    /// The Kubernetes API subset (records, Secrets, ConfigMaps, events).
+    pub kube: Arc<crate::kubeapi::KubeApi>,
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
     pub owned_server_dir: Option<PathBuf>,
@@ -162,8 +167,29 @@ pub async fn run(
         sup.ca_pem.as_bytes(),
     )?;
     let (target, mut child) = datastore::start(&cfg, &hosts).await?;
+    let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
+    let objects = crate::kubeapi::store::ObjectStore::new(etcd.clone());
+    let records = Arc::new(crate::records::manager::Records::new(
+        objects.clone(),
+        cfg.node_name.clone(),
+    ));
+    let mut kube = crate::kubeapi::KubeApi::new(objects, kubeconfig::admin_token(&server_dir)?);
+    let hook_records = records.clone();
+    kube.on_snapshot_deleted = Some(Arc::new(move |obj| {
+        let r = hook_records.clone();
+        Box::pin(async move { r.removed(&obj).await })
+    }));
+    if let Some(out) = &cfg.kubeconfig {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        kubeconfig::write(
+            out,
+            &format!("https://127.0.0.1:{port}"),
+            &sup.ca_pem,
+            &kubeconfig::admin_token(&server_dir)?,
+        )?;
+    }
     let engine = Engine::new(
-        Arc::new(target),
+        etcd,
         Arc::new(S3StoreCache::new()),
         EngineConfig {
             node_name: cfg.node_name.clone(),
@@ -171,8 +197,10 @@ pub async fn run(
             compression_level: cfg.compression_level,
             token_hash: token.hash12(),
             idle_timeout: Duration::from_secs(120),
+            owns_etcd: child.is_some(),
         },
-    );
+    )
+    .with_records(records);
     let state = Arc::new(ServerState {
         engine,
         token,
@@ -181,6 +209,7 @@ pub async fn run(
         ready: http::Ready::default(),
         auth_guard: http::AuthGuard::default(),
         after_request: cfg.after_request.clone(),
+        kube: Arc::new(kube),
         owned_server_dir: child.is_some().then(|| server_dir.clone()),
     });
 

@@ -33,8 +33,20 @@ async fn scheduled_plan(state: &ServerState) -> SavePlan {
             Ok(store) => RemotePlan::Ready(Remote {
                 store,
                 retention: target.config().retention,
+                spec: Some(target.config().spec()),
             }),
-            Err(e) => RemotePlan::Failed(e.to_string()),
+            Err(e)
+                if e.to_string()
+                    .contains("failed to get etcd S3 config secret") =>
+            {
+                // K3s skips S3 for scheduled snapshots when the Secret cannot be read.
+                tracing::warn!("scheduled snapshot without S3: {e}");
+                RemotePlan::None
+            }
+            Err(e) => RemotePlan::Failed {
+                message: e.to_string(),
+                spec: Some(target.config().spec()),
+            },
         },
     };
     SavePlan {
@@ -70,13 +82,28 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let plan = scheduled_plan(&state).await;
-        match state.engine.save_after_running(&plan, SAVE_WAIT).await {
+        let deleted = match state.engine.save_after_running(&plan, SAVE_WAIT).await {
             Ok(r) => {
                 for w in &r.warnings {
                     tracing::warn!("scheduled snapshot: {w}");
                 }
+                r.deleted
             }
-            Err(e) => tracing::error!("Failed to take scheduled snapshot: {e}"),
+            Err(e) => {
+                tracing::error!("Failed to take scheduled snapshot: {e}");
+                Vec::new()
+            }
+        };
+        let store = match &plan.remote {
+            RemotePlan::Ready(r) => Some(r.store.clone()),
+            _ => None,
+        };
+        if let Err(e) = state
+            .engine
+            .reconcile(s.dir.as_deref(), store.as_ref(), &deleted)
+            .await
+        {
+            tracing::warn!("{e}");
         }
         // Ticks that fell inside the save are skipped, not queued.
         let now = Utc::now();
@@ -98,5 +125,54 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             );
         }
         after = t.max(next);
+    }
+}
+
+/// Reconciles the records at start (retried every second until it works) and then every
+/// `--etcd-snapshot-reconcile-interval` (±5%), with the server's own settings.
+pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
+    let s = &state.snapshots;
+    let mut first = true;
+    loop {
+        let store = match &s.s3 {
+            Some(target) => match state.engine.connect(target).await {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    tracing::warn!("reconcile of snapshot records without S3: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let ok = match state
+            .engine
+            .reconcile(s.dir.as_deref(), store.as_ref(), &[])
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        };
+        let wait = if first && !ok {
+            Duration::from_secs(1)
+        } else {
+            first = false;
+            let base = s.reconcile_interval.as_millis() as u64;
+            let mut b = [0u8; 4];
+            let _ = getrandom::fill(&mut b);
+            let spread = base / 10;
+            let jitter = if spread == 0 {
+                0
+            } else {
+                u32::from_le_bytes(b) as u64 % spread
+            };
+            Duration::from_millis(base - base / 20 + jitter)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod metrics;
 pub mod plan;
+pub mod s3secret;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use chrono::{DateTime, Utc};
 use crate::api::SnapshotResult;
 use crate::etcd::{ChunkStream, EtcdSource, MemberStatus};
 use crate::naming::{rounded_unix, snapshot_base_name, validate_plain_name, validate_prefix};
+use crate::records::manager::Records;
 use crate::retention::apply_retention;
 use crate::snapfile::growing::{GrowthSender, growing};
 use crate::snapfile::writer::{self, WriteSpec, Written, write_stream};
 use crate::store::local::{LocalStore, resolve_snapshot_dir};
 use crate::store::s3::{S3Identity, S3Target};
-use crate::store::{ListDetail, RemoteStores, SnapshotRecord, SnapshotStore};
+use crate::store::{ListDetail, RemoteStores, S3Spec, SnapshotRecord, SnapshotStore};
 use crate::{Error, Result};
 use metrics::Metrics;
 use plan::{Remote, RemotePlan, SavePlan};
@@ -43,6 +45,8 @@ pub struct EngineConfig {
     pub token_hash: String,
     /// A snapshot stream silent this long is abandoned.
     pub idle_timeout: Duration,
+    /// The datastore is this server's own etcd (embedded): its members are the nodes.
+    pub owns_etcd: bool,
 }
 
 type UploadTask = tokio::task::JoinHandle<(Result<SnapshotRecord>, Duration)>;
@@ -51,6 +55,8 @@ type UploadTask = tokio::task::JoinHandle<(Result<SnapshotRecord>, Duration)>;
 pub struct Engine {
     etcd: Arc<dyn EtcdSource>,
     remotes: Arc<dyn RemoteStores>,
+    /// ETCDSnapshotFile records, when the server keeps them.
+    records: Option<Arc<Records>>,
     cfg: EngineConfig,
     save_lock: tokio::sync::Mutex<()>,
     /// Cluster identity recorded in S3 metadata (`K3s-Cluster-Id`), known once etcd answers.
@@ -67,11 +73,22 @@ impl Engine {
         Engine {
             etcd,
             remotes,
+            records: None,
             cfg,
             save_lock: tokio::sync::Mutex::new(()),
             cluster_id: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Keeps ETCDSnapshotFile records of what the engine does.
+    pub fn with_records(mut self, records: Arc<Records>) -> Self {
+        self.records = Some(records);
+        self
+    }
+
+    pub fn records(&self) -> Option<&Arc<Records>> {
+        self.records.as_ref()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -112,8 +129,22 @@ impl Engine {
         Ok(self.cluster_id.get_or_init(|| id).clone())
     }
 
-    /// Connects the remote store of `target` (clients are cached by configuration).
+    /// Connects the remote store of `target` (clients are cached by configuration); settings
+    /// that name a config Secret are read from it first.
     pub async fn connect(&self, target: &S3Target) -> Result<Arc<dyn SnapshotStore>> {
+        let resolved;
+        let target = if target.config().uses_config_secret() {
+            let cfg = s3secret::resolve(target.config(), self.records.as_ref().map(|r| r.store()))
+                .await?;
+            resolved = S3Target::new(cfg)?;
+            &resolved
+        } else {
+            if !target.config().config_secret.is_empty() {
+                // K3s's warning: other settings win over the Secret.
+                s3secret::resolve(target.config(), None).await?;
+            }
+            target
+        };
         let identity = S3Identity {
             cluster_id: self.cluster_id().await?,
             node_name: self.cfg.node_name.clone(),
@@ -172,9 +203,9 @@ impl Engine {
         let remote = match &plan.remote {
             RemotePlan::None => None,
             RemotePlan::Ready(r) => Some(r),
-            RemotePlan::Failed(e) => {
-                tracing::error!("Error received during snapshot upload to S3: {e}");
-                result.warnings.push(format!("S3 upload failed: {e}"));
+            RemotePlan::Failed { message, .. } => {
+                tracing::error!("Error received during snapshot upload to S3: {message}");
+                result.warnings.push(format!("S3 upload failed: {message}"));
                 None
             }
         };
@@ -184,9 +215,25 @@ impl Engine {
             Utc::now(),
         ))?;
         let spec = self.free_spec(&local, plan).await;
-        let local_started = Instant::now();
-        let (member, stream) = self.open_stream(local_started).await?;
         let file_name = file_name_of(&writer::final_path(&spec));
+        if let RemotePlan::Failed { message, spec: s3 } = &plan.remote {
+            self.record_failure(
+                &file_name,
+                "",
+                &format!("failed to initialize S3 client: {message}"),
+                s3.clone(),
+            )
+            .await;
+        }
+        let sidecar = self.write_extra_metadata(&local, &file_name).await;
+        let local_started = Instant::now();
+        let (member, stream) = match self.open_stream(local_started).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.local_failed(&spec, &e, sidecar.as_deref()).await;
+                return Err(e);
+            }
+        };
         tracing::info!(
             "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
             writer::final_path(&spec).display(),
@@ -200,7 +247,9 @@ impl Engine {
             Some((g, t)) => (Some(g), Some(t)),
             None => (None, None),
         };
-        let written = self.write_local(stream, spec, growth, local_started).await;
+        let written = self
+            .write_local(stream, spec.clone(), growth, local_started)
+            .await;
         let written = match written {
             Ok(w) => w,
             Err(e) => {
@@ -208,13 +257,24 @@ impl Engine {
                     // The uploader abandons its upload when the writer fails.
                     let _ = task.await;
                 }
+                self.local_failed(&spec, &e, sidecar.as_deref()).await;
                 return Err(e);
             }
         };
         result.created.push(written.file_name.clone());
+        if let Some(records) = &self.records {
+            match local.record_for(&written.path) {
+                Ok(rec) => {
+                    if let Err(e) = records.saved(&rec).await {
+                        tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot record snapshot {}: {e}", written.file_name),
+            }
+        }
         self.local_retention(&local, plan, &mut result).await;
         if let (Some(r), Some(task)) = (remote, task) {
-            self.finish_upload(task, &written, &mut result).await;
+            self.finish_upload(r, task, &written, &mut result).await;
             // Retention runs even after a failed upload: a full bucket may be the cause.
             self.remote_retention(r, &plan.prefix, &mut result).await;
         }
@@ -310,7 +370,13 @@ impl Engine {
         }
     }
 
-    async fn finish_upload(&self, task: UploadTask, written: &Written, out: &mut SnapshotResult) {
+    async fn finish_upload(
+        &self,
+        remote: &Remote,
+        task: UploadTask,
+        written: &Written,
+        out: &mut SnapshotResult,
+    ) {
         let (up, took) = match task.await {
             Ok(x) => x,
             Err(e) => (
@@ -323,10 +389,23 @@ impl Engine {
             Ok(rec) => {
                 tracing::info!("Uploaded snapshot to {}", rec.location);
                 out.created.push(written.file_name.clone());
+                if let Some(records) = &self.records
+                    && let Err(e) = records.saved(&rec).await
+                {
+                    tracing::warn!("cannot record snapshot {}: {}", rec.location, e.message);
+                }
             }
             Err(e) => {
                 tracing::error!("Error received during snapshot upload to S3: {e}");
                 out.warnings.push(format!("S3 upload failed: {e}"));
+                let location = remote.store.location(&written.file_name);
+                self.record_failure(
+                    &written.file_name,
+                    &location,
+                    &e.to_string(),
+                    remote.spec.clone(),
+                )
+                .await;
             }
         }
     }
@@ -339,6 +418,125 @@ impl Engine {
                 out.warnings.push(format!("S3 retention failed: {e}"));
             }
         }
+    }
+
+    async fn record_failure(&self, name: &str, location: &str, message: &str, s3: Option<S3Spec>) {
+        if let Some(records) = &self.records {
+            let s3 = s3.or_else(|| location.starts_with("s3://").then(S3Spec::default));
+            if let Err(e) = records.failed(name, location, message, s3).await {
+                tracing::warn!(
+                    "cannot record the failure of snapshot {name}: {}",
+                    e.message
+                );
+            }
+        }
+    }
+
+    /// A failed local save: its record (K3s: the base name, no location) and no sidecar.
+    async fn local_failed(&self, spec: &WriteSpec, e: &Error, sidecar: Option<&Path>) {
+        if let Some(p) = sidecar {
+            let _ = std::fs::remove_file(p);
+        }
+        self.record_failure(&spec.base_name, "", &e.to_string(), None)
+            .await;
+    }
+
+    /// Extra metadata for a new snapshot: the data of ConfigMap
+    /// `kube-system/k3s-etcd-snapshot-extra-metadata`, written as the snapshot's sidecar
+    /// (`../.metadata/<file>`, 0600) before the snapshot, so the upload takes it along.
+    async fn write_extra_metadata(
+        &self,
+        local: &LocalStore,
+        file_name: &str,
+    ) -> Option<std::path::PathBuf> {
+        let records = self.records.as_ref()?;
+        let cm = match records
+            .store()
+            .get(
+                &crate::kubeapi::resources::CONFIGMAPS,
+                Some("kube-system"),
+                EXTRA_METADATA,
+            )
+            .await
+        {
+            Ok(Some(cm)) => cm,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read ConfigMap kube-system/{EXTRA_METADATA}: {}",
+                    e.message
+                );
+                return None;
+            }
+        };
+        let data = cm["data"].as_object().filter(|d| !d.is_empty())?;
+        let json = serde_json::to_vec(data).ok()?;
+        let path = local.sidecar_path(file_name);
+        let written = crate::fsutil::create_private_dir(&local.metadata_dir())
+            .and_then(|()| crate::fsutil::write_private(&path, &json));
+        match written {
+            Ok(()) => {
+                tracing::info!("Saving snapshot metadata to {}", path.display());
+                Some(path)
+            }
+            Err(e) => {
+                tracing::warn!("cannot write snapshot metadata {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Brings the records in line with the files of `dir` (and the objects of `remote`).
+    pub async fn reconcile(
+        &self,
+        dir: Option<&Path>,
+        remote: Option<&Arc<dyn SnapshotStore>>,
+        deleted: &[String],
+    ) -> Result<()> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let local = self.local(dir, true)?.list(ListDetail::Basic).await?;
+        let s3 = match remote {
+            Some(store) => match store.list(ListDetail::Full).await {
+                Ok(recs) => Some(recs),
+                Err(e) => {
+                    // K3s leaves S3 records alone when the listing fails.
+                    tracing::error!("cannot list S3 for the snapshot records: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let members = self.member_nodes().await;
+        let r = records
+            .reconcile(&local, s3.as_deref(), members.as_ref(), deleted)
+            .await
+            .map_err(|e| Error::Other(format!("reconcile of snapshot records: {}", e.message)));
+        Metrics::observe(&self.metrics.reconcile, r.is_ok(), started.elapsed());
+        let done = r?;
+        tracing::debug!(
+            "snapshot records reconciled in {:.1?}: {done:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    /// The node names of the etcd members (member names are `<node>-<8 hex>`), when this
+    /// server's own cluster is the datastore.
+    async fn member_nodes(&self) -> Option<std::collections::BTreeSet<String>> {
+        if !self.cfg.owns_etcd {
+            return None;
+        }
+        let members = self.etcd.members().await.ok()?;
+        Some(
+            members
+                .iter()
+                .map(|m| node_of_member(&m.name).to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
     }
 
     /// Local records, plus the remote store's when given, sorted by time then name.
@@ -471,6 +669,19 @@ impl Engine {
     /// Resolves once no save is running.
     pub async fn wait_idle(&self) {
         drop(self.save_lock.lock().await);
+    }
+}
+
+/// ConfigMap whose data becomes each new snapshot's extra metadata (K3s's name).
+pub const EXTRA_METADATA: &str = "k3s-etcd-snapshot-extra-metadata";
+
+/// The node of an etcd member named `<node>-<8 hex>` (K3s's naming), else the whole name.
+pub fn node_of_member(member: &str) -> &str {
+    match member.rsplit_once('-') {
+        Some((node, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            node
+        }
+        _ => member,
     }
 }
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use crate::api::{self, SnapshotRequest};
 use crate::naming::{DEFAULT_ON_DEMAND_PREFIX, validate_plain_name, validate_prefix};
 use crate::schedule::Schedule;
-use crate::store::SnapshotStore;
 use crate::store::s3::{S3Config, S3Target};
+use crate::store::{S3Spec, SnapshotStore};
 use crate::{Error, Result};
 
 /// Snapshot settings of the server (`--etcd-snapshot-*`, `--etcd-s3*`), validated at start.
@@ -30,6 +30,8 @@ pub struct SnapshotSettings {
     pub compress: bool,
     /// The server's S3 settings, CA bundle loaded: used by scheduled snapshots only.
     pub s3: Option<S3Target>,
+    /// How often the records are reconciled (`--etcd-snapshot-reconcile-interval`).
+    pub reconcile_interval: std::time::Duration,
 }
 
 /// A connected remote store and the retention it applies.
@@ -37,6 +39,8 @@ pub struct SnapshotSettings {
 pub struct Remote {
     pub store: Arc<dyn SnapshotStore>,
     pub retention: i64,
+    /// What records show of it (`spec.s3`).
+    pub spec: Option<S3Spec>,
 }
 
 /// Where a save's copy goes besides the local directory.
@@ -45,8 +49,11 @@ pub enum RemotePlan {
     None,
     Ready(Remote),
     /// The store could not be connected; the local snapshot is still taken and the failure
-    /// reported (scheduled snapshots, as K3s does).
-    Failed(String),
+    /// reported and recorded (scheduled snapshots, as K3s does).
+    Failed {
+        message: String,
+        spec: Option<S3Spec>,
+    },
 }
 
 /// One save: where, how, and what to prune afterwards.
@@ -177,6 +184,7 @@ mod tests {
             dir: Some("/srv/snaps".into()),
             compress: true,
             s3: None,
+            reconcile_interval: std::time::Duration::from_secs(600),
         }
     }
 

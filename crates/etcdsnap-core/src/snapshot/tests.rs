@@ -31,6 +31,7 @@ fn rig() -> Rig {
             compression_level: 1,
             token_hash: "0123456789ab".into(),
             idle_timeout: Duration::from_secs(5),
+            owns_etcd: false,
         },
     ));
     Rig {
@@ -62,6 +63,7 @@ impl Rig {
         let plan = RemotePlan::Ready(Remote {
             store: store.clone(),
             retention,
+            spec: None,
         });
         (store, plan)
     }
@@ -226,7 +228,10 @@ async fn a_failed_upload_keeps_the_local_file_and_still_prunes() {
             "s",
             false,
             0,
-            RemotePlan::Failed("bucket gone".into()),
+            RemotePlan::Failed {
+                message: "bucket gone".into(),
+                spec: None,
+            },
         ))
         .await
         .unwrap();
@@ -338,6 +343,7 @@ async fn list_delete_and_prune_across_stores() {
             Some(&Remote {
                 store: dynstore,
                 retention: 0,
+                spec: None,
             }),
         )
         .await

@@ -46,6 +46,32 @@ pub enum Command {
         arg_required_else_help = true
     )]
     EtcdSnapshot(Box<EtcdSnapshotCmd>),
+    /// Run kubectl with the kubeconfig the server wrote (KUBECONFIG, else the default
+    /// --write-kubeconfig path), as `k3s kubectl` does
+    #[command(disable_help_flag = true)]
+    Kubectl(KubectlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubectlArgs {
+    /// Arguments passed to kubectl
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+/// Where `server` writes its kubeconfig unless told otherwise: `/etc/etcdsnap/etcdsnap.yaml`
+/// for root, `~/.kube/etcdsnap.yaml` otherwise.
+pub fn default_kubeconfig() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/etc/etcdsnap/etcdsnap.yaml")
+    } else {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".kube")
+            .join("etcdsnap.yaml")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +311,24 @@ pub struct ServerArgs {
     /// Compress etcd snapshots
     #[arg(long = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub etcd_snapshot_compress: bool,
+    /// How often ETCDSnapshotFile records are reconciled with the files, a Go duration
+    #[arg(long = "etcd-snapshot-reconcile-interval", default_value = "10m")]
+    pub etcd_snapshot_reconcile_interval: String,
+    /// Write the kubeconfig of the supervisor's Kubernetes API to this file (default:
+    /// /etc/etcdsnap/etcdsnap.yaml for root, ~/.kube/etcdsnap.yaml otherwise)
+    #[arg(
+        short = 'o',
+        long = "write-kubeconfig",
+        env = "ETCDSNAP_KUBECONFIG_OUTPUT"
+    )]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// File mode of the written kubeconfig (octal)
+    #[arg(
+        long = "write-kubeconfig-mode",
+        env = "ETCDSNAP_KUBECONFIG_MODE",
+        default_value = "0600"
+    )]
+    pub write_kubeconfig_mode: String,
     #[command(flatten, next_help_heading = "S3")]
     pub s3: S3Flags,
 }
@@ -326,7 +370,7 @@ mod tests {
     fn action(cli: Cli) -> SnapshotAction {
         match cli.command {
             Command::EtcdSnapshot(c) => c.action,
-            Command::Server(_) => panic!("not etcd-snapshot"),
+            _ => panic!("not etcd-snapshot"),
         }
     }
 

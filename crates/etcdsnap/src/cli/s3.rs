@@ -2,7 +2,7 @@
 //! `--s3-*` (with `--etcd-s3-*` as an alias), `server` spells them `--etcd-s3-*` only
 //! ([`server_spelling`]), as K3s does.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use clap::builder::BoolishValueParser;
 use etcdsnap_core::store::s3::S3Config;
@@ -62,7 +62,7 @@ pub struct S3Flags {
     /// Proxy URL for S3, or `none` to ignore proxy environment variables
     #[arg(long = "s3-proxy", alias = "etcd-s3-proxy")]
     pub proxy: Option<String>,
-    /// Name of a kube-system secret holding S3 settings (not supported yet; refused)
+    /// Name of a kube-system Secret holding the S3 settings, when no other S3 flag is set
     #[arg(long = "s3-config-secret", alias = "etcd-s3-config-secret")]
     pub config_secret: Option<String>,
     /// Use plain HTTP to talk to S3
@@ -90,12 +90,10 @@ impl S3Flags {
         if flags.s3 != Some(true) {
             return Ok(None);
         }
-        if flags.config_secret.is_some() {
-            bail!(
-                "--etcd-s3-config-secret is not supported yet: etcdsnap does not read Kubernetes secrets; pass the S3 settings as flags or config-file keys"
-            );
-        }
         let mut cfg = S3Config::default();
+        if let Some(secret) = &flags.config_secret {
+            cfg.config_secret = secret.clone();
+        }
         let set = |field: &mut String, v: &Option<String>| {
             if let Some(v) = v {
                 *field = v.clone();

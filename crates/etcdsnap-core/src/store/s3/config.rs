@@ -160,6 +160,10 @@ impl S3Target {
     /// Validates `cfg` and loads `endpointCA` (unless TLS is off or unchecked). Failures are
     /// [`Error::S3Init`] with every secret scrubbed.
     pub fn new(cfg: S3Config) -> Result<S3Target> {
+        if cfg.uses_config_secret() {
+            // Checked when the Secret is read, at each operation.
+            return Ok(S3Target { cfg, roots: None });
+        }
         let secrets = cfg.secrets();
         let init = |e: Error| Error::S3Init(super::client::scrub(&e.to_string(), &secrets));
         cfg.validate().map_err(init)?;
@@ -205,6 +209,35 @@ impl S3Config {
             prefix: self.folder.clone(),
             insecure: self.insecure,
         }
+    }
+
+    /// Whether every setting but the Secret's name is at its default: K3s then takes the
+    /// settings from the Secret (`--etcd-s3` plus `--etcd-s3-config-secret` alone).
+    pub fn is_default_but_secret(&self) -> bool {
+        let d = S3Config::default();
+        [
+            &self.access_key,
+            &self.secret_key,
+            &self.session_token,
+            &self.bucket,
+            &self.bucket_lookup,
+            &self.endpoint_ca,
+            &self.folder,
+            &self.proxy,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+            && self.effective_endpoint() == d.endpoint
+            && self.effective_region() == d.region
+            && !self.insecure
+            && !self.skip_ssl_verify
+            && (self.timeout == d.timeout || self.timeout.is_zero())
+            && (self.retention == d.retention || self.retention == 0)
+    }
+
+    /// Whether the settings come from the config Secret.
+    pub fn uses_config_secret(&self) -> bool {
+        !self.config_secret.is_empty() && self.is_default_but_secret()
     }
 
     /// Checks the values K3s checks before building a client.

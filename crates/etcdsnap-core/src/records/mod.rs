@@ -1,5 +1,9 @@
 //! ETCDSnapshotFile objects (`k3s.cattle.io/v1`), the cluster-wide record of a snapshot, and the
-//! `List` that `ls -o json|yaml` prints. The schema, labels and annotations are K3s's.
+//! `List` that `ls -o json|yaml` prints. The schema, labels, annotations, finalizer and name
+//! rule are K3s's. [`manager`] keeps them in etcd: a record for every snapshot file and object
+//! and for every failure, events, the reconcile, and the legacy ConfigMap.
+
+pub mod manager;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,8 @@ pub const API_VERSION: &str = "k3s.cattle.io/v1";
 pub const KIND: &str = "ETCDSnapshotFile";
 pub const LABEL_STORAGE_NODE: &str = "etcd.k3s.cattle.io/snapshot-storage-node";
 pub const ANNOTATION_TOKEN_HASH: &str = "etcd.k3s.cattle.io/snapshot-token-hash";
+/// The finalizer K3s's snapshot controller puts on records.
+pub const FINALIZER: &str = "wrangler.cattle.io/managed-etcd-snapshots-controller";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +29,16 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,7 +99,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// Storage kind of a record: `s3` or `local`.
 pub fn storage_kind(r: &SnapshotRecord) -> &'static str {
-    if r.location.starts_with("s3://") {
+    if r.location.starts_with("s3://") || (r.location.is_empty() && r.node_name == "s3") {
         "s3"
     } else {
         "local"
@@ -116,6 +132,8 @@ impl EtcdSnapshotFile {
                 name,
                 labels,
                 annotations,
+                finalizers: vec![FINALIZER.to_string()],
+                ..Default::default()
             },
             spec: Spec {
                 snapshot_name: r.name.clone(),
@@ -139,6 +157,13 @@ impl EtcdSnapshotFile {
             },
         }
     }
+}
+
+/// The record's object name (K3s's rule: `local-`/`s3-`, the lower-cased file name, 6 hex of
+/// sha256(node + location)).
+pub fn object_name(r: &SnapshotRecord) -> String {
+    let node = r.node_source.as_deref().unwrap_or(&r.node_name);
+    crate::naming::record_object_name(storage_kind(r), &r.name, node, &r.location, r.created_at)
 }
 
 impl EtcdSnapshotFileList {

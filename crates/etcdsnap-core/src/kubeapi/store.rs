@@ -1,0 +1,444 @@
+//! Kubernetes objects kept in etcd the way the API server keeps them: JSON under
+//! `/registry/<resource>/[<namespace>/]<name>`, `metadata.resourceVersion` being the key's mod
+//! revision (not stored, set on read), `uid`, `creationTimestamp` and `generation` set on
+//! create. Writes are guarded by etcd transactions, so a stale resourceVersion is a conflict,
+//! as in Kubernetes. A real API server with the same CRD reads what is written here.
+
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+use super::{ApiError, ApiResult};
+use crate::etcd::{EtcdSource, Kv, Precondition};
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Value>,
+    /// The store's revision when read: the list's resourceVersion.
+    pub revision: i64,
+    /// Where the next page starts, when there is one.
+    pub next: Option<String>,
+}
+
+/// Objects of every served resource, over one etcd.
+#[derive(Clone)]
+pub struct ObjectStore {
+    etcd: Arc<dyn EtcdSource>,
+}
+
+/// A new random UID in the usual 8-4-4-4-12 form (version 4).
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Now, as Kubernetes writes timestamps.
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A DNS-1123 subdomain (object names of every resource we serve).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+fn decode(rt: &ResourceType, kv: &Kv) -> ApiResult<Value> {
+    let mut v: Value = if kv.value.starts_with(b"k8s:enc:") {
+        return Err(ApiError::internal(format!(
+            "{} is encrypted at rest by a Kubernetes API server (k8s:enc:); etcdsnap cannot read it: use that cluster's kubectl, or pass the S3 settings as flags",
+            kv.key
+        )));
+    } else if kv.value.starts_with(b"k8s\0") {
+        return Err(ApiError::internal(format!(
+            "{} was written in protobuf by a Kubernetes API server; read it with that cluster's kubectl",
+            kv.key
+        )));
+    } else {
+        serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("{} in etcd is not JSON: {e}", kv.key)))?
+    };
+    if v.get("apiVersion").is_none() {
+        v["apiVersion"] = json!(rt.api_version());
+    }
+    if v.get("kind").is_none() {
+        v["kind"] = json!(rt.kind);
+    }
+    v["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Ok(v)
+}
+
+fn encode(obj: &Value) -> Vec<u8> {
+    let mut stored = obj.clone();
+    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&stored).unwrap_or_default()
+}
+
+fn resource_version(obj: &Value) -> ApiResult<Option<i64>> {
+    match obj["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))),
+    }
+}
+
+impl ObjectStore {
+    pub fn new(etcd: Arc<dyn EtcdSource>) -> ObjectStore {
+        ObjectStore { etcd }
+    }
+
+    pub fn etcd(&self) -> &dyn EtcdSource {
+        self.etcd.as_ref()
+    }
+
+    /// The etcd key of an object (`ns` is ignored for cluster-scoped resources).
+    pub fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> String {
+        match (rt.namespaced, ns) {
+            (true, Some(ns)) => format!("{}/{ns}/{name}", rt.prefix),
+            _ => format!("{}/{name}", rt.prefix),
+        }
+    }
+
+    /// The prefix of a resource's objects, or of one namespace's.
+    pub fn prefix(rt: &ResourceType, ns: Option<&str>) -> String {
+        match (rt.namespaced, ns) {
+            (true, Some(ns)) => format!("{}/{ns}/", rt.prefix),
+            _ => format!("{}/", rt.prefix),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
+        match self.etcd.get_kv(&Self::key(rt, ns, name)).await? {
+            Some(kv) => Ok(Some(decode(rt, &kv)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Objects decoded from a page of etcd keys; `after` is the key the page starts after.
+    pub async fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> ApiResult<Page> {
+        let prefix = Self::prefix(rt, ns);
+        let range = self.etcd.range(&prefix, after, limit).await?;
+        let next = if range.more {
+            range.kvs.last().map(|kv| kv.key.clone())
+        } else {
+            None
+        };
+        let mut items = Vec::with_capacity(range.kvs.len());
+        for kv in &range.kvs {
+            match decode(rt, kv) {
+                Ok(v) => items.push(v),
+                Err(e) => tracing::warn!("skipping {}: {}", kv.key, e.message),
+            }
+        }
+        Ok(Page {
+            items,
+            revision: range.revision,
+            next,
+        })
+    }
+
+    /// Every object (all pages).
+    pub async fn list_all(&self, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(rt, ns, after.as_deref(), 1000).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Creates `obj` (its `metadata.name` and, for namespaced resources, `ns`), setting uid,
+    /// creationTimestamp and generation. `AlreadyExists` when the name is taken.
+    pub async fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+        lease: Option<i64>,
+    ) -> ApiResult<Value> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if !valid_name(&name) {
+            return Err(ApiError::invalid(
+                rt,
+                &name,
+                format!(
+                    "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
+            ));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let meta = &mut obj["metadata"];
+        meta["uid"] = json!(new_uid());
+        meta["creationTimestamp"] = json!(now_rfc3339());
+        if rt.has_generation {
+            meta["generation"] = json!(1);
+        }
+        if let (true, Some(ns)) = (rt.namespaced, ns) {
+            meta["namespace"] = json!(ns);
+        }
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("resourceVersion");
+            m.remove("deletionTimestamp");
+        }
+        let key = Self::key(rt, ns, &name);
+        match self
+            .etcd
+            .put_if(&key, encode(&obj), Precondition::Absent, lease)
+            .await?
+        {
+            Some(rev) => {
+                obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+                Ok(obj)
+            }
+            None => Err(ApiError::already_exists(rt, &name)),
+        }
+    }
+
+    /// Replaces the object named in `obj`. A resourceVersion in `obj` must be the current one
+    /// (else `Conflict`); without one the write is unconditional, as `kubectl replace --force`
+    /// is not. uid and creationTimestamp are kept; generation grows when `spec` (or, for
+    /// Secrets and ConfigMaps, the data) changes.
+    pub async fn update(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> ApiResult<Value> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let key = Self::key(rt, ns, &name);
+        let Some(cur_kv) = self.etcd.get_kv(&key).await? else {
+            return Err(ApiError::not_found(rt, &name));
+        };
+        let cur = decode(rt, &cur_kv)?;
+        let wanted = resource_version(&obj)?;
+        if let Some(rv) = wanted
+            && rv != cur_kv.mod_revision
+        {
+            return Err(ApiError::conflict(rt, &name));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        for field in ["uid", "creationTimestamp"] {
+            obj["metadata"][field] = cur["metadata"][field].clone();
+        }
+        if let (true, Some(ns)) = (rt.namespaced, ns) {
+            obj["metadata"]["namespace"] = json!(ns);
+        }
+        if rt.has_generation {
+            let gen_now = cur["metadata"]["generation"].as_i64().unwrap_or(1);
+            let changed = obj.get("spec") != cur.get("spec");
+            obj["metadata"]["generation"] = json!(if changed { gen_now + 1 } else { gen_now });
+        }
+        match self
+            .etcd
+            .put_if(
+                &key,
+                encode(&obj),
+                Precondition::ModRevision(cur_kv.mod_revision),
+                None,
+            )
+            .await?
+        {
+            Some(rev) => {
+                obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+                Ok(obj)
+            }
+            None => Err(ApiError::conflict(rt, &name)),
+        }
+    }
+
+    /// Deletes the object; with `rv`, only at that resourceVersion. Returns what was deleted.
+    pub async fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        rv: Option<i64>,
+    ) -> ApiResult<Value> {
+        let key = Self::key(rt, ns, name);
+        let Some(cur) = self.etcd.get_kv(&key).await? else {
+            return Err(ApiError::not_found(rt, name));
+        };
+        if rv.is_some_and(|rv| rv != cur.mod_revision) {
+            return Err(ApiError::conflict(rt, name));
+        }
+        let obj = decode(rt, &cur)?;
+        match self
+            .etcd
+            .delete_if(&key, Precondition::ModRevision(cur.mod_revision))
+            .await?
+        {
+            Some(_) => Ok(obj),
+            None => Err(ApiError::conflict(rt, name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubeapi::resources::{CONFIGMAPS, SNAPSHOT_FILES};
+    use crate::testing::FakeEtcd;
+
+    #[tokio::test]
+    async fn create_get_update_conflict_delete() {
+        let store = ObjectStore::new(Arc::new(FakeEtcd::new(1)));
+        let rt = &CONFIGMAPS;
+        let made = store
+            .create(
+                rt,
+                Some("kube-system"),
+                json!({"metadata": {"name": "cm1"}, "data": {"a": "1"}}),
+                None,
+            )
+            .await
+            .unwrap();
+        let uid = made["metadata"]["uid"].as_str().unwrap().to_string();
+        assert_eq!(uid.len(), 36);
+        assert_eq!(made["metadata"]["namespace"], "kube-system");
+        let rv1 = made["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let err = store
+            .create(
+                rt,
+                Some("kube-system"),
+                json!({"metadata": {"name": "cm1"}}),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
+
+        let mut upd = made.clone();
+        upd["data"]["a"] = json!("2");
+        let after = store
+            .update(rt, Some("kube-system"), upd.clone())
+            .await
+            .unwrap();
+        assert_eq!(after["metadata"]["uid"], uid.as_str());
+        assert_ne!(after["metadata"]["resourceVersion"], rv1.as_str());
+        // A stale resourceVersion is a conflict.
+        let err = store
+            .update(rt, Some("kube-system"), upd)
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (409, "Conflict"));
+
+        let got = store
+            .get(rt, Some("kube-system"), "cm1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got["data"]["a"], "2");
+        assert_eq!(got["kind"], "ConfigMap");
+        let page = store.list(rt, Some("kube-system"), None, 10).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        store
+            .delete(rt, Some("kube-system"), "cm1", None)
+            .await
+            .unwrap();
+        let err = store
+            .delete(rt, Some("kube-system"), "cm1", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 404);
+    }
+
+    #[tokio::test]
+    async fn names_and_generation() {
+        let store = ObjectStore::new(Arc::new(FakeEtcd::new(1)));
+        let rt = &SNAPSHOT_FILES;
+        let err = store
+            .create(rt, None, json!({"metadata": {"name": "Bad_Name"}}), None)
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        let made = store
+            .create(
+                rt,
+                None,
+                json!({"metadata": {"name": "a"}, "spec": {"x": 1}}),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(made["metadata"]["generation"], 1);
+        let mut same = made.clone();
+        same["metadata"]["labels"] = json!({"l": "v"});
+        let same = store.update(rt, None, same).await.unwrap();
+        assert_eq!(
+            same["metadata"]["generation"], 1,
+            "metadata changes keep the generation"
+        );
+        let mut changed = same.clone();
+        changed["spec"]["x"] = json!(2);
+        assert_eq!(
+            store.update(rt, None, changed).await.unwrap()["metadata"]["generation"],
+            2
+        );
+        // Paging.
+        for i in 0..5 {
+            store
+                .create(
+                    rt,
+                    None,
+                    json!({"metadata": {"name": format!("p{i}")}}),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let first = store.list(rt, None, None, 4).await.unwrap();
+        assert_eq!(first.items.len(), 4);
+        let rest = store
+            .list(rt, None, first.next.as_deref(), 4)
+            .await
+            .unwrap();
+        assert_eq!(rest.items.len(), 2);
+        assert!(rest.next.is_none());
+    }
+}

@@ -1,0 +1,629 @@
+//! Keeping ETCDSnapshotFile records in etcd, as K3s keeps its CRs (reference §5):
+//! * a record for every snapshot saved and uploaded, and for every failure (`readyToUse:
+//!   false`, `status.error`), with the events `ETCDSnapshotCreated` / `ETCDSnapshotFailed`
+//!   (source `etcdsnap-supervisor`), and `ETCDSnapshotDeleted` when a record goes;
+//! * [`Records::reconcile`]: records for the files and objects that exist, none for those gone
+//!   (failed records are kept for 24 h and S3 records for their first minute, K3s's grace
+//!   periods; names deleted by the operation itself go at once), none for nodes that are no
+//!   longer etcd members. Deleting a record never deletes a file;
+//! * the legacy ConfigMap `kube-system/k3s-etcd-snapshots`, holding the records that carry
+//!   extra metadata, as K3s keeps it for older consumers.
+//!
+//! Events live at `/registry/events/default/<record>.<reason hash>` with a one-hour lease; a
+//! repeated event counts up instead of piling up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{EtcdSnapshotFile, LABEL_STORAGE_NODE, object_name, storage_kind};
+use crate::kubeapi::resources::{CONFIGMAPS, EVENTS, SNAPSHOT_FILES};
+use crate::kubeapi::store::{ObjectStore, now_rfc3339};
+use crate::kubeapi::{ApiError, ApiResult};
+use crate::naming::legacy_key;
+use crate::store::{S3Spec, SnapshotRecord, SnapshotStatus};
+
+/// Event source component.
+pub const COMPONENT: &str = "etcdsnap-supervisor";
+/// The legacy ConfigMap of records with extra metadata.
+pub const LEGACY_CONFIGMAP: &str = "k3s-etcd-snapshots";
+/// Failed records younger than this survive a reconcile that no longer sees them.
+const FAILED_GRACE: chrono::Duration = chrono::Duration::hours(24);
+/// S3 records younger than this survive (another node's upload may not be listed yet).
+const S3_GRACE: chrono::Duration = chrono::Duration::minutes(1);
+/// How long events live.
+const EVENT_TTL: i64 = 3600;
+/// The ConfigMap size the API server refuses beyond.
+const CONFIGMAP_LIMIT: usize = 1 << 20;
+
+/// What a reconcile did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub kept: usize,
+}
+
+/// The records of one server (node).
+pub struct Records {
+    store: ObjectStore,
+    node: String,
+    lease: Mutex<Option<(i64, Instant)>>,
+}
+
+fn obj_of(f: &EtcdSnapshotFile) -> Value {
+    serde_json::to_value(f).unwrap_or_default()
+}
+
+/// The parts of a record that decide whether it needs an update.
+fn essence(v: &Value) -> Value {
+    json!({
+        "labels": v["metadata"]["labels"],
+        "annotations": v["metadata"]["annotations"],
+        "spec": v["spec"],
+        "status": v["status"],
+    })
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Records {
+    pub fn new(store: ObjectStore, node: impl Into<String>) -> Records {
+        Records {
+            store,
+            node: node.into(),
+            lease: Mutex::new(None),
+        }
+    }
+
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    /// Creates or updates the record of `rec`; `Some(true)` when it was created.
+    async fn upsert(&self, rec: &SnapshotRecord) -> ApiResult<(Value, bool)> {
+        let name = object_name(rec);
+        let want = obj_of(&EtcdSnapshotFile::from_record(rec, name.clone()));
+        for _ in 0..5 {
+            match self.store.get(&SNAPSHOT_FILES, None, &name).await? {
+                None => match self
+                    .store
+                    .create(&SNAPSHOT_FILES, None, want.clone(), None)
+                    .await
+                {
+                    Ok(made) => return Ok((made, true)),
+                    Err(e) if e.code == 409 => continue,
+                    Err(e) => return Err(e),
+                },
+                Some(cur) if essence(&cur) == essence(&want) => return Ok((cur, false)),
+                Some(cur) => {
+                    let mut next = want.clone();
+                    next["metadata"]["resourceVersion"] =
+                        cur["metadata"]["resourceVersion"].clone();
+                    match self.store.update(&SNAPSHOT_FILES, None, next).await {
+                        Ok(v) => return Ok((v, false)),
+                        Err(e) if e.code == 409 => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(ApiError::internal(format!(
+            "record {name} kept changing while it was written"
+        )))
+    }
+
+    /// Records a snapshot file or object that now exists (K3s: "Snapshot X saved on N").
+    pub async fn saved(&self, rec: &SnapshotRecord) -> ApiResult<Value> {
+        let (obj, created) = self.upsert(rec).await?;
+        if created {
+            let node = obj["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+            let shown = if storage_kind(rec) == "s3" {
+                "S3".to_string()
+            } else {
+                node
+            };
+            self.event(
+                &obj,
+                "Normal",
+                "ETCDSnapshotCreated",
+                &format!("Snapshot {} saved on {shown}", rec.name),
+            )
+            .await;
+        }
+        Ok(obj)
+    }
+
+    /// Records a failure: a local save (`s3: None`, no location) or an upload (`location` of
+    /// the object that should have been written).
+    pub async fn failed(
+        &self,
+        file_name: &str,
+        location: &str,
+        message: &str,
+        s3: Option<S3Spec>,
+    ) -> ApiResult<Value> {
+        let now = Utc::now();
+        let rec = SnapshotRecord {
+            name: file_name.to_string(),
+            key: file_name.to_string(),
+            location: location.to_string(),
+            node_name: if s3.is_some() {
+                "s3".into()
+            } else {
+                self.node.clone()
+            },
+            node_source: s3.as_ref().map(|_| self.node.clone()),
+            created_at: now,
+            modified: now,
+            size: 0,
+            status: SnapshotStatus::Failed,
+            message: Some(message.to_string()),
+            compressed: file_name.ends_with(".zip"),
+            metadata: None,
+            token_hash: None,
+            s3,
+        };
+        let (obj, _) = self.upsert(&rec).await?;
+        self.event(
+            &obj,
+            "Warning",
+            "ETCDSnapshotFailed",
+            &format!(
+                "Failed to save snapshot {file_name} on {}: {message}",
+                obj["spec"]["nodeName"].as_str().unwrap_or("")
+            ),
+        )
+        .await;
+        Ok(obj)
+    }
+
+    /// A record was removed (by reconcile, or by a client): K3s's event.
+    pub async fn removed(&self, obj: &Value) {
+        let name = obj["spec"]["snapshotName"].as_str().unwrap_or("");
+        self.event(
+            obj,
+            "Normal",
+            "ETCDSnapshotDeleted",
+            &format!("Snapshot {name} deleted"),
+        )
+        .await;
+    }
+
+    /// A lease for events, shared for ten minutes.
+    async fn event_lease(&self) -> Option<i64> {
+        if let Some((id, at)) = *self.lease.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < Duration::from_secs(600)
+        {
+            return Some(id);
+        }
+        let id = self
+            .store
+            .etcd()
+            .grant_lease(EVENT_TTL + 600)
+            .await
+            .map_err(|e| tracing::warn!("cannot grant a lease for events: {e}"))
+            .ok()?;
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, Instant::now()));
+        Some(id)
+    }
+
+    /// Writes an event about a record; a repeat of the same reason counts up. Failures are only
+    /// logged: an event is never worth failing an operation for.
+    async fn event(&self, obj: &Value, kind: &str, reason: &str, message: &str) {
+        let name = format!(
+            "{}.{}",
+            obj["metadata"]["name"].as_str().unwrap_or(""),
+            &hex::encode(Sha256::digest(reason.as_bytes()))[..16]
+        );
+        let now = now_rfc3339();
+        let result: ApiResult<()> = async {
+            match self.store.get(&EVENTS, Some("default"), &name).await? {
+                Some(mut ev) => {
+                    let count = ev["count"].as_i64().unwrap_or(1) + 1;
+                    ev["count"] = json!(count);
+                    ev["lastTimestamp"] = json!(now);
+                    ev["message"] = json!(message);
+                    self.store.update(&EVENTS, Some("default"), ev).await?;
+                }
+                None => {
+                    let ev = json!({
+                        "metadata": {"name": name, "namespace": "default"},
+                        "involvedObject": {
+                            "kind": "ETCDSnapshotFile",
+                            "apiVersion": "k3s.cattle.io/v1",
+                            "name": obj["metadata"]["name"],
+                            "uid": obj["metadata"]["uid"],
+                            "resourceVersion": obj["metadata"]["resourceVersion"],
+                        },
+                        "reason": reason,
+                        "message": message,
+                        "source": {"component": COMPONENT, "host": self.node},
+                        "firstTimestamp": now,
+                        "lastTimestamp": now,
+                        "count": 1,
+                        "type": kind,
+                        "reportingComponent": COMPONENT,
+                        "reportingInstance": self.node,
+                    });
+                    let lease = self.event_lease().await;
+                    self.store
+                        .create(&EVENTS, Some("default"), ev, lease)
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("cannot record event {reason} for {}: {}", name, e.message);
+        }
+    }
+
+    /// Brings the records of this node (and, when `s3` is given, of S3) in line with what
+    /// exists. `members`: the node names of current etcd members (`None`: unknown, keep every
+    /// node's records). `deleted`: names deleted by the operation (their records go at once).
+    pub async fn reconcile(
+        &self,
+        local: &[SnapshotRecord],
+        s3: Option<&[SnapshotRecord]>,
+        members: Option<&BTreeSet<String>>,
+        deleted: &[String],
+    ) -> ApiResult<Reconciled> {
+        let mut desired: BTreeMap<String, &SnapshotRecord> = BTreeMap::new();
+        for r in local.iter().chain(s3.into_iter().flatten()) {
+            desired.insert(object_name(r), r);
+        }
+        let mut owned = BTreeSet::from([self.node.clone()]);
+        if s3.is_some() {
+            owned.insert("s3".to_string());
+        }
+        let now = Utc::now();
+        let mut out = Reconciled::default();
+        for cr in self.store.list_all(&SNAPSHOT_FILES, None).await? {
+            let name = cr["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let label = cr["metadata"]["labels"][LABEL_STORAGE_NODE]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let snapshot = cr["spec"]["snapshotName"].as_str().unwrap_or("");
+            let orphan =
+                label != "s3" && members.is_some_and(|m| !m.is_empty() && !m.contains(&label));
+            if !owned.contains(&label) && !orphan {
+                continue;
+            }
+            if !orphan && let Some(rec) = desired.remove(&name) {
+                let want = obj_of(&EtcdSnapshotFile::from_record(rec, name.clone()));
+                if essence(&want) != essence(&cr) {
+                    self.upsert(rec).await?;
+                    out.updated += 1;
+                } else {
+                    out.kept += 1;
+                }
+                continue;
+            }
+            let failed_recently = cr["status"]["readyToUse"] == json!(false)
+                && parse_time(&cr["status"]["error"]["time"])
+                    .is_some_and(|t| now - t < FAILED_GRACE);
+            let s3_young = label == "s3"
+                && parse_time(&cr["metadata"]["creationTimestamp"])
+                    .is_some_and(|t| now - t < S3_GRACE);
+            let explicit = deleted.iter().any(|d| d == snapshot);
+            if !orphan && !explicit && (failed_recently || s3_young) {
+                out.kept += 1;
+                continue;
+            }
+            tracing::info!("Deleting ETCDSnapshotFile for {snapshot}");
+            match self.store.delete(&SNAPSHOT_FILES, None, &name, None).await {
+                Ok(gone) => {
+                    self.removed(&gone).await;
+                    out.deleted += 1;
+                }
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (name, rec) in desired {
+            tracing::info!("Creating ETCDSnapshotFile for {}", rec.name);
+            let _ = name;
+            self.upsert(rec).await?;
+            out.created += 1;
+        }
+        if let Err(e) = self.sync_legacy_configmap().await {
+            tracing::warn!(
+                "cannot update the legacy ConfigMap {LEGACY_CONFIGMAP}: {}",
+                e.message
+            );
+        }
+        Ok(out)
+    }
+
+    /// K3s's legacy ConfigMap: the records that carry extra metadata, by legacy key.
+    async fn sync_legacy_configmap(&self) -> ApiResult<()> {
+        let mut entries: Vec<(DateTime<Utc>, String, String)> = Vec::new();
+        for cr in self.store.list_all(&SNAPSHOT_FILES, None).await? {
+            let meta = &cr["spec"]["metadata"];
+            if meta.as_object().is_none_or(|m| m.is_empty()) {
+                continue;
+            }
+            let file = cr["spec"]["snapshotName"].as_str().unwrap_or("");
+            let s3 = cr["metadata"]["labels"][LABEL_STORAGE_NODE] == "s3";
+            let key = legacy_key(if s3 { "s3" } else { "local" }, file);
+            let created = parse_time(&cr["status"]["creationTime"]).unwrap_or_else(Utc::now);
+            let b64 = |v: &Value| {
+                base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
+            };
+            let mut rec = json!({
+                "name": file,
+                "location": cr["spec"]["location"],
+                "metadata": b64(meta),
+                "nodeName": cr["spec"]["nodeName"],
+                "createdAt": cr["status"]["creationTime"],
+                "size": cr["status"]["size"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+                "status": if cr["status"]["readyToUse"] == json!(true) { "successful" } else { "failed" },
+                "compressed": file.ends_with(".zip"),
+            });
+            if let Some(msg) = cr["status"]["error"]["message"].as_str() {
+                rec["message"] = json!(base64::engine::general_purpose::STANDARD.encode(msg));
+            }
+            if !cr["spec"]["s3"].is_null() {
+                rec["s3Config"] = cr["spec"]["s3"].clone();
+            }
+            entries.push((created, key, rec.to_string()));
+        }
+        entries.sort();
+        // Oldest first out, in steps of 4, until it fits (K3s's rule for "Too long").
+        let mut drop = 0;
+        loop {
+            let data: BTreeMap<&str, &str> = entries[drop.min(entries.len())..]
+                .iter()
+                .map(|(_, k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if size <= CONFIGMAP_LIMIT || data.is_empty() {
+                return self.write_legacy(&data).await;
+            }
+            drop += 4;
+        }
+    }
+
+    async fn write_legacy(&self, data: &BTreeMap<&str, &str>) -> ApiResult<()> {
+        let ns = Some("kube-system");
+        let cur = self.store.get(&CONFIGMAPS, ns, LEGACY_CONFIGMAP).await?;
+        let want = json!(data);
+        match cur {
+            None if data.is_empty() => Ok(()),
+            None => {
+                let cm = json!({"metadata": {"name": LEGACY_CONFIGMAP, "namespace": "kube-system"}, "data": want});
+                self.store
+                    .create(&CONFIGMAPS, ns, cm, None)
+                    .await
+                    .map(|_| ())
+            }
+            Some(cm) if cm["data"] == want || (cm["data"].is_null() && data.is_empty()) => Ok(()),
+            Some(mut cm) => {
+                cm["data"] = want;
+                self.store.update(&CONFIGMAPS, ns, cm).await.map(|_| ())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::FakeEtcd;
+
+    fn rec(name: &str, s3: bool) -> SnapshotRecord {
+        let t = crate::naming::parse_snapshot_time(name).unwrap_or_else(Utc::now);
+        SnapshotRecord {
+            name: name.into(),
+            key: name.into(),
+            location: if s3 {
+                format!("s3://b/f/{name}")
+            } else {
+                format!("file:///snaps/{name}")
+            },
+            node_name: if s3 { "s3".into() } else { "n1".into() },
+            node_source: s3.then(|| "n1".into()),
+            created_at: t,
+            modified: t,
+            size: 10,
+            status: SnapshotStatus::Successful,
+            message: None,
+            compressed: false,
+            metadata: None,
+            token_hash: Some("b4b83cda3099".into()),
+            s3: None,
+        }
+    }
+
+    fn records() -> (Arc<FakeEtcd>, Records) {
+        let etcd = Arc::new(FakeEtcd::new(1));
+        (etcd.clone(), Records::new(ObjectStore::new(etcd), "n1"))
+    }
+
+    async fn names(r: &Records) -> Vec<String> {
+        r.store()
+            .list_all(&SNAPSHOT_FILES, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn saved_records_have_k3s_names_and_events() {
+        let (_, r) = records();
+        let obj = r
+            .saved(&rec("on-demand-n1-1730308816", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            obj["metadata"]["name"],
+            crate::naming::record_object_name(
+                "local",
+                "on-demand-n1-1730308816",
+                "n1",
+                "file:///snaps/on-demand-n1-1730308816",
+                DateTime::from_timestamp(1730308816, 0).unwrap()
+            )
+        );
+        assert_eq!(obj["metadata"]["finalizers"][0], super::super::FINALIZER);
+        assert_eq!(obj["metadata"]["generation"], 1);
+        assert!(obj["metadata"]["uid"].is_string());
+        // Saving the same again changes nothing and emits no second event.
+        let again = r
+            .saved(&rec("on-demand-n1-1730308816", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            again["metadata"]["resourceVersion"],
+            obj["metadata"]["resourceVersion"]
+        );
+        let events = r.store().list_all(&EVENTS, Some("default")).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["reason"], "ETCDSnapshotCreated");
+        assert_eq!(
+            events[0]["message"],
+            "Snapshot on-demand-n1-1730308816 saved on n1"
+        );
+        assert_eq!(events[0]["source"]["component"], COMPONENT);
+        let s3 = r
+            .saved(&rec("on-demand-n1-1730308816", true))
+            .await
+            .unwrap();
+        assert_eq!(s3["metadata"]["labels"][LABEL_STORAGE_NODE], "s3");
+        assert_eq!(s3["spec"]["nodeName"], "n1");
+        let f = r
+            .failed("on-demand-n1-1730308817", "", "boom", None)
+            .await
+            .unwrap();
+        assert_eq!(f["status"]["readyToUse"], false);
+        assert_eq!(f["status"]["error"]["message"], "boom");
+        let events = r.store().list_all(&EVENTS, Some("default")).await.unwrap();
+        assert!(events.iter().any(|e| e["reason"] == "ETCDSnapshotFailed"
+            && e["message"] == "Failed to save snapshot on-demand-n1-1730308817 on n1: boom"));
+    }
+
+    #[tokio::test]
+    async fn reconcile_follows_the_files_with_k3s_grace_periods() {
+        let (_, r) = records();
+        let a = rec("etcd-snapshot-n1-100", false);
+        let b = rec("etcd-snapshot-n1-200", false);
+        let up = rec("etcd-snapshot-n1-200", true);
+        let st = r
+            .reconcile(
+                &[a.clone(), b.clone()],
+                Some(std::slice::from_ref(&up)),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(st.created, 3);
+        assert_eq!(
+            r.reconcile(
+                &[a.clone(), b.clone()],
+                Some(std::slice::from_ref(&up)),
+                None,
+                &[]
+            )
+            .await
+            .unwrap()
+            .kept,
+            3
+        );
+        // A file removed by hand: its record goes; the young S3 record stays a minute.
+        let st = r
+            .reconcile(std::slice::from_ref(&b), Some(&[]), None, &[])
+            .await
+            .unwrap();
+        assert_eq!((st.deleted, st.kept), (1, 2), "{st:?}");
+        // Explicitly deleted by the operation: gone at once.
+        let st = r
+            .reconcile(
+                std::slice::from_ref(&b),
+                Some(&[]),
+                None,
+                &["etcd-snapshot-n1-200".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(st.deleted, 1);
+        // Without S3 configured, S3 records are left alone.
+        r.saved(&up).await.unwrap();
+        let before = names(&r).await;
+        r.reconcile(std::slice::from_ref(&b), None, None, &[])
+            .await
+            .unwrap();
+        assert_eq!(names(&r).await, before);
+        // A failed record younger than 24 h survives a reconcile that does not see it.
+        r.failed("etcd-snapshot-n1-300", "", "disk full", None)
+            .await
+            .unwrap();
+        r.reconcile(std::slice::from_ref(&b), None, None, &[])
+            .await
+            .unwrap();
+        assert!(
+            names(&r)
+                .await
+                .iter()
+                .any(|n| n.contains("etcd-snapshot-n1-300"))
+        );
+        // Records of a node that is no longer a member go; S3 records stay.
+        let mut gone = rec("etcd-snapshot-n9-1", false);
+        gone.node_name = "n9".into();
+        r.saved(&gone).await.unwrap();
+        let members = BTreeSet::from(["n1".to_string()]);
+        r.reconcile(std::slice::from_ref(&b), None, Some(&members), &[])
+            .await
+            .unwrap();
+        let now = names(&r).await;
+        assert!(!now.iter().any(|n| n.contains("n9")), "{now:?}");
+        assert!(now.iter().any(|n| n.starts_with("s3-")), "{now:?}");
+        let events = r.store().list_all(&EVENTS, Some("default")).await.unwrap();
+        assert!(events.iter().any(|e| e["reason"] == "ETCDSnapshotDeleted"));
+    }
+
+    #[tokio::test]
+    async fn records_with_extra_metadata_reach_the_legacy_configmap() {
+        let (_, r) = records();
+        let mut a = rec("on-demand-n1-5", false);
+        a.metadata = Some(base64::engine::general_purpose::STANDARD.encode(r#"{"team":"db"}"#));
+        let b = rec("on-demand-n1-6", false);
+        r.reconcile(&[a.clone(), b], None, None, &[]).await.unwrap();
+        let cm = r
+            .store()
+            .get(&CONFIGMAPS, Some("kube-system"), LEGACY_CONFIGMAP)
+            .await
+            .unwrap()
+            .unwrap();
+        let data = cm["data"].as_object().unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["local-on-demand-n1-5"]);
+        let entry: Value =
+            serde_json::from_str(data["local-on-demand-n1-5"].as_str().unwrap()).unwrap();
+        assert_eq!(entry["status"], "successful");
+        assert_eq!(entry["nodeName"], "n1");
+        let md = base64::engine::general_purpose::STANDARD
+            .decode(entry["metadata"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&md).unwrap(),
+            json!({"team": "db"})
+        );
+    }
+}
