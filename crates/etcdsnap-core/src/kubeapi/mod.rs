@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use self::resources::{ResourceType, SECRETS, SNAPSHOT_FILES};
+use self::resources::{BUILTIN_NAMESPACES, NAMESPACES, ResourceType, SECRETS, SNAPSHOT_FILES};
 use self::select::Selector;
 use self::store::ObjectStore;
 
@@ -290,6 +290,8 @@ impl KubeApi {
             ["openapi", "v3"] => get_only(openapi_v3_root()),
             ["openapi", "v3", "api", "v1"] => get_only(openapi_v3_doc("", "v1")),
             ["openapi", "v3", "apis", g, v] => get_only(openapi_v3_doc(g, v)),
+            ["api", "v1", "namespaces"] => get_only(self.namespaces(None).await?),
+            ["api", "v1", "namespaces", name] => get_only(self.namespaces(Some(name)).await?),
             ["api", "v1", plural] => self.collection(ctx, &rt("", "v1", plural)?, None).await,
             ["api", "v1", "namespaces", ns, plural] => {
                 self.collection(ctx, &rt("", "v1", plural)?, Some(ns)).await
@@ -305,6 +307,33 @@ impl KubeApi {
                 "the server could not find the requested resource",
             )),
         }
+    }
+
+    /// The namespace `name`, or the list of all: the stored ones, else the built-in two.
+    async fn namespaces(&self, name: Option<&str>) -> ApiResult<Value> {
+        let mut items = self.store.list_all(&NAMESPACES, None).await?;
+        if items.is_empty() {
+            items = BUILTIN_NAMESPACES
+                .iter()
+                .map(|n| {
+                    json!({
+                        "apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": n},
+                        "spec": {"finalizers": ["kubernetes"]},
+                        "status": {"phase": "Active"},
+                    })
+                })
+                .collect();
+        }
+        let Some(name) = name else {
+            return Ok(json!({
+                "apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items,
+            }));
+        };
+        items
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .ok_or_else(|| ApiError::not_found(&NAMESPACES, name))
     }
 
     fn check_write(&self, rt: &ResourceType) -> ApiResult<()> {

@@ -90,6 +90,24 @@ pub const EVENTS: ResourceType = ResourceType {
     has_generation: false,
 };
 
+/// Namespaces, read only and served apart from [`ALL`]: kubectl reads one when an object in it
+/// is not found. A plain etcd has none stored, so `default` and `kube-system` are presented.
+pub const NAMESPACES: ResourceType = ResourceType {
+    group: "",
+    version: "v1",
+    plural: "namespaces",
+    singular: "namespace",
+    kind: "Namespace",
+    namespaced: false,
+    prefix: "/registry/namespaces",
+    short_names: &["ns"],
+    writable: false,
+    has_generation: false,
+};
+
+/// The namespaces a plain etcd presents.
+pub const BUILTIN_NAMESPACES: [&str; 2] = ["default", "kube-system"];
+
 /// Every served resource.
 pub const ALL: [&ResourceType; 4] = [&SNAPSHOT_FILES, &SECRETS, &CONFIGMAPS, &EVENTS];
 
@@ -100,7 +118,9 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 }
 
 fn verbs(rt: &ResourceType) -> Vec<&'static str> {
-    if rt.writable {
+    if rt == &NAMESPACES {
+        vec!["get", "list"]
+    } else if rt.writable {
         vec![
             "create", "delete", "get", "list", "patch", "update", "watch",
         ]
@@ -113,6 +133,7 @@ fn verbs(rt: &ResourceType) -> Vec<&'static str> {
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let resources: Vec<Value> = ALL
         .into_iter()
+        .chain([&NAMESPACES])
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
             let mut v = json!({

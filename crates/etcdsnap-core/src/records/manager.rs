@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{EtcdSnapshotFile, LABEL_STORAGE_NODE, object_name, storage_kind};
+use super::{
+    ANNOTATION_TOKEN_HASH, EtcdSnapshotFile, LABEL_STORAGE_NODE, object_name, storage_kind,
+};
 use crate::kubeapi::resources::{CONFIGMAPS, EVENTS, SNAPSHOT_FILES};
 use crate::kubeapi::store::{ObjectStore, now_rfc3339};
 use crate::kubeapi::{ApiError, ApiResult};
@@ -303,9 +305,17 @@ impl Records {
                 continue;
             }
             if !orphan && let Some(rec) = desired.remove(&name) {
-                let want = obj_of(&EtcdSnapshotFile::from_record(rec, name.clone()));
+                // A file listed from disk does not know the token that saved it; the record
+                // written at the save does, and keeps it.
+                let mut rec = rec.clone();
+                if rec.token_hash.is_none() {
+                    rec.token_hash = cr["metadata"]["annotations"][ANNOTATION_TOKEN_HASH]
+                        .as_str()
+                        .map(str::to_string);
+                }
+                let want = obj_of(&EtcdSnapshotFile::from_record(&rec, name.clone()));
                 if essence(&want) != essence(&cr) {
-                    self.upsert(rec).await?;
+                    self.upsert(&rec).await?;
                     out.updated += 1;
                 } else {
                     out.kept += 1;

@@ -304,16 +304,33 @@ fn not_ready_message(state: &ServerState) -> String {
 }
 
 /// Resolves the request once, connects the S3 store it names (K3s checks the client before
-/// doing anything, so a bad S3 setting writes nothing), and runs it.
+/// doing anything, so a bad S3 setting writes nothing), and runs it. A save whose settings
+/// come from the config Secret is the exception: the Secret can change under a running
+/// server, so a store that cannot be connected makes a recorded S3 failure beside the local
+/// snapshot, as scheduled saves do.
 async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Response> {
     let op = resolve(req, &state.snapshots)?;
-    let remote = match op.s3() {
-        Some(cfg) => Some(Remote {
-            store: state.engine.connect(&S3Target::new(cfg.clone())?).await?,
-            retention: cfg.retention,
-            spec: Some(cfg.spec()),
-        }),
-        None => None,
+    let secret_save =
+        matches!(op, Operation::Save { .. }) && op.s3().is_some_and(|c| c.uses_config_secret());
+    let (remote, save_remote) = match op.s3() {
+        Some(cfg) if secret_save => {
+            let target = S3Target::new(cfg.clone())?;
+            let plan = super::scheduler::remote_plan(&state.engine, &target).await;
+            let ready = match &plan {
+                RemotePlan::Ready(r) => Some(r.clone()),
+                _ => None,
+            };
+            (ready, plan)
+        }
+        Some(cfg) => {
+            let r = Remote {
+                store: state.engine.connect(&S3Target::new(cfg.clone())?).await?,
+                retention: cfg.retention,
+                spec: Some(cfg.spec()),
+            };
+            (Some(r.clone()), RemotePlan::Ready(r))
+        }
+        None => (None, RemotePlan::None),
     };
     let engine = &state.engine;
     let store = remote.as_ref().map(|r| &r.store);
@@ -335,7 +352,7 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
                 dir: dir.clone(),
                 compress,
                 retention,
-                remote: remote.clone().map_or(RemotePlan::None, RemotePlan::Ready),
+                remote: save_remote,
             };
             let r = engine.save(&plan).await;
             reconcile(

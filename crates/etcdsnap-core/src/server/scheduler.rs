@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::ServerState;
 use crate::snapshot::plan::{Remote, RemotePlan, SavePlan};
+use crate::store::s3::S3Target;
 
 /// How long a scheduled snapshot waits for an on-demand save that is running.
 pub const SAVE_WAIT: Duration = Duration::from_secs(15 * 60);
@@ -23,31 +24,36 @@ fn jitter() -> Duration {
     Duration::from_millis(ms)
 }
 
+/// The remote part of a save that goes on without S3 when the store cannot be connected: no
+/// S3 when the config Secret cannot be read (as K3s skips it), else a recorded failure.
+pub(super) async fn remote_plan(engine: &crate::snapshot::Engine, target: &S3Target) -> RemotePlan {
+    match engine.connect(target).await {
+        Ok(store) => RemotePlan::Ready(Remote {
+            store,
+            retention: target.config().retention,
+            spec: Some(target.config().spec()),
+        }),
+        Err(e)
+            if e.to_string()
+                .contains("failed to get etcd S3 config secret") =>
+        {
+            tracing::warn!("snapshot without S3: {e}");
+            RemotePlan::None
+        }
+        Err(e) => RemotePlan::Failed {
+            message: e.to_string(),
+            spec: Some(target.config().spec()),
+        },
+    }
+}
+
 /// The server's own settings as a save; an S3 store that cannot be connected does not stop the
 /// local snapshot (K3s records the failure and carries on).
 async fn scheduled_plan(state: &ServerState) -> SavePlan {
     let s = &state.snapshots;
     let remote = match &s.s3 {
         None => RemotePlan::None,
-        Some(target) => match state.engine.connect(target).await {
-            Ok(store) => RemotePlan::Ready(Remote {
-                store,
-                retention: target.config().retention,
-                spec: Some(target.config().spec()),
-            }),
-            Err(e)
-                if e.to_string()
-                    .contains("failed to get etcd S3 config secret") =>
-            {
-                // K3s skips S3 for scheduled snapshots when the Secret cannot be read.
-                tracing::warn!("scheduled snapshot without S3: {e}");
-                RemotePlan::None
-            }
-            Err(e) => RemotePlan::Failed {
-                message: e.to_string(),
-                spec: Some(target.config().spec()),
-            },
-        },
+        Some(target) => remote_plan(&state.engine, target).await,
     };
     SavePlan {
         prefix: s.name.clone(),

@@ -264,7 +264,12 @@ impl Engine {
         result.created.push(written.file_name.clone());
         if let Some(records) = &self.records {
             match local.record_for(&written.path) {
-                Ok(rec) => {
+                Ok(mut rec) => {
+                    // A file does not say which token saved it; the save does (K3s annotates
+                    // records of successful saves).
+                    if !self.cfg.token_hash.is_empty() {
+                        rec.token_hash = Some(self.cfg.token_hash.clone());
+                    }
                     if let Err(e) = records.saved(&rec).await {
                         tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message);
                     }

