@@ -479,10 +479,11 @@ pub struct VerifyReport {
 
 /// `verify`: the trailer, then the whole bbolt structure and etcd's revision keys. The first
 /// problem is an [`Error::Integrity`]; a structural problem is named before a trailer mismatch
-/// (it says where the damage is). A file without a trailer (a raw `member/snap/db`) passes on
-/// its structure alone, and the report says so.
-pub fn verify(o: &Opened) -> Result<VerifyReport> {
-    let (checked, trailer) = with_trailer(o, true, || -> Result<_> {
+/// (it says where the damage is). A file without a trailer is refused (a snapshot cut at a page
+/// boundary may look whole otherwise) unless `skip_hash_check`, which checks the structure
+/// alone, for a raw `member/snap/db`.
+pub fn verify(o: &Opened, skip_hash_check: bool) -> Result<VerifyReport> {
+    let (checked, trailer) = with_trailer(o, !skip_hash_check, || -> Result<_> {
         let db = o.db()?;
         db.verify()?;
         let revision = db.status()?.revision;
@@ -493,7 +494,8 @@ pub fn verify(o: &Opened) -> Result<VerifyReport> {
             db.txid(),
         ))
     });
-    let trailer = trailer.unwrap_or_else(|| check_trailer(&o.raw));
+    let unchecked = Ok(Trailer::Absent { size: 0 });
+    let trailer = trailer.unwrap_or(unchecked);
     let name = &o.info.name;
     let (pages, page_size, revision, txid) = match checked {
         Ok(c) => c,
@@ -505,7 +507,7 @@ pub fn verify(o: &Opened) -> Result<VerifyReport> {
                 }
                 _ => "",
             };
-            let m = if m.starts_with(name.as_str()) {
+            let m = if m.contains(name.as_str()) {
                 m
             } else {
                 format!("{name}: {m}")
@@ -515,11 +517,20 @@ pub fn verify(o: &Opened) -> Result<VerifyReport> {
         Err(e) => return Err(e),
     };
     let trailer = trailer?;
-    if let Trailer::Mismatch { .. } = trailer {
-        return Err(Error::Integrity(format!(
-            "{name}: {}",
-            trailer.problem().unwrap_or_default()
-        )));
+    match &trailer {
+        Trailer::Mismatch { .. } => {
+            return Err(Error::Integrity(format!(
+                "{name}: {}",
+                trailer.problem().unwrap_or_default()
+            )));
+        }
+        Trailer::Absent { .. } if !skip_hash_check => {
+            return Err(Error::Integrity(format!(
+                "{name}: {}; its structure is intact. For a raw database file pass --skip-hash-check to check the structure alone",
+                trailer.problem().unwrap_or_default()
+            )));
+        }
+        _ => {}
     }
     Ok(VerifyReport {
         trailer,

@@ -10,6 +10,8 @@ mod badinput;
 mod config_file;
 #[path = "integration/faults.rs"]
 mod faults;
+#[path = "integration/inspect.rs"]
+mod inspect;
 #[path = "integration/restore.rs"]
 mod restore;
 #[path = "integration/s3.rs"]

@@ -157,6 +157,10 @@ pub struct VerifyArgs {
     pub flags: ReadFlags,
     /// Snapshot file (raw or .zip), a name in the snapshot dir, or with --s3 a name in the bucket
     pub snapshot: Option<String>,
+    /// Check the structure only, not the SHA-256 trailer: for a raw database file
+    /// (member/snap/db), which has none
+    #[arg(long = "skip-hash-check", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub skip_hash_check: bool,
 }
 
 #[derive(Debug, Args)]
