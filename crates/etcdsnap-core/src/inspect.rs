@@ -44,7 +44,7 @@ pub enum Source {
     /// A file on this machine, raw or `.zip`.
     Path(PathBuf),
     /// An object of the S3 folder, by file name.
-    S3 { target: S3Target, name: String },
+    S3 { target: Box<S3Target>, name: String },
 }
 
 /// Resolves what the user gave: a path that exists is used as it is; otherwise a plain name is
@@ -66,7 +66,7 @@ pub fn resolve(arg: &str, snapshot_dir: &Path, s3: Option<&S3Target>) -> Result<
     }
     if let Some(target) = s3 {
         return Ok(Source::S3 {
-            target: target.clone(),
+            target: Box::new(target.clone()),
             name: arg.to_string(),
         });
     }

@@ -707,6 +707,180 @@ pub(crate) mod tests {
         env
     }
 
+    fn varint_field(number: u64, v: u64) -> Vec<u8> {
+        let mut out = vec![(number << 3) as u8];
+        let mut v = v;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn map_entry(number: u64, k: &[u8], v: &[u8]) -> Vec<u8> {
+        len_field(number, &[len_field(1, k), len_field(2, v)].concat())
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8], encoding: &str) -> Vec<u8> {
+        let type_meta = [
+            len_field(1, api_version.as_bytes()),
+            len_field(2, kind.as_bytes()),
+        ]
+        .concat();
+        [
+            b"k8s\0".to_vec(),
+            len_field(1, &type_meta),
+            len_field(2, raw),
+            len_field(3, encoding.as_bytes()),
+            len_field(4, b""),
+        ]
+        .concat()
+    }
+
+    fn meta(name: &str, ns: &str) -> Vec<u8> {
+        [
+            len_field(1, name.as_bytes()),
+            len_field(3, ns.as_bytes()),
+            len_field(5, b"uid-1"),
+            len_field(6, b"42"),
+            len_field(
+                8,
+                &[varint_field(1, 1_704_164_645), varint_field(2, 5)].concat(),
+            ),
+            len_field(9, &varint_field(1, 1_704_164_700)),
+            varint_field(10, 30),
+            map_entry(11, b"app", b"db"),
+            map_entry(12, b"note", b"x"),
+            len_field(
+                13,
+                &[
+                    len_field(1, b"ReplicaSet"),
+                    len_field(3, b"rs"),
+                    len_field(4, b"uid-rs"),
+                    len_field(5, b"apps/v1"),
+                    varint_field(6, 1),
+                ]
+                .concat(),
+            ),
+            len_field(14, b"f1"),
+        ]
+        .concat()
+    }
+
+    /// A protobuf Secret `default/db` of type Opaque with `password: hunter2`.
+    pub(crate) fn proto_secret() -> Vec<u8> {
+        let raw = [
+            len_field(1, &meta("db", "default")),
+            map_entry(2, b"password", b"hunter2"),
+            len_field(3, b"Opaque"),
+        ]
+        .concat();
+        envelope("v1", "Secret", &raw, "")
+    }
+
+    #[test]
+    fn decodes_secret_configmap_and_metadata_of_other_kinds() {
+        let o = decode_protobuf(&proto_secret()[4..]).unwrap();
+        assert_eq!(
+            (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
+            ("Secret", "default", "db")
+        );
+        assert_eq!(o.note, None);
+        assert_eq!(
+            o.object,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "data": {"password": "aHVudGVyMg=="},
+                "metadata": {
+                    "name": "db",
+                    "namespace": "default",
+                    "uid": "uid-1",
+                    "resourceVersion": "42",
+                    "creationTimestamp": "2024-01-02T03:04:05Z",
+                    "deletionTimestamp": "2024-01-02T03:05:00Z",
+                    "deletionGracePeriodSeconds": 30,
+                    "labels": {"app": "db"},
+                    "annotations": {"note": "x"},
+                    "ownerReferences": [{
+                        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                        "uid": "uid-rs", "controller": true
+                    }],
+                    "finalizers": ["f1"]
+                }
+            })
+        );
+        let cm = [
+            len_field(1, &meta("c", "ns")),
+            map_entry(2, b"k", b"v"),
+            map_entry(3, b"b", &[0, 255]),
+            varint_field(4, 1),
+        ]
+        .concat();
+        let o = decode_protobuf(&envelope("v1", "ConfigMap", &cm, "")[4..]).unwrap();
+        assert_eq!(o.object["data"], json!({"k": "v"}));
+        assert_eq!(o.object["binaryData"], json!({"b": "AP8="}));
+        assert_eq!(o.object["immutable"], json!(true));
+        let dep = [
+            len_field(1, &meta("web", "default")),
+            len_field(2, &varint_field(1, 3)),
+        ]
+        .concat();
+        let o = decode_protobuf(&envelope("apps/v1", "Deployment", &dep, "")[4..]).unwrap();
+        assert_eq!(o.object["metadata"]["labels"], json!({"app": "db"}));
+        assert!(o.object.get("spec").is_none());
+        assert!(o.note.unwrap().contains("the rest of the Deployment"));
+        let o = decode_protobuf(&envelope("v1", "Secret", b"\xff", "gzip")[4..]).unwrap();
+        assert!(o.note.unwrap().contains("gzip"));
+        assert!(o.object.get("metadata").is_none());
+        assert!(decode_protobuf(&envelope("v1", "Secret", b"\x0a\xff", "")[4..]).is_err());
+    }
+
+    #[test]
+    fn encryption_headers() {
+        let e = encrypted(b"k8s:enc:aescbc:v1:key1:\x00:\x01").unwrap();
+        assert_eq!(
+            (
+                e.provider.as_str(),
+                e.version.as_str(),
+                e.key.as_str(),
+                e.size
+            ),
+            ("aescbc", "v1", "key1", 26)
+        );
+        let e = encrypted(b"k8s:enc:secretbox").unwrap();
+        assert_eq!((e.provider.as_str(), e.key.as_str()), ("", ""));
+        assert!(encrypted(b"k8s\0abc").is_none());
+    }
+
+    #[test]
+    fn json_peek_reads_identity_only() {
+        let v = br#"{"kind":"Secret","apiVersion":"v1","type":"Opaque","metadata":{"name":"s","namespace":"n","labels":{"a":"b"}},"data":{"x":"eA==","y":"eQ=="},"extra":[1,{"z":null}]}"#;
+        let id = peek_json(v).unwrap().unwrap();
+        assert_eq!(
+            id,
+            Ident {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                name: "s".into(),
+                namespace: "n".into(),
+                encoding: Some(Encoding::Json),
+                secret_type: Some("Opaque".into()),
+                data_keys: vec!["x".into(), "y".into()],
+            }
+        );
+        let full = from_json(serde_json::from_slice(v).unwrap()).unwrap();
+        assert_eq!(full.ident(), id);
+        assert_eq!(peek_json(br#"{"a":1}"#).unwrap(), None);
+        assert_eq!(peek_json(b"[1]").unwrap(), None);
+        assert!(peek_json(b"{oops").is_err());
+    }
+
     #[test]
     fn reads_uid_from_protobuf_and_json() {
         let uid = "6a0b9c55-1f0e-4a43-9d62-2f3d3b1c1a10";

@@ -18,7 +18,7 @@ mod crc32c;
 mod mvcc;
 mod page;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
