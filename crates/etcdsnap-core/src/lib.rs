@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod etcd;
 pub mod fsutil;
+pub mod inspect;
 pub mod kube;
 pub mod kubeapi;
 pub mod naming;

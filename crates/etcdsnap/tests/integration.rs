@@ -10,6 +10,8 @@ mod badinput;
 mod config_file;
 #[path = "integration/faults.rs"]
 mod faults;
+#[path = "integration/inspect.rs"]
+mod inspect;
 #[path = "integration/records.rs"]
 mod records;
 #[path = "integration/restore.rs"]

@@ -1,59 +1,30 @@
 //! CRC-32C (Castagnoli), the checksum of `etcdutl snapshot status`'s hash.
 //!
-//! Implemented here rather than taken from a crate: the workspace's only CRC crate is
-//! `crc32fast`, which computes the IEEE polynomial, and a byte-wise table lookup is a dozen
-//! lines. Status reads every byte once, so its speed is bounded by the disk, not this loop.
-
-/// The reflected Castagnoli polynomial.
-const POLY: u32 = 0x82F6_3B78;
-
-/// One entry per byte value: the CRC of that byte alone, built at compile time.
-const TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut n = 0;
-    while n < 256 {
-        let mut c = n as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            bit += 1;
-        }
-        table[n] = c;
-        n += 1;
-    }
-    table
-};
+//! The `crc32c` crate computes it with the CPU's CRC instructions (SSE 4.2, ARMv8) and falls
+//! back to tables elsewhere: status checksums every byte of the database, and a byte-wise table
+//! (about 0.4 GB/s) made it slower than reading the file from the page cache.
 
 /// A running CRC-32C, fed in pieces like Go's `hash.Hash32`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Crc32c {
+    /// The checksum of the bytes so far, in its final form (`crc32c_append` continues it).
     state: u32,
-}
-
-impl Default for Crc32c {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Crc32c {
     /// The CRC of no bytes so far.
     pub fn new() -> Self {
-        Crc32c { state: !0 }
+        Crc32c { state: 0 }
     }
 
     /// Adds `bytes` to the checksum.
     pub fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.state;
-        for &b in bytes {
-            c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.state = c;
+        self.state = crc32c::crc32c_append(self.state, bytes);
     }
 
     /// The checksum of every byte added so far.
     pub fn finish(&self) -> u32 {
-        !self.state
+        self.state
     }
 }
 

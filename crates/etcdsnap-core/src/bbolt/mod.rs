@@ -18,7 +18,7 @@ mod crc32c;
 mod mvcc;
 mod page;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crc32c::Crc32c;
-pub use mvcc::{KeyValue, MvccEntry, MvccIter, Revision};
+pub use mvcc::{Heads, KeyHead, KeyValue, MvccEntry, MvccIter, Revision};
 
 use crate::{Error, Result};
 use page::{BUCKET_FLAG, HEADER, Header, Page, Place};

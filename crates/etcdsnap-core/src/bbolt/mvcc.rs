@@ -42,6 +42,20 @@ pub struct Revision {
     pub tombstone: bool,
 }
 
+impl Revision {
+    /// The key of bucket `key` this revision is stored under.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(18);
+        k.extend_from_slice(&(self.main as u64).to_be_bytes());
+        k.push(b'_');
+        k.extend_from_slice(&(self.sub as u64).to_be_bytes());
+        if self.tombstone {
+            k.push(b't');
+        }
+        k
+    }
+}
+
 /// Decodes a revision key; the error says what is wrong with it.
 pub(crate) fn parse_revision(k: &[u8]) -> std::result::Result<Revision, String> {
     let tombstone = match k.len() {
@@ -164,10 +178,8 @@ impl Db {
         Ok(rev)
     }
 
-    /// The key space at revision `rev` (the latest when `None`): each user key's newest entry
-    /// with main revision ≤ `rev`, unless that entry is a deletion. A revision below the
-    /// compacted one, or above the newest, is an [`Error::InvalidInput`], as etcd answers.
-    pub fn keyspace_at(&self, rev: Option<i64>) -> Result<BTreeMap<Vec<u8>, KeyValue>> {
+    /// Checks a requested revision against the compacted one; returns the compacted revision.
+    fn check_requested(&self, rev: Option<i64>) -> Result<Option<i64>> {
         let compacted = self.compacted_revision()?;
         if let Some(r) = rev {
             if r <= 0 {
@@ -183,6 +195,14 @@ impl Db {
                 )));
             }
         }
+        Ok(compacted)
+    }
+
+    /// The key space at revision `rev` (the latest when `None`): each user key's newest entry
+    /// with main revision ≤ `rev`, unless that entry is a deletion. A revision below the
+    /// compacted one, or above the newest, is an [`Error::InvalidInput`], as etcd answers.
+    pub fn keyspace_at(&self, rev: Option<i64>) -> Result<BTreeMap<Vec<u8>, KeyValue>> {
+        let compacted = self.check_requested(rev)?;
         let mut live = BTreeMap::new();
         let mut newest = compacted.unwrap_or(0);
         let mut stopped = false;
@@ -200,14 +220,141 @@ impl Db {
                 live.insert(kv.key.clone(), kv);
             }
         }
-        if let Some(r) = rev
-            && !stopped
-            && r > newest
-        {
-            return Err(Error::InvalidInput(format!(
-                "revision {r} is a future revision: the newest in this database is {newest}"
-            )));
-        }
+        future_check(rev, stopped, newest)?;
         Ok(live)
     }
+
+    /// Like [`Db::keyspace_at`], without the values: each live key's revisions, version, lease
+    /// and the revision its entry is stored under (for [`Db::kv_at`]), for the keys `keep`
+    /// accepts. Values are skipped while decoding, so memory grows with the keys only.
+    pub fn heads_at(&self, rev: Option<i64>, mut keep: impl FnMut(&[u8]) -> bool) -> Result<Heads> {
+        let compacted = self.check_requested(rev)?;
+        let bucket = self.bucket(b"key")?.ok_or_else(|| {
+            Error::Integrity("no bucket named key: this is not an etcd database".into())
+        })?;
+        let mut live = BTreeMap::new();
+        let mut newest = compacted.unwrap_or(0);
+        let mut latest = 0;
+        let mut stopped = false;
+        for item in bucket.iter() {
+            let (k, v) = item?;
+            let revision = parse_revision(&k).map_err(|why| {
+                Error::Integrity(format!(
+                    "bucket key: key {} is not an etcd revision: {why}",
+                    show_key(&k)
+                ))
+            })?;
+            if rev.is_some_and(|r| revision.main > r) {
+                stopped = true;
+                break;
+            }
+            newest = newest.max(revision.main);
+            latest = revision.main;
+            let Value::Bytes(v) = v else {
+                return Err(Error::Integrity(format!(
+                    "bucket key: revision {}_{} is a nested bucket, not a KeyValue",
+                    revision.main, revision.sub
+                )));
+            };
+            let head = KvHead::decode(v.as_slice()).map_err(|e| {
+                Error::Integrity(format!(
+                    "bucket key: the value of revision {}_{} is not an mvccpb.KeyValue: {e}",
+                    revision.main, revision.sub
+                ))
+            })?;
+            if !keep(&head.key) {
+                continue;
+            }
+            if revision.tombstone {
+                live.remove(&head.key);
+            } else {
+                live.insert(
+                    head.key,
+                    KeyHead {
+                        create_revision: head.create_revision,
+                        mod_revision: head.mod_revision,
+                        version: head.version,
+                        lease: head.lease,
+                        revision,
+                    },
+                );
+            }
+        }
+        future_check(rev, stopped, newest)?;
+        Ok(Heads {
+            revision: rev.unwrap_or(latest),
+            compacted,
+            keys: live,
+        })
+    }
+
+    /// The entry stored under `revision` in bucket `key`.
+    pub fn kv_at(&self, revision: Revision) -> Result<KeyValue> {
+        let bucket = self.bucket(b"key")?.ok_or_else(|| {
+            Error::Integrity("no bucket named key: this is not an etcd database".into())
+        })?;
+        let what = format!("revision {}_{}", revision.main, revision.sub);
+        match bucket.get(&revision.key())? {
+            Some(Value::Bytes(v)) => KeyValue::decode(v.as_slice()).map_err(|e| {
+                Error::Integrity(format!(
+                    "bucket key: the value of {what} is not an mvccpb.KeyValue: {e}"
+                ))
+            }),
+            Some(Value::Bucket(_)) => Err(Error::Integrity(format!(
+                "bucket key: {what} is a nested bucket, not a KeyValue"
+            ))),
+            None => Err(Error::Integrity(format!(
+                "bucket key: {what} was listed but cannot be found again: the tree is inconsistent"
+            ))),
+        }
+    }
+}
+
+/// A revision above the newest one stored is an error, as etcd answers it.
+fn future_check(rev: Option<i64>, stopped: bool, newest: i64) -> Result<()> {
+    if let Some(r) = rev
+        && !stopped
+        && r > newest
+    {
+        return Err(Error::InvalidInput(format!(
+            "revision {r} is a future revision: the newest in this database is {newest}"
+        )));
+    }
+    Ok(())
+}
+
+/// `mvccpb.KeyValue` without its value (field 5 is skipped while decoding, not copied).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+struct KvHead {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    create_revision: i64,
+    #[prost(int64, tag = "3")]
+    mod_revision: i64,
+    #[prost(int64, tag = "4")]
+    version: i64,
+    #[prost(int64, tag = "6")]
+    lease: i64,
+}
+
+/// A live key without its value, as [`Db::heads_at`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyHead {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    /// Where the entry is stored: [`Db::kv_at`] reads its value.
+    pub revision: Revision,
+}
+
+/// The key space at one revision, without values.
+#[derive(Clone, Debug, Default)]
+pub struct Heads {
+    /// The revision asked for, or the newest stored one.
+    pub revision: i64,
+    /// The revision below which history is gone, if the database was compacted.
+    pub compacted: Option<i64>,
+    pub keys: BTreeMap<Vec<u8>, KeyHead>,
 }

@@ -51,6 +51,12 @@ impl TrailerHasher {
         self.total
     }
 
+    /// What was seen: the total size, the SHA-256 of everything but the last 32 bytes, and those
+    /// bytes (fewer when the stream was shorter), for callers that report rather than refuse.
+    pub fn into_parts(self) -> (u64, [u8; 32], Vec<u8>) {
+        (self.total, self.hasher.finalize().into(), self.tail)
+    }
+
     /// Checks size and digest. Returns the size of the whole snapshot (trailer included).
     pub fn finish(self) -> Result<u64> {
         if self.total < (TRAILER as u64) || self.total % 512 != TRAILER as u64 {

@@ -222,6 +222,15 @@ impl S3Store {
         keys::object_key(&self.folder, file_name)
     }
 
+    /// The node that uploaded `file_name` (its `K3s-Node-Name` metadata), as far as this store
+    /// has seen the object: after a download or a listing with node metadata.
+    pub fn uploaded_by(&self, file_name: &str) -> Option<String> {
+        let cache = self.meta_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&self.key(file_name))
+            .and_then(|c| c.node_name.clone())
+    }
+
     /// `s3://<bucket>/<key>`.
     pub fn location(&self, file_name: &str) -> String {
         keys::location(&self.cfg.bucket, &self.key(file_name))

@@ -1,5 +1,6 @@
 //! `etcdsnap etcd-snapshot save|delete|ls|prune`: each is one request to the running server, as
-//! in K3s, so on-demand and scheduled snapshots share one code path and one lock.
+//! in K3s, so on-demand and scheduled snapshots share one code path and one lock. `restore`,
+//! `status`, `verify` and `inspect` run here, on files of this machine (or downloaded from S3).
 
 use std::time::Duration;
 
@@ -100,6 +101,9 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
             }
         }
         SnapshotAction::Restore(a) => restore(&a).await?,
+        SnapshotAction::Status(a) => super::inspect::status(&a).await?,
+        SnapshotAction::Verify(a) => super::inspect::verify(&a).await?,
+        SnapshotAction::Inspect(a) => super::inspect::inspect(&a).await?,
         SnapshotAction::Ls(a) => {
             let format = Format::parse(&a.output)?;
             let mut req = request(&a.flags, Operation::List)?;

@@ -6,6 +6,7 @@ pub mod argv;
 pub mod client;
 pub mod config_file;
 pub mod etcd_snapshot;
+pub mod inspect;
 pub mod render;
 pub mod s3;
 pub mod server;
@@ -94,6 +95,102 @@ pub enum SnapshotAction {
     /// Write a restored etcd data dir from a snapshot (local file, .zip, or S3 object), for an
     /// etcd cluster you run yourself; the embedded etcd is restored with `server --cluster-reset`
     Restore(Box<RestoreArgs>),
+    /// Show a snapshot's hash, revision, total keys and size (as `etcdutl snapshot status`),
+    /// its SHA-256 trailer, sizes, node and creation time; runs locally
+    Status(Box<StatusArgs>),
+    /// Check a snapshot: its SHA-256 trailer and the whole bbolt structure; runs locally
+    Verify(Box<VerifyArgs>),
+    /// List the keys of a snapshot at a revision, with Kubernetes objects decoded, or compare
+    /// two snapshots (--diff); runs locally
+    Inspect(Box<InspectArgs>),
+}
+
+/// How `status`, `verify` and `inspect` find a snapshot. They read files on this machine and
+/// never talk to the server; the server's connection flags are accepted (and unused) so that
+/// the flag set and config files of the other subcommands work here too.
+#[derive(Debug, Args, Clone)]
+pub struct ReadFlags {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Turn on debug logs
+    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub debug: bool,
+    /// Folder to hold state, whose server/db/snapshots is searched for snapshot names
+    /// (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
+    #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory to look snapshot names up in (default: <data-dir>/server/db/snapshots)
+    #[arg(long = "dir", alias = "etcd-snapshot-dir")]
+    pub dir: Option<PathBuf>,
+    /// Unused: these subcommands run locally
+    #[arg(short = 's', long = "etcd-server", hide = true)]
+    pub etcd_server: Option<String>,
+    /// Unused: these subcommands run locally
+    #[arg(short = 't', long = "etcd-token", hide = true)]
+    pub etcd_token: Option<String>,
+    /// Unused: these subcommands run locally
+    #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME", hide = true)]
+    pub node_name: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub flags: ReadFlags,
+    /// Snapshot file (raw or .zip), a name in the snapshot dir, or with --s3 a name in the bucket
+    pub snapshot: Option<String>,
+    /// Output format: table or json
+    #[arg(short = 'w', long = "write-out", default_value = "table")]
+    pub write_out: String,
+    /// Do not hash the file to check its SHA-256 trailer (etcdutl's status does not either);
+    /// a .zip is still checked while it is decompressed
+    #[arg(long = "skip-hash-check", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub skip_hash_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub flags: ReadFlags,
+    /// Snapshot file (raw or .zip), a name in the snapshot dir, or with --s3 a name in the bucket
+    pub snapshot: Option<String>,
+    /// Check the structure only, not the SHA-256 trailer: for a raw database file
+    /// (member/snap/db), which has none
+    #[arg(long = "skip-hash-check", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub skip_hash_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub flags: ReadFlags,
+    /// Snapshot file (raw or .zip), a name in the snapshot dir, or with --s3 a name in the bucket
+    pub snapshot: Option<String>,
+    /// Only keys starting with this prefix
+    #[arg(long = "prefix")]
+    pub prefix: Option<String>,
+    /// The revision to show the key space at (default: the latest)
+    #[arg(long = "rev")]
+    pub rev: Option<i64>,
+    /// Keys, revisions and leases only, no values
+    #[arg(long = "keys-only", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub keys_only: bool,
+    /// Output format: table, json or yaml
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+    /// Only Kubernetes objects of this kind (Secret) or resource (secrets)
+    #[arg(long = "kind")]
+    pub kind: Option<String>,
+    /// Only Kubernetes objects in this namespace
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
+    /// Compare with this snapshot instead (both at their latest revisions): keys added,
+    /// removed and changed from SNAPSHOT to OTHER
+    #[arg(long = "diff", value_name = "OTHER")]
+    pub diff: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! etcd 3.4 and 3.5 snapshots compared with etcd's own tools ([`oracle`]), and corrupt files
 //! ([`corrupt`]). [`build`] writes small bbolt files; [`fixture`] runs a real etcd.
 
-mod build;
+pub(crate) mod build;
 mod corrupt;
 mod fixture;
 mod oracle;

@@ -83,6 +83,12 @@ fn compare(fx: &Fixture) {
             live,
             "etcd {v}: key space at revision {rev}"
         );
+        // The same without values, each value read back by its revision.
+        let heads = db.heads_at(Some(*rev), |_| true).unwrap();
+        assert_eq!(heads.keys.len(), live.len(), "etcd {v}: heads at {rev}");
+        for (k, h) in &heads.keys {
+            assert_eq!(&db.kv_at(h.revision).unwrap(), &live[k], "etcd {v}: {k:?}");
+        }
     }
     match db.keyspace_at(Some(fx.compacted - 1)) {
         Err(Error::InvalidInput(m)) => assert!(m.contains("compacted"), "{m}"),

@@ -212,3 +212,37 @@ fn synthetic_corruption_is_named() {
     b[at(7) + 12..at(7) + 16].copy_from_slice(&9u32.to_le_bytes());
     check(&b, &["page 7", "overflow", "high-water mark"]);
 }
+
+#[test]
+fn heads_list_the_key_space_without_values() {
+    let s = sample(4096);
+    let f = temp_file(&s.bytes);
+    let db = Db::open(f.path()).unwrap();
+    for rev in [None, Some(2), Some(3), Some(4)] {
+        let full = db.keyspace_at(rev).unwrap();
+        let heads = db.heads_at(rev, |_| true).unwrap();
+        assert_eq!(heads.revision, rev.unwrap_or(4));
+        assert_eq!(heads.compacted, Some(2));
+        assert_eq!(
+            heads.keys.keys().collect::<Vec<_>>(),
+            full.keys().collect::<Vec<_>>(),
+            "rev {rev:?}"
+        );
+        for (k, h) in &heads.keys {
+            let kv = &full[k];
+            assert_eq!(
+                (h.create_revision, h.mod_revision, h.version, h.lease),
+                (kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+            );
+            assert_eq!(&db.kv_at(h.revision).unwrap(), kv);
+        }
+    }
+    let only_b = db.heads_at(Some(2), |k| k == b"b").unwrap();
+    assert_eq!(only_b.keys.len(), 1);
+    assert!(
+        matches!(db.heads_at(Some(1), |_| true), Err(Error::InvalidInput(m)) if m.contains("compacted"))
+    );
+    assert!(
+        matches!(db.heads_at(Some(9), |_| true), Err(Error::InvalidInput(m)) if m.contains("future"))
+    );
+}
