@@ -708,6 +708,18 @@ impl Ctx {
     }
 
     fn json_body(&self) -> ApiResult<Value> {
+        if self
+            .content_type
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
+            return store::from_protobuf(&self.body).map_err(|why| {
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the protobuf request body cannot be read: {why}; send JSON"),
+                )
+            });
+        }
         serde_json::from_slice(&self.body).map_err(|e| {
             ApiError::bad_request(format!("the request body is not a JSON object: {e}"))
         })
@@ -722,6 +734,9 @@ fn prepare(rt: &ResourceType, mut obj: Value) -> ApiResult<Value> {
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     if rt == &SECRETS {
+        if obj["type"].as_str().is_none_or(str::is_empty) {
+            obj["type"] = json!("Opaque");
+        }
         if let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
             && let Some(map) = sd.as_object()
         {

@@ -72,10 +72,12 @@ fn decode(rt: &ResourceType, kv: &Kv) -> ApiResult<Value> {
             kv.key
         )));
     } else if kv.value.starts_with(b"k8s\0") {
-        return Err(ApiError::internal(format!(
-            "{} was written in protobuf by a Kubernetes API server; read it with that cluster's kubectl",
-            kv.key
-        )));
+        from_protobuf(&kv.value).map_err(|why| {
+            ApiError::internal(format!(
+                "{} was written in protobuf by a Kubernetes API server and {why}; read it with that cluster's kubectl",
+                kv.key
+            ))
+        })?
     } else {
         serde_json::from_slice(&kv.value)
             .map_err(|e| ApiError::internal(format!("{} in etcd is not JSON: {e}", kv.key)))?
@@ -88,6 +90,22 @@ fn decode(rt: &ResourceType, kv: &Kv) -> ApiResult<Value> {
     }
     v["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
     Ok(v)
+}
+
+/// An object in Kubernetes protobuf (`k8s\0` and a `runtime.Unknown`, as an API server
+/// stores it and as kubectl's typed requests send it), as JSON; Secrets and ConfigMaps are
+/// decoded whole, other kinds only as far as their metadata (enough for a Namespace).
+pub fn from_protobuf(bytes: &[u8]) -> Result<Value, String> {
+    let envelope = bytes
+        .strip_prefix(b"k8s\0")
+        .ok_or("it lacks the k8s\\0 prefix of Kubernetes protobuf")?;
+    let obj = crate::kube::decode_protobuf(envelope).map_err(|e| e.to_string())?;
+    match obj.note {
+        Some(note) if obj.kind != "Namespace" => {
+            Err(format!("etcdsnap cannot read all of it ({note})"))
+        }
+        _ => Ok(obj.object),
+    }
 }
 
 fn encode(obj: &Value) -> Vec<u8> {

@@ -315,7 +315,7 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
     let (remote, save_remote) = match op.s3() {
         Some(cfg) if secret_save => {
             let target = S3Target::new(cfg.clone())?;
-            let plan = super::scheduler::remote_plan(&state.engine, &target).await;
+            let plan = super::scheduler::remote_plan(&state.engine, &target, false).await;
             let ready = match &plan {
                 RemotePlan::Ready(r) => Some(r.clone()),
                 _ => None,

@@ -24,9 +24,14 @@ fn jitter() -> Duration {
     Duration::from_millis(ms)
 }
 
-/// The remote part of a save that goes on without S3 when the store cannot be connected: no
-/// S3 when the config Secret cannot be read (as K3s skips it), else a recorded failure.
-pub(super) async fn remote_plan(engine: &crate::snapshot::Engine, target: &S3Target) -> RemotePlan {
+/// The remote part of a save that goes on without S3 when the store cannot be connected: a
+/// recorded failure, or, for scheduled saves (`scheduled`), no S3 at all when the config
+/// Secret cannot be read (as K3s skips it).
+pub(super) async fn remote_plan(
+    engine: &crate::snapshot::Engine,
+    target: &S3Target,
+    scheduled: bool,
+) -> RemotePlan {
     match engine.connect(target).await {
         Ok(store) => RemotePlan::Ready(Remote {
             store,
@@ -34,8 +39,9 @@ pub(super) async fn remote_plan(engine: &crate::snapshot::Engine, target: &S3Tar
             spec: Some(target.config().spec()),
         }),
         Err(e)
-            if e.to_string()
-                .contains("failed to get etcd S3 config secret") =>
+            if scheduled
+                && e.to_string()
+                    .contains("failed to get etcd S3 config secret") =>
         {
             tracing::warn!("snapshot without S3: {e}");
             RemotePlan::None
@@ -53,7 +59,7 @@ async fn scheduled_plan(state: &ServerState) -> SavePlan {
     let s = &state.snapshots;
     let remote = match &s.s3 {
         None => RemotePlan::None,
-        Some(target) => remote_plan(&state.engine, target).await,
+        Some(target) => remote_plan(&state.engine, target, true).await,
     };
     SavePlan {
         prefix: s.name.clone(),

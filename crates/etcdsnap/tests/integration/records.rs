@@ -361,6 +361,45 @@ fn secrets_and_configmaps_through_kubectl() {
         "jsonpath={.data.user}",
     ]));
     assert_eq!(user, "YWRtaW4=");
+    // kubectl's typed `create` sends protobuf bodies.
+    ok(&k(&[
+        "-n",
+        "kube-system",
+        "create",
+        "configmap",
+        "typed",
+        "--from-literal=x=1",
+    ]));
+    ok(&k(&[
+        "-n",
+        "kube-system",
+        "create",
+        "secret",
+        "generic",
+        "typed",
+        "--from-literal=pw=hunter2",
+    ]));
+    let cm_t = json_of(&ok(&k(&[
+        "-n",
+        "kube-system",
+        "get",
+        "cm",
+        "typed",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(cm_t["data"], serde_json::json!({"x": "1"}));
+    let sec_t = json_of(&ok(&k(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        "typed",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(sec_t["data"], serde_json::json!({"pw": "aHVudGVyMg=="}));
+    assert_eq!(sec_t["type"], "Opaque");
     // An invalid name is a 422.
     let bad = dir.join("bad.yaml");
     std::fs::write(
@@ -626,4 +665,135 @@ fn shipped_crd_has_the_served_columns() {
         header[1..],
         cols.iter().map(String::as_str).collect::<Vec<_>>()[..]
     );
+}
+
+/// Protobuf as a Kubernetes API server stores it: `k8s\0` and a `runtime.Unknown`.
+mod pb {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    /// A length-delimited field.
+    pub fn ld(field: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![(field << 3) | 2];
+        varint(body.len(), &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+
+    pub fn meta(name: &str, ns: &str) -> Vec<u8> {
+        let mut m = ld(1, name.as_bytes());
+        if !ns.is_empty() {
+            m.extend(ld(3, ns.as_bytes()));
+        }
+        m.extend(ld(5, b"0b6c3f1e-0000-4000-8000-000000000001"));
+        m
+    }
+
+    pub fn stored(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let mut tm = ld(1, api_version.as_bytes());
+        tm.extend(ld(2, kind.as_bytes()));
+        let mut unknown = ld(1, &tm);
+        unknown.extend(ld(2, raw));
+        let mut out = b"k8s\0".to_vec();
+        out.extend(unknown);
+        out
+    }
+
+    /// A v1 Secret with `data`.
+    pub fn secret(name: &str, data: &[(&str, &str)]) -> Vec<u8> {
+        let mut raw = ld(1, &meta(name, "kube-system"));
+        for (k, v) in data {
+            let mut entry = ld(1, k.as_bytes());
+            entry.extend(ld(2, v.as_bytes()));
+            raw.extend(ld(2, &entry));
+        }
+        raw.extend(ld(3, b"etcd.k3s.cattle.io/s3-config-secret"));
+        stored("v1", "Secret", &raw)
+    }
+}
+
+/// An etcd that holds a Kubernetes cluster: its protobuf Secret drives the upload, encrypted
+/// ones give a clear error, and the supervisor refuses to write the cluster's objects.
+#[test]
+fn kubernetes_datastore_secrets_are_read_never_written() {
+    let fs = S3sFs::start(&[BUCKET]);
+    let s = Server::start(Etcd::V35);
+    let ns = pb::stored("v1", "Namespace", &pb::ld(1, &pb::meta("kube-system", "")));
+    let endpoint = fs.endpoint();
+    let data = [
+        ("etcd-s3-endpoint", endpoint.as_str()),
+        ("etcd-s3-access-key", ACCESS_KEY),
+        ("etcd-s3-secret-key", SECRET_KEY),
+        ("etcd-s3-bucket", BUCKET),
+        ("etcd-s3-folder", "k8s"),
+        ("etcd-s3-insecure", "true"),
+    ];
+    s.put(&[
+        ("/registry/namespaces/kube-system".to_string(), ns),
+        (
+            "/registry/secrets/kube-system/k3s-etcd-snapshot-s3-config".to_string(),
+            pb::secret("k3s-etcd-snapshot-s3-config", &data),
+        ),
+        (
+            "/registry/secrets/kube-system/sealed".to_string(),
+            b"k8s:enc:aescbc:v1:key1:\x01\x02\x03ciphertext".to_vec(),
+        ),
+    ]);
+    let (dir, ports) = s.stop();
+    let s = Server::builder(Etcd::V35).dir(dir).ports(ports).start();
+    let log = std::fs::read_to_string(s.data_dir().join("server.log")).unwrap();
+    assert!(
+        log.contains("this etcd holds a Kubernetes cluster"),
+        "{log}"
+    );
+
+    let got = json_of(&ok(&s.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        "k3s-etcd-snapshot-s3-config",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(got["type"], "etcd.k3s.cattle.io/s3-config-secret");
+    assert_eq!(got["data"]["etcd-s3-bucket"], "YnVja2V0");
+    let name = saved_name(&ok(&s.cli(&[
+        "save",
+        "--s3",
+        "--s3-config-secret=k3s-etcd-snapshot-s3-config",
+    ])));
+    assert!(
+        fs.root
+            .path()
+            .join(BUCKET)
+            .join("k8s")
+            .join(&name)
+            .is_file(),
+        "uploaded with the cluster's Secret"
+    );
+    // Records are still the server's to write.
+    assert!(record_names(&s).iter().any(|n| n.starts_with("s3-")));
+
+    let e = fails(&s.kubectl(&["-n", "kube-system", "get", "secret", "sealed"]));
+    assert!(e.contains("encrypted at rest"), "{e}");
+    let out = s.cli(&["save", "--s3", "--s3-config-secret=sealed"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("encrypted at rest"), "{text}");
+
+    let e = fails(&s.kubectl(&[
+        "-n",
+        "kube-system",
+        "create",
+        "configmap",
+        "mine",
+        "--from-literal=a=b",
+    ]));
+    assert!(e.contains("this etcd holds a Kubernetes cluster"), "{e}");
+    assert!(e.contains("that cluster's kubectl"), "{e}");
 }
