@@ -16,6 +16,7 @@ ETCDSNAP=${ETCDSNAP_BIN:-$REPO_ROOT/target/release/etcdsnap}
 PY=${MOTO_PYTHON:-python3} # has boto3; also fine for the stdlib-only helpers
 
 TRACKED_PIDS=()
+SERVER_ARGS=()
 track() { TRACKED_PIDS+=("$1"); }
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -65,6 +66,7 @@ need_bins() {
 # start_server DIR: starts `etcdsnap server` on free loopback ports with data in DIR/data.
 # Sets SERVER_PID, ETCD_PID, HTTPS_PORT, CLIENT_PORT, PEER_PORT, DATA, ETCD_EP, SUPERVISOR.
 # Ports are remembered in DIR/ports so that a kept DIR (BENCH_DIR) restarts the same member.
+# Extra server flags may be set in the SERVER_ARGS array.
 start_server() {
     local dir=$1 i
     DATA=$dir/data
@@ -78,7 +80,8 @@ start_server() {
     "$ETCDSNAP" server -d "$DATA" --bind-address 127.0.0.1 \
         --https-listen-port "$HTTPS_PORT" --etcd-client-port "$CLIENT_PORT" \
         --etcd-peer-port "$PEER_PORT" --etcd-binary "$ETCD35_BIN" --etcd-disable-snapshots \
-        --node-name bench >>"$dir/server.log" 2>&1 </dev/null &
+        --node-name bench --write-kubeconfig "$dir/kubeconfig.yaml" "${SERVER_ARGS[@]}" \
+        >>"$dir/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     track "$SERVER_PID"
     ETCD_EP=https://127.0.0.1:$CLIENT_PORT

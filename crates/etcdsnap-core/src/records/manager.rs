@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use futures::{FutureExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -35,6 +36,10 @@ pub const COMPONENT: &str = "etcdsnap-supervisor";
 /// The legacy ConfigMap of records with extra metadata.
 pub const LEGACY_CONFIGMAP: &str = "k3s-etcd-snapshots";
 /// Failed records younger than this survive a reconcile that no longer sees them.
+/// Records created at once by a reconcile.
+const CREATE_CONCURRENCY: usize = 16;
+/// Records read per etcd range while reconciling.
+const RECONCILE_PAGE: i64 = 500;
 const FAILED_GRACE: chrono::Duration = chrono::Duration::hours(24);
 /// S3 records younger than this survive (another node's upload may not be listed yet).
 const S3_GRACE: chrono::Duration = chrono::Duration::minutes(1);
@@ -292,61 +297,34 @@ impl Records {
         }
         let now = Utc::now();
         let mut out = Reconciled::default();
-        for cr in self.store.list_all(&SNAPSHOT_FILES, None).await? {
-            let name = cr["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let label = cr["metadata"]["labels"][LABEL_STORAGE_NODE]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let snapshot = cr["spec"]["snapshotName"].as_str().unwrap_or("");
-            let orphan =
-                label != "s3" && members.is_some_and(|m| !m.is_empty() && !m.contains(&label));
-            if !owned.contains(&label) && !orphan {
-                continue;
+        // Page by page, so that memory follows the page, not the number of records.
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list(&SNAPSHOT_FILES, None, after.as_deref(), RECONCILE_PAGE)
+                .await?;
+            for cr in page.items {
+                self.reconcile_one(cr, &mut desired, &owned, members, deleted, now, &mut out)
+                    .await?;
             }
-            if !orphan && let Some(rec) = desired.remove(&name) {
-                // A file listed from disk does not know the token that saved it; the record
-                // written at the save does, and keeps it.
-                let mut rec = rec.clone();
-                if rec.token_hash.is_none() {
-                    rec.token_hash = cr["metadata"]["annotations"][ANNOTATION_TOKEN_HASH]
-                        .as_str()
-                        .map(str::to_string);
-                }
-                let want = obj_of(&EtcdSnapshotFile::from_record(&rec, name.clone()));
-                if essence(&want) != essence(&cr) {
-                    self.upsert(&rec).await?;
-                    out.updated += 1;
-                } else {
-                    out.kept += 1;
-                }
-                continue;
-            }
-            let failed_recently = cr["status"]["readyToUse"] == json!(false)
-                && parse_time(&cr["status"]["error"]["time"])
-                    .is_some_and(|t| now - t < FAILED_GRACE);
-            let s3_young = label == "s3"
-                && parse_time(&cr["metadata"]["creationTimestamp"])
-                    .is_some_and(|t| now - t < S3_GRACE);
-            let explicit = deleted.iter().any(|d| d == snapshot);
-            if !orphan && !explicit && (failed_recently || s3_young) {
-                out.kept += 1;
-                continue;
-            }
-            tracing::info!("Deleting ETCDSnapshotFile for {snapshot}");
-            match self.store.delete(&SNAPSHOT_FILES, None, &name, None).await {
-                Ok(gone) => {
-                    self.removed(&gone).await;
-                    out.deleted += 1;
-                }
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
             }
         }
-        for (name, rec) in desired {
-            tracing::info!("Creating ETCDSnapshotFile for {}", rec.name);
-            let _ = name;
-            self.upsert(rec).await?;
+        // Creations are independent: a few at a time, so that 10,000 new files do not wait on
+        // 10,000 sequential etcd round trips.
+        let pending: Vec<_> = desired
+            .into_values()
+            .map(|rec| {
+                tracing::info!("Creating ETCDSnapshotFile for {}", rec.name);
+                self.upsert(rec).boxed()
+            })
+            .collect();
+        let mut creations = futures::stream::iter(pending).buffer_unordered(CREATE_CONCURRENCY);
+        while let Some(r) = creations.next().await {
+            r?;
             out.created += 1;
         }
         if let Err(e) = self.sync_legacy_configmap().await {
@@ -356,6 +334,67 @@ impl Records {
             );
         }
         Ok(out)
+    }
+
+    /// One stored record against the wanted ones: kept, updated or deleted.
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile_one(
+        &self,
+        cr: Value,
+        desired: &mut BTreeMap<String, &SnapshotRecord>,
+        owned: &BTreeSet<String>,
+        members: Option<&BTreeSet<String>>,
+        deleted: &[String],
+        now: DateTime<Utc>,
+        out: &mut Reconciled,
+    ) -> ApiResult<()> {
+        let name = cr["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let label = cr["metadata"]["labels"][LABEL_STORAGE_NODE]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let snapshot = cr["spec"]["snapshotName"].as_str().unwrap_or("");
+        let orphan = label != "s3" && members.is_some_and(|m| !m.is_empty() && !m.contains(&label));
+        if !owned.contains(&label) && !orphan {
+            return Ok(());
+        }
+        if !orphan && let Some(rec) = desired.remove(&name) {
+            // A file listed from disk does not know the token that saved it; the record
+            // written at the save does, and keeps it.
+            let mut rec = rec.clone();
+            if rec.token_hash.is_none() {
+                rec.token_hash = cr["metadata"]["annotations"][ANNOTATION_TOKEN_HASH]
+                    .as_str()
+                    .map(str::to_string);
+            }
+            let want = obj_of(&EtcdSnapshotFile::from_record(&rec, name.clone()));
+            if essence(&want) != essence(&cr) {
+                self.upsert(&rec).await?;
+                out.updated += 1;
+            } else {
+                out.kept += 1;
+            }
+            return Ok(());
+        }
+        let failed_recently = cr["status"]["readyToUse"] == json!(false)
+            && parse_time(&cr["status"]["error"]["time"]).is_some_and(|t| now - t < FAILED_GRACE);
+        let s3_young = label == "s3"
+            && parse_time(&cr["metadata"]["creationTimestamp"]).is_some_and(|t| now - t < S3_GRACE);
+        let explicit = deleted.iter().any(|d| d == snapshot);
+        if !orphan && !explicit && (failed_recently || s3_young) {
+            out.kept += 1;
+            return Ok(());
+        }
+        tracing::info!("Deleting ETCDSnapshotFile for {snapshot}");
+        match self.store.delete(&SNAPSHOT_FILES, None, &name, None).await {
+            Ok(gone) => {
+                self.removed(&gone).await;
+                out.deleted += 1;
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// K3s's legacy ConfigMap: the records that carry extra metadata, by legacy key.

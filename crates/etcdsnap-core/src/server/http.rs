@@ -391,7 +391,8 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
 
 /// The list `ls -o json|yaml` prints: the stored ETCDSnapshotFile of each file (with uid and
 /// resourceVersion), or one built from the file when it has no record yet. Items keep K3s's
-/// legacy-key names (`local-<name>`), not the record names.
+/// legacy-key names (`local-<name>`), not the record names. Stored records are read by pages
+/// (one etcd range per 500), not one request per file.
 async fn stored_list(
     engine: &crate::snapshot::Engine,
     recs: &[crate::store::SnapshotRecord],
@@ -400,16 +401,38 @@ async fn stored_list(
     let Some(records) = engine.records() else {
         return list;
     };
-    for (item, rec) in list.items.iter_mut().zip(recs) {
-        let name = crate::records::object_name(rec);
-        if let Ok(Some(obj)) = records
+    let mut wanted: std::collections::HashMap<String, usize> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (crate::records::object_name(r), i))
+        .collect();
+    let files = &crate::kubeapi::resources::SNAPSHOT_FILES;
+    let mut after: Option<String> = None;
+    while !wanted.is_empty() {
+        let Ok(page) = records
             .store()
-            .get(&crate::kubeapi::resources::SNAPSHOT_FILES, None, &name)
+            .list(files, None, after.as_deref(), 500)
             .await
-            && let Ok(mut stored) = serde_json::from_value::<crate::records::EtcdSnapshotFile>(obj)
-        {
-            stored.metadata.name = std::mem::take(&mut item.metadata.name);
-            *item = stored;
+        else {
+            break;
+        };
+        for obj in page.items {
+            let Some(i) = obj["metadata"]["name"]
+                .as_str()
+                .and_then(|n| wanted.remove(n))
+            else {
+                continue;
+            };
+            if let Ok(mut stored) = serde_json::from_value::<crate::records::EtcdSnapshotFile>(obj)
+            {
+                let item = &mut list.items[i];
+                stored.metadata.name = std::mem::take(&mut item.metadata.name);
+                *item = stored;
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
         }
     }
     list
