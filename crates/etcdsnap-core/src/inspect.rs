@@ -15,7 +15,7 @@
 //! with the number of keys, not their values); values are then read one at a time.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -339,19 +339,7 @@ fn decompress(zip_path: &Path, dir: &Path) -> Result<(PathBuf, u64, Trailer)> {
     let dest = dir.join("snapshot.db");
     let mut out =
         std::io::BufWriter::with_capacity(1 << 20, crate::fsutil::create_private_file(&dest)?);
-    let mut hasher = TrailerHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry
-            .read(&mut buf)
-            .map_err(|e| bad(format!("cannot decompress the zip entry: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| Error::io("write", &dest, e))?;
-    }
+    let hasher = TrailerHasher::copy(&mut entry, &mut out, zip_path, &dest)?;
     out.flush().map_err(|e| Error::io("write", &dest, e))?;
     let (total, computed, tail) = hasher.into_parts();
     Ok((dest, total, Trailer::from_parts(total, computed, &tail)))

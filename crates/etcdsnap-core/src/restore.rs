@@ -12,7 +12,6 @@
 //!   in use (writing etcd's WAL and raft snapshot ourselves would need a second, untested
 //!   implementation of etcd's on-disk membership; reference B2).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -167,19 +166,7 @@ fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Pr
         dest.display()
     );
     let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
-    let mut hasher = TrailerHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry
-            .read(&mut buf)
-            .map_err(|e| bad(format!("cannot decompress the zip entry: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| Error::io("write", &part, e))?;
-    }
+    let hasher = TrailerHasher::copy(&mut entry, &mut out, zip_path, &part)?;
     let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
     let out = out
         .into_inner()
@@ -513,6 +500,7 @@ impl DirRestore {
 mod tests {
     use super::*;
     use crate::testing::snapshot_bytes;
+    use std::io::Write;
 
     fn write_zip(path: &Path, entry: &str, data: &[u8], extra: bool) {
         let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());

@@ -27,6 +27,32 @@ impl TrailerHasher {
         Self::default()
     }
 
+    /// Copies `from` (a zip entry being decompressed) to `to`, hashing as it goes; `what`
+    /// names the source and `dest` the file `to` writes, for errors.
+    pub fn copy(
+        from: &mut impl Read,
+        to: &mut impl std::io::Write,
+        what: &Path,
+        dest: &Path,
+    ) -> Result<TrailerHasher> {
+        let mut hasher = TrailerHasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = from.read(&mut buf).map_err(|e| {
+                Error::Integrity(format!(
+                    "{}: cannot decompress the zip entry: {e}",
+                    what.display()
+                ))
+            })?;
+            if n == 0 {
+                return Ok(hasher);
+            }
+            hasher.update(&buf[..n]);
+            to.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", dest, e))?;
+        }
+    }
+
     /// Feeds the next bytes of the stream.
     pub fn update(&mut self, data: &[u8]) {
         self.total += data.len() as u64;
