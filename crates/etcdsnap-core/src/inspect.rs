@@ -15,7 +15,7 @@
 //! with the number of keys, not their values); values are then read one at a time.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -314,15 +314,7 @@ fn open_local(
 /// Decompresses the single entry of `zip_path` into `dir`, checking its trailer on the way.
 fn decompress(zip_path: &Path, dir: &Path) -> Result<(PathBuf, u64, Trailer)> {
     let bad = |m: String| Error::Integrity(format!("{}: {m}", zip_path.display()));
-    let file = File::open(zip_path).map_err(|e| Error::io("open", zip_path, e))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
-    if archive.len() != 1 {
-        return Err(bad(format!(
-            "a compressed snapshot holds exactly one entry, this one holds {}",
-            archive.len()
-        )));
-    }
+    let mut archive = crate::snapfile::verify::open_zip(zip_path)?;
     let mut entry = archive
         .by_index(0)
         .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;

@@ -128,15 +128,7 @@ impl Prepared {
 
 fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
     let bad = |m: String| Error::Integrity(format!("{}: {m}", zip_path.display()));
-    let file = std::fs::File::open(zip_path).map_err(|e| Error::io("open", zip_path, e))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
-    if archive.len() != 1 {
-        return Err(bad(format!(
-            "a compressed snapshot holds exactly one entry, this one holds {}",
-            archive.len()
-        )));
-    }
+    let mut archive = crate::snapfile::verify::open_zip(zip_path)?;
     let mut entry = archive
         .by_index(0)
         .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;

@@ -123,27 +123,15 @@ fn hash_reader(mut r: impl Read, what: &Path) -> Result<u64> {
 /// (judged by the name with any `.part` suffix removed) must hold exactly one entry that does.
 /// Returns the size of the raw snapshot.
 pub fn verify_file(path: &Path) -> Result<u64> {
-    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let name = name
         .strip_suffix(crate::naming::PART_SUFFIX)
         .unwrap_or(name);
     if !is_compressed(name) {
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         return hash_reader(BufReader::with_capacity(1 << 20, file), path);
     }
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
-        Error::Integrity(format!(
-            "{}: not a readable zip archive: {e}",
-            path.display()
-        ))
-    })?;
-    if archive.len() != 1 {
-        return Err(Error::Integrity(format!(
-            "{}: a compressed snapshot holds exactly one entry, this one holds {}",
-            path.display(),
-            archive.len()
-        )));
-    }
+    let mut archive = open_zip(path)?;
     let entry = archive.by_index(0).map_err(|e| {
         Error::Integrity(format!(
             "{}: cannot read the zip entry: {e}",
@@ -151,6 +139,21 @@ pub fn verify_file(path: &Path) -> Result<u64> {
         ))
     })?;
     hash_reader(entry, path)
+}
+
+/// Opens a compressed snapshot, which must hold exactly one entry (`by_index(0)`).
+pub fn open_zip(path: &Path) -> Result<zip::ZipArchive<BufReader<File>>> {
+    let bad = |m: String| Error::Integrity(format!("{}: {m}", path.display()));
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    if archive.len() != 1 {
+        return Err(bad(format!(
+            "a compressed snapshot holds exactly one entry, this one holds {}",
+            archive.len()
+        )));
+    }
+    Ok(archive)
 }
 
 /// Appends the etcd trailer to `db`: test data and tools that build snapshots use this.
