@@ -141,14 +141,17 @@ pub fn check_name_length(base_name: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_dns1123_subdomain(s: &str) -> bool {
+/// Kubernetes' `IsDNS1123Subdomain`, the rule for object names and the one K3s applies to a
+/// record's name body: at most 253 bytes of lowercase alphanumerics, `-` and `.`, each
+/// dot-separated part starting and ending with an alphanumeric. Unlike a DNS-1123 label, a
+/// part has no 63-byte limit (the regexp Kubernetes matches has none).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
     if s.is_empty() || s.len() > 253 {
         return false;
     }
     s.split('.').all(|label| {
         let b = label.as_bytes();
         !b.is_empty()
-            && b.len() <= 63
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
             && b.iter()
@@ -321,5 +324,65 @@ mod tests {
             n.starts_with("local-etcd-snapshot-node-1730308816.zip-"),
             "{n}"
         );
+    }
+
+    /// A dot-separated part longer than 63 bytes is still a valid subdomain: K3s keeps such a
+    /// file name as the record's name body. Found by the `names` fuzz target
+    /// (fuzz/artifacts-found/names), which the old per-label limit failed.
+    #[test]
+    fn record_name_keeps_parts_longer_than_a_dns_label() {
+        let t = DateTime::from_timestamp(1730308816, 0).unwrap();
+        let node = "a-very-long-node-name-from-a-cloud-pool-12345";
+        let file = format!("on-demand-{node}-1730308816");
+        assert!(file.len() > 63);
+        let location = format!("file:///var/lib/rancher/k3s/server/db/snapshots/{file}");
+        let n = record_object_name("local", &file, node, &location, t);
+        let hash = &hex::encode(Sha256::digest(format!("{node}{location}")))[..6];
+        assert_eq!(n, format!("local-{file}-{hash}"));
+        // What the fuzzer found: one 64-byte part, with a node and location left empty.
+        let file = "on-demand-demand-k3s-server-1-0k3s-server-1-08816000--1730308816";
+        assert_eq!(file.len(), 64);
+        let n = record_object_name("local", file, "", "", t);
+        assert!(n.starts_with(&format!("local-{file}-")), "{n}");
+        // The whole name still has Kubernetes' 253-byte limit: 240 bytes + 13 fit, 241 do not.
+        let fits = "a".repeat(240);
+        let n = record_object_name("s3", &fits, "n", "s3://b/x", t);
+        assert!(n.starts_with(&format!("s3-{fits}-")), "{n}");
+        let long = "a".repeat(241);
+        let n = record_object_name("s3", &long, "n", "s3://b/x", t);
+        assert!(n.starts_with("s3-etcd-snapshot-n-1730308816-"), "{n}");
+    }
+
+    #[test]
+    fn dns1123_subdomain_rule() {
+        let part = |n| "a".repeat(n);
+        for good in [
+            "a".to_string(),
+            "0".to_string(),
+            "a-b.c-d".to_string(),
+            "on-demand-n1-1730308816.zip".to_string(),
+            part(64),
+            format!("{}.{}", part(100), part(100)),
+            part(253),
+        ] {
+            assert!(is_dns1123_subdomain(&good), "{good:?} refused");
+        }
+        for bad in [
+            String::new(),
+            part(254),
+            "A".to_string(),
+            "-a".to_string(),
+            "a-".to_string(),
+            ".a".to_string(),
+            "a.".to_string(),
+            "a..b".to_string(),
+            "a.-b".to_string(),
+            "a-.b".to_string(),
+            "a_b".to_string(),
+            "a/b".to_string(),
+            "é".to_string(),
+        ] {
+            assert!(!is_dns1123_subdomain(&bad), "{bad:?} accepted");
+        }
     }
 }
