@@ -159,6 +159,20 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     })
 }
 
+/// Go's `strings.ToLower`: each character's simple lowercase mapping. Rust's `to_lowercase`
+/// differs in two places: `İ` (U+0130) becomes `i` plus a combining dot, not plain `i`, and a
+/// final `Σ` becomes `ς`, not `σ`. The first matters here, as Go's result can be a valid name.
+fn go_to_lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\u{130}' => out.push('i'),
+            _ => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
 /// ETCDSnapshotFile object name: `<kind>-<lowercased file name>-<6 hex of sha256(node+location)>`,
 /// with K3s's fallback body when the name is not a DNS-1123 subdomain or too long.
 pub fn record_object_name(
@@ -169,7 +183,7 @@ pub fn record_object_name(
     created: DateTime<Utc>,
 ) -> String {
     let digest = hex::encode(Sha256::digest(format!("{node}{location}").as_bytes()));
-    let mut body = file_name.to_lowercase();
+    let mut body = go_to_lower(file_name);
     if !is_dns1123_subdomain(&body) || body.len() + 13 > 253 {
         let label = node.split('.').next().unwrap_or(node);
         body = format!("etcd-snapshot-{label}-{}", created.timestamp());
@@ -351,6 +365,15 @@ mod tests {
         let long = "a".repeat(241);
         let n = record_object_name("s3", &long, "n", "s3://b/x", t);
         assert!(n.starts_with("s3-etcd-snapshot-n-1730308816-"), "{n}");
+    }
+
+    #[test]
+    fn record_name_lowercases_as_go_does() {
+        assert_eq!(go_to_lower("On-Demand-ΣΑΣ-İ"), "on-demand-σασ-i");
+        let t = DateTime::from_timestamp(1730308816, 0).unwrap();
+        // Go's strings.ToLower("ON-DEMAND-İ-1") is a valid name, so K3s keeps it.
+        let n = record_object_name("local", "ON-DEMAND-İ-1", "n1", "file:///x", t);
+        assert!(n.starts_with("local-on-demand-i-1-"), "{n}");
     }
 
     #[test]
