@@ -190,7 +190,7 @@ pub fn load_endpoint_ca(value: &str) -> Result<Vec<Vec<u8>>> {
             certs.extend(found);
             continue;
         }
-        match std::fs::read(Path::new(token)) {
+        match read_ca_file(Path::new(token)) {
             Ok(pem) => certs.extend(pem_certificates(&pem)),
             Err(e) => {
                 return Err(Error::InvalidInput(format!(
@@ -206,6 +206,48 @@ pub fn load_endpoint_ca(value: &str) -> Result<Vec<Vec<u8>>> {
         ));
     }
     Ok(certs)
+}
+
+/// A CA file larger than this is refused: bundles are kilobytes (a whole system store is well
+/// under 1 MiB), and the path can come from an API request.
+pub const MAX_CA_FILE: u64 = 4 << 20;
+
+/// Reads a CA file named by the flag, the config file or a `/db/snapshot` request: only a
+/// regular file (after symlinks) of at most [`MAX_CA_FILE`] bytes. A device such as
+/// `/dev/zero` would otherwise grow the buffer until memory runs out and a FIFO would block the
+/// caller; some devices act when merely opened (a watchdog starts counting), so the path is
+/// checked before it is opened, and the open handle again, in case the path was swapped.
+fn read_ca_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind, Read as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let not_regular = || IoError::new(ErrorKind::InvalidInput, "not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_big = || {
+        IoError::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_CA_FILE >> 20),
+        )
+    };
+    if meta.len() > MAX_CA_FILE {
+        return Err(too_big());
+    }
+    let mut pem = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow after the check (and /proc files say 0): read one byte past the limit.
+    file.take(MAX_CA_FILE + 1).read_to_end(&mut pem)?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(too_big());
+    }
+    Ok(pem)
 }
 
 fn shorten(token: &str) -> String {
@@ -762,6 +804,46 @@ mod tests {
             "no certificates loaded from etcd-s3-endpoint-ca"
         );
         assert_eq!(pem_certificates(pem1.as_bytes()).len(), 1);
+    }
+
+    /// Found by the `snapshot_request` fuzz target (fuzz/artifacts-found/snapshot_request): a
+    /// request naming `/dev/zero` made the server read until memory ran out.
+    #[test]
+    fn endpoint_ca_reads_only_small_regular_files() {
+        for special in ["/dev/zero", "/dev/urandom", "/dev/null"] {
+            let err = load_endpoint_ca(special).unwrap_err().to_string();
+            assert!(
+                err.contains(special) && err.contains("not a regular file"),
+                "{special}: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // A FIFO with no writer: opening it must not block.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = load_endpoint_ca(&fifo.display().to_string()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A directory.
+        let err = load_endpoint_ca(&dir.path().display().to_string()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // Too big, even when it starts with a good certificate.
+        let big = dir.path().join("big.pem");
+        let mut text = test_ca_pem();
+        text.push_str(&"#".repeat(usize::try_from(MAX_CA_FILE).unwrap()));
+        std::fs::write(&big, text).unwrap();
+        let err = load_endpoint_ca(&big.display().to_string()).unwrap_err();
+        assert!(err.to_string().contains("larger than 4 MiB"), "{err}");
+        // A symlink to a good file is still a good file.
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, test_ca_pem()).unwrap();
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert_eq!(
+            load_endpoint_ca(&link.display().to_string()).unwrap().len(),
+            1
+        );
     }
 
     #[test]
