@@ -73,8 +73,11 @@ fn prefix_ok(s: &str) -> bool {
         && !s.chars().any(char::is_control)
 }
 
-/// Kubernetes' `IsDNS1123Subdomain`: at most 253 bytes of dot-separated lowercase alphanumeric
-/// runs, with `-` allowed inside each run.
+/// Kubernetes' `IsDNS1123Subdomain`, written out from its regexp
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*` and its 253-byte limit:
+/// lowercase alphanumerics, `-` and `.`, each dot-separated run starting and ending with an
+/// alphanumeric. A run has no length limit of its own (63 bytes is the rule for a DNS-1123
+/// *label*, which K3s does not apply to names).
 fn k8s_subdomain(s: &str) -> bool {
     s.len() <= 253
         && !s.is_empty()
@@ -88,9 +91,14 @@ fn k8s_subdomain(s: &str) -> bool {
         })
 }
 
-/// A DNS-1123 label: what a node name's first part is on a real cluster.
-fn dns_label(s: &str) -> bool {
-    s.len() <= 63 && !s.contains('.') && k8s_subdomain(s)
+/// The most K3s's fallback object name adds to the node name's first label:
+/// `local-etcd-snapshot-`, `-`, a Unix time of up to 17 characters, `.zip`, `-` and 6 hex.
+const FALLBACK_OVERHEAD: usize = 20 + 1 + 17 + 4 + 1 + 6;
+
+/// A first label of a node name that a cluster can have (node names are DNS-1123 subdomains
+/// too, so no 63-byte limit) and that leaves room for the rest of the fallback name.
+fn fallback_label_fits(label: &str) -> bool {
+    k8s_subdomain(label) && !label.contains('.') && label.len() + FALLBACK_OVERHEAD <= 253
 }
 
 fn check_validators(s: &str) {
@@ -195,9 +203,17 @@ fn check_record_name(kind: &str, file: &str, node: &str, location: &str, t: Date
         .and_then(|r| r.strip_suffix(&digest[..6]))
         .and_then(|r| r.strip_suffix('-'))
         .unwrap_or_else(|| panic!("record name {name:?} is not <{kind}>-<body>-<hash>"));
-    let lower = file.to_lowercase();
-    if k8s_subdomain(&lower) && lower.split('.').all(|l| l.len() <= 63) && lower.len() + 13 <= 253 {
-        // A good file name is kept, lowercased.
+    // Go's strings.ToLower maps each character on its own, and `İ` to a plain `i`.
+    let lower: String = file
+        .chars()
+        .map(|c| match c {
+            '\u{130}' => "i".to_string(),
+            _ => c.to_lowercase().collect(),
+        })
+        .collect();
+    // K3s keeps the lowercased file name when Kubernetes' IsDNS1123Subdomain accepts it and
+    // the kind and hash still fit in 253 bytes.
+    if k8s_subdomain(&lower) && lower.len() + 13 <= 253 {
         assert_eq!(body, lower, "{file:?} -> {name:?}");
     } else {
         // K3s's fallback body.
@@ -210,7 +226,7 @@ fn check_record_name(kind: &str, file: &str, node: &str, location: &str, t: Date
     }
     // With a node name a cluster can have, the object name is one Kubernetes accepts.
     let label = node.split('.').next().unwrap_or(node);
-    if dns_label(label) && validate_prefix(node).is_ok() {
+    if fallback_label_fits(label) && validate_prefix(node).is_ok() {
         assert!(
             k8s_subdomain(&name),
             "{name:?} (file {file:?}, node {node:?}) is not a valid object name"
