@@ -593,7 +593,8 @@ pub fn peek_protobuf(envelope: &[u8]) -> Result<Ident> {
         let meta = match tm.kind.as_str() {
             "Secret" if tm.api_version == "v1" => {
                 let s = Secret::decode(raw).map_err(malformed)?;
-                id.secret_type = s.r#type;
+                // The API server's JSON leaves out an empty type, and so does the full decode.
+                id.secret_type = s.r#type.filter(|t| !t.is_empty());
                 id.data_keys = s.data.into_keys().collect();
                 s.metadata
             }
@@ -839,6 +840,24 @@ pub(crate) mod tests {
         assert!(o.note.unwrap().contains("gzip"));
         assert!(o.object.get("metadata").is_none());
         assert!(decode_protobuf(&envelope("v1", "Secret", b"\x0a\xff", "")[4..]).is_err());
+    }
+
+    /// Found by the kube_object fuzz target: Go's protobuf code writes a Secret's `type` even
+    /// when it is empty; the peek kept `Some("")`, so a listing showed `type=` where the full
+    /// decode has no type.
+    #[test]
+    fn peek_and_decode_agree_on_an_empty_secret_type() {
+        let raw = [
+            len_field(1, &meta("s3", "kube-system")),
+            map_entry(2, b"etcd-s3-bucket", b"b"),
+            len_field(3, b""),
+        ]
+        .concat();
+        let value = envelope("v1", "Secret", &raw, "");
+        let envelope = &value[PROTO_PREFIX.len()..];
+        let id = peek_protobuf(envelope).unwrap();
+        assert_eq!(id.secret_type, None);
+        assert_eq!(decode_protobuf(envelope).unwrap().ident(), id);
     }
 
     #[test]
