@@ -530,6 +530,62 @@ impl<'de> serde::Deserialize<'de> for AnyString {
     }
 }
 
+/// A JSON object read as `T`, `None` for any other JSON value. A derived `Deserialize` also
+/// reads an array, field by field (`["v1","Secret"]` would be a Secret), which the full decode
+/// does not.
+struct MapOnly<T>(Option<T>);
+
+impl<T> Default for MapOnly<T> {
+    fn default() -> Self {
+        MapOnly(None)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> std::result::Result<MapOnly<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(|t| MapOnly(Some(t)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> std::result::Result<MapOnly<T>, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MapOnly(None))
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<MapOnly<T>, E> {
+                Ok(MapOnly(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct MetaPeek {
@@ -543,7 +599,7 @@ struct JsonPeek {
     #[serde(rename = "apiVersion")]
     api_version: AnyString,
     kind: AnyString,
-    metadata: Option<MetaPeek>,
+    metadata: MapOnly<MetaPeek>,
     #[serde(rename = "type")]
     type_: AnyString,
     data: KeysOnly,
@@ -554,18 +610,26 @@ struct JsonPeek {
 /// What a JSON value is, scanned without building it: `Ok(Some)` for a Kubernetes object,
 /// `Ok(None)` for other JSON, `Err` for text that is not JSON.
 pub fn peek_json(v: &[u8]) -> std::result::Result<Option<Ident>, serde_json::Error> {
-    let p: JsonPeek = match serde_json::from_slice(v) {
-        Ok(p) => p,
+    // JSON is UTF-8 throughout, but the scan does not check the strings it skips.
+    let v = std::str::from_utf8(v).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format!(
+            "invalid UTF-8 after byte {}",
+            e.valid_up_to()
+        ))
+    })?;
+    let p: JsonPeek = match serde_json::from_str(v) {
+        Ok(MapOnly(Some(p))) => p,
         // Valid JSON that is not an object (an array, a number, ...).
+        Ok(MapOnly(None)) => return Ok(None),
         Err(_) => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(v)?;
+            serde_json::from_str::<serde::de::IgnoredAny>(v)?;
             return Ok(None);
         }
     };
     let (Some(api_version), Some(kind)) = (p.api_version.0, p.kind.0) else {
         return Ok(None);
     };
-    let meta = p.metadata.unwrap_or_default();
+    let meta = p.metadata.0.unwrap_or_default();
     let mut data_keys = p.data.0;
     data_keys.extend(p.binary_data.0);
     Ok(Some(Ident {
@@ -898,6 +962,23 @@ pub(crate) mod tests {
         assert_eq!(peek_json(br#"{"a":1}"#).unwrap(), None);
         assert_eq!(peek_json(b"[1]").unwrap(), None);
         assert!(peek_json(b"{oops").is_err());
+        // Found by the kube_object fuzz target: invalid UTF-8 in a string the scan skips made
+        // the peek see an object that the full decode refuses as no JSON.
+        let bad = b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"x\":\"\x8d\"}";
+        assert!(serde_json::from_slice::<Value>(bad).is_err());
+        let err = peek_json(bad).unwrap_err().to_string();
+        assert!(err.contains("invalid UTF-8 after byte 43"), "{err}");
+        // Also found by it: an array was read as an object, field by field.
+        assert_eq!(peek_json(br#"["v1","Secret"]"#).unwrap(), None);
+        let v = br#"{"apiVersion":"v1","kind":"Secret","metadata":["n","ns"]}"#;
+        let id = peek_json(v).unwrap().unwrap();
+        assert_eq!((id.name.as_str(), id.namespace.as_str()), ("", ""));
+        assert_eq!(
+            from_json(serde_json::from_slice(v).unwrap())
+                .unwrap()
+                .ident(),
+            id
+        );
     }
 
     #[test]
