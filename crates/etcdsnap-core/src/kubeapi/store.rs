@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::resources::ResourceType;
 use super::{ApiError, ApiResult};
 use crate::etcd::{EtcdSource, Kv, Precondition};
+use crate::naming::is_dns1123_subdomain;
 
 /// A page of a list.
 #[derive(Debug, Clone)]
@@ -49,20 +50,6 @@ pub fn new_uid() -> String {
 /// Now, as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// A DNS-1123 subdomain (object names of every resource we serve).
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            let b = l.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
 }
 
 fn decode(rt: &ResourceType, kv: &Kv) -> ApiResult<Value> {
@@ -216,7 +203,7 @@ impl ObjectStore {
         lease: Option<i64>,
     ) -> ApiResult<Value> {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-        if !valid_name(&name) {
+        if !is_dns1123_subdomain(&name) {
             return Err(ApiError::invalid(
                 rt,
                 &name,
