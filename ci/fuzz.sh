@@ -24,7 +24,7 @@ jobs=${FUZZ_JOBS:-2}
 sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$ETCDSNAP_DEPS_DIR/fuzz-target}}
 triple=x86_64-unknown-linux-gnu
-all=(names config_file snapshot_request cron go_duration zip_restore bbolt_reader)
+all=(names config_file snapshot_request cron go_duration zip_restore bbolt_reader kube_object)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
