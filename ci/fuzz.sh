@@ -37,7 +37,8 @@ max_len() {
 }
 
 started=$(date +%s)
-scratch=$(mktemp -d)
+# On tmpfs when there is one: the targets write files on every run, into TMPDIR (see below).
+scratch=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 if ! (cd fuzz && "$CARGO_FUZZ_BIN" fuzz build --sanitizer "$sanitizer" --codegen-units 16 \
   --target "$triple" --target-dir "$target_dir") >"$scratch/build.log" 2>&1; then
@@ -51,9 +52,11 @@ echo "fuzz: built in $(($(date +%s) - started)) s (into $bin_dir)"
 # One target: its log goes to $scratch/<target>.log, its verdict to $scratch/<target>.rc.
 run_one() {
   local t=$1 rc=0
-  mkdir -p "$scratch/corpus/$t" "$scratch/artifacts/$t"
+  mkdir -p "$scratch/corpus/$t" "$scratch/artifacts/$t" "$scratch/tmp/$t"
   # The committed corpus is read; what the run finds goes to the scratch corpus (listed first).
-  "$bin_dir/$t" "$scratch/corpus/$t" "fuzz/corpus/$t" \
+  # A target's scratch files outlive it (fuzz/src/lib.rs): they go to TMPDIR, removed with
+  # the rest.
+  TMPDIR=$scratch/tmp/$t "$bin_dir/$t" "$scratch/corpus/$t" "fuzz/corpus/$t" \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=512 \
     -artifact_prefix="$scratch/artifacts/$t/" -print_final_stats=1 \
     >"$scratch/$t.log" 2>&1 || rc=$?

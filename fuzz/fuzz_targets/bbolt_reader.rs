@@ -20,16 +20,7 @@ const MAX_LOOKUPS: usize = 512;
 fn input_path() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DIR.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("etcdsnap-fuzz-bbolt-")
-            .tempdir_in(base)
-            .expect("a scratch directory");
+        let dir = etcdsnap_fuzz::scratch_dir("bbolt");
         let path = dir.path().join("snapshot.db");
         (dir, path)
     })

@@ -26,20 +26,8 @@ const TAIL: [&str; 2] = ["--", "tail"];
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // On tmpfs when there is one: the target writes files on every run.
-        let shm = Path::new("/dev/shm");
-        let parent = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        tempfile::Builder::new()
-            .prefix("etcdsnap-fuzz-config-")
-            .tempdir_in(parent)
-            .expect("a scratch directory")
-    })
-    .path()
+    DIR.get_or_init(|| etcdsnap_fuzz::scratch_dir("config"))
+        .path()
 }
 
 /// Writes the files and returns the main file and all files written.

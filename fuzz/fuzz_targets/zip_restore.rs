@@ -26,16 +26,7 @@ struct Dirs {
 fn dirs() -> &'static Dirs {
     static DIRS: OnceLock<Dirs> = OnceLock::new();
     DIRS.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let root = tempfile::Builder::new()
-            .prefix("etcdsnap-fuzz-restore-")
-            .tempdir_in(base)
-            .expect("a scratch directory");
+        let root = etcdsnap_fuzz::scratch_dir("restore");
         let src = root.path().join("src");
         let work = root.path().join("work");
         std::fs::create_dir(&src).unwrap();
