@@ -81,7 +81,7 @@ fn check_zip(d: &Dirs, data: &[u8]) {
             assert!(prepared.verified);
             assert_eq!(
                 work_entries(&d.work),
-                [prepared.raw.clone()],
+                std::slice::from_ref(&prepared.raw),
                 "the work dir holds only the raw snapshot"
             );
             assert!(
