@@ -22,8 +22,9 @@ export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 seconds=${FUZZ_SECONDS:-10}
 jobs=${FUZZ_JOBS:-2}
 sanitizer=${FUZZ_SANITIZER:-none}
-target_dir=${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$ETCDSNAP_DEPS_DIR/fuzz-target}}
-triple=x86_64-unknown-linux-gnu
+# Absolute: the build runs from fuzz/.
+target_dir=$(realpath -m "${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$ETCDSNAP_DEPS_DIR/fuzz-target}}")
+triple=$(rustc -vV | sed -n 's/^host: //p')
 all=(names config_file snapshot_request cron go_duration zip_restore bbolt_reader kube_object)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
