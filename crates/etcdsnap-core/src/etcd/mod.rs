@@ -162,6 +162,16 @@ impl EtcdTarget {
 
     /// Runs one key-value request on the cached client; a transport failure drops the cache
     /// so the next request looks for a member again.
+    /// Runs a conditional transaction: `Some(new revision)` when its condition held.
+    async fn txn_revision(&self, txn: etcd_client::Txn) -> Result<Option<i64>> {
+        let resp = self
+            .kv("transaction", |mut c| async move { c.txn(txn).await })
+            .await?;
+        Ok(resp
+            .succeeded()
+            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
     async fn kv<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: FnOnce(Client) -> Fut,
@@ -401,12 +411,7 @@ impl EtcdSource for EtcdTarget {
                 Txn::new()
                     .when(compares(key, cond))
                     .and_then([TxnOp::put(key, value, Some(opts))]);
-            let resp = self
-                .kv("transaction", |mut c| async move { c.txn(txn).await })
-                .await?;
-            Ok(resp
-                .succeeded()
-                .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+            self.txn_revision(txn).await
         }
         .boxed()
     }
@@ -425,12 +430,7 @@ impl EtcdSource for EtcdTarget {
             let txn = Txn::new()
                 .when(compares(key, cond))
                 .and_then([TxnOp::delete(key, None)]);
-            let resp = self
-                .kv("transaction", |mut c| async move { c.txn(txn).await })
-                .await?;
-            Ok(resp
-                .succeeded()
-                .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+            self.txn_revision(txn).await
         }
         .boxed()
     }
