@@ -5,6 +5,8 @@
 # `ci/install-deps.sh fuzz` (run here, idempotent).
 #   ci/fuzz.sh                 every target for FUZZ_SECONDS (default 10) seconds each
 #   ci/fuzz.sh names cron      only these targets
+#   FUZZ_RUNS=1000000 ci/fuzz.sh   each target until it has run that many inputs (no time limit
+#                              unless FUZZ_SECONDS is also set)
 # Targets run two at a time (FUZZ_JOBS). The build is made for a quick smoke run: no
 # AddressSanitizer (safe Rust; FUZZ_SANITIZER=address brings it back), 16 codegen units, line
 # tables only. It goes to FUZZ_TARGET_DIR, default CARGO_TARGET_DIR when set, else a cache in
@@ -19,7 +21,8 @@ source <(ci/install-deps.sh --env)
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
-seconds=${FUZZ_SECONDS:-10}
+runs=${FUZZ_RUNS:-}
+if [ -n "$runs" ]; then seconds=${FUZZ_SECONDS:-0}; else seconds=${FUZZ_SECONDS:-10}; fi
 jobs=${FUZZ_JOBS:-2}
 sanitizer=${FUZZ_SANITIZER:-none}
 # Absolute: the build runs from fuzz/.
@@ -58,7 +61,7 @@ run_one() {
   # A target's scratch files outlive it (fuzz/src/lib.rs): they go to TMPDIR, removed with
   # the rest.
   TMPDIR=$scratch/tmp/$t "$bin_dir/$t" "$scratch/corpus/$t" "fuzz/corpus/$t" \
-    -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=512 \
+    -max_total_time="$seconds" ${runs:+-runs="$runs"} -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=512 \
     -artifact_prefix="$scratch/artifacts/$t/" -print_final_stats=1 \
     >"$scratch/$t.log" 2>&1 || rc=$?
   echo "$rc" >"$scratch/$t.rc"
@@ -82,9 +85,10 @@ failed=()
 for t in "${targets[@]}"; do
   log=$scratch/$t.log
   if [ "$(cat "$scratch/$t.rc")" = 0 ]; then
-    runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
+    done_runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
-    echo "fuzz: $t ok: ${runs:-?} runs, ${cov:-cov: ?} edges, $seconds s"
+    secs=$(awk '/stat::slowest_unit_time_sec/ {next} /Done [0-9]+ runs in [0-9]+ second/ {print $(NF-1)}' "$log")
+    echo "fuzz: $t ok: ${done_runs:-?} runs in ${secs:-$seconds} s, ${cov:-cov: ?} edges"
   else
     echo "fuzz: $t FAILED; the end of its log:" >&2
     tail -n 40 "$log" >&2
