@@ -232,7 +232,11 @@ pub async fn write_stream(
         loop {
             let next = tokio::time::timeout(idle, chunks.next())
                 .await
-                .map_err(|_| Error::Etcd(format!("snapshot stream stalled for {idle:?}")))?;
+                .map_err(|_| {
+                    Error::Etcd(format!(
+                        "etcd sent no snapshot data for {idle:?} (--etcd-snapshot-idle-timeout), so the save was abandoned: check that etcd is running and not stalled or overloaded"
+                    ))
+                })?;
             match next {
                 Some(Ok(chunk)) => {
                     if tx.send(Msg::Chunk(chunk)).await.is_err() {

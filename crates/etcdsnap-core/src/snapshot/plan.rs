@@ -32,6 +32,8 @@ pub struct SnapshotSettings {
     pub s3: Option<S3Target>,
     /// How often the records are reconciled (`--etcd-snapshot-reconcile-interval`).
     pub reconcile_interval: std::time::Duration,
+    /// A save whose etcd stream is silent this long is abandoned (`--etcd-snapshot-idle-timeout`).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A connected remote store and the retention it applies.
@@ -185,6 +187,7 @@ mod tests {
             compress: true,
             s3: None,
             reconcile_interval: std::time::Duration::from_secs(600),
+            idle_timeout: std::time::Duration::from_secs(120),
         }
     }
 

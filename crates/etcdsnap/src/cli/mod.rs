@@ -411,6 +411,10 @@ pub struct ServerArgs {
     /// How often ETCDSnapshotFile records are reconciled with the files, a Go duration
     #[arg(long = "etcd-snapshot-reconcile-interval", default_value = "10m")]
     pub etcd_snapshot_reconcile_interval: String,
+    /// A save is abandoned (and reported failed) when etcd sends no snapshot data for this long,
+    /// a Go duration; beyond K3s, which waits without limit on a hung etcd
+    #[arg(long = "etcd-snapshot-idle-timeout", default_value = "2m")]
+    pub etcd_snapshot_idle_timeout: String,
     /// Write the kubeconfig of the supervisor's Kubernetes API to this file (default:
     /// /etc/etcdsnap/etcdsnap.yaml for root, ~/.kube/etcdsnap.yaml otherwise)
     #[arg(

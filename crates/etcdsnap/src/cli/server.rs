@@ -53,6 +53,11 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
     if reconcile_interval.is_zero() {
         bail!("etcd-snapshot-reconcile-interval must be greater than 0s");
     }
+    let idle_timeout = etcdsnap_core::duration::parse_go_duration(&a.etcd_snapshot_idle_timeout)
+        .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-idle-timeout: {e}"))?;
+    if idle_timeout.is_zero() {
+        bail!("etcd-snapshot-idle-timeout must be greater than 0s");
+    }
     let kubeconfig = etcdsnap_core::server::kubeconfig::KubeconfigOut {
         path: a
             .write_kubeconfig
@@ -153,6 +158,7 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             compress: a.etcd_snapshot_compress,
             s3: s3.clone(),
             reconcile_interval,
+            idle_timeout,
         },
         compression_level: DEFAULT_COMPRESSION_LEVEL,
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
