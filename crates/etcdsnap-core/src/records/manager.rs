@@ -35,11 +35,11 @@ use crate::store::{S3Spec, SnapshotRecord, SnapshotStatus};
 pub const COMPONENT: &str = "etcdsnap-supervisor";
 /// The legacy ConfigMap of records with extra metadata.
 pub const LEGACY_CONFIGMAP: &str = "k3s-etcd-snapshots";
-/// Failed records younger than this survive a reconcile that no longer sees them.
 /// Records created at once by a reconcile.
 const CREATE_CONCURRENCY: usize = 16;
 /// Records read per etcd range while reconciling.
 const RECONCILE_PAGE: i64 = 500;
+/// Failed records younger than this survive a reconcile that no longer sees them.
 const FAILED_GRACE: chrono::Duration = chrono::Duration::hours(24);
 /// S3 records younger than this survive (another node's upload may not be listed yet).
 const S3_GRACE: chrono::Duration = chrono::Duration::minutes(1);
@@ -47,6 +47,18 @@ const S3_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 const EVENT_TTL: i64 = 3600;
 /// The ConfigMap size the API server refuses beyond.
 const CONFIGMAP_LIMIT: usize = 1 << 20;
+/// Failures kept for later when etcd cannot take their records (oldest dropped beyond).
+const PENDING_LIMIT: usize = 64;
+
+/// A failure whose record could not be written yet (etcd was down or stalled).
+#[derive(Debug, Clone)]
+struct PendingFailure {
+    file_name: String,
+    location: String,
+    message: String,
+    s3: Option<S3Spec>,
+    at: DateTime<Utc>,
+}
 
 /// What a reconcile did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -62,6 +74,8 @@ pub struct Records {
     store: ObjectStore,
     node: String,
     lease: Mutex<Option<(i64, Instant)>>,
+    /// Failures to record once etcd answers again.
+    pending: Mutex<Vec<PendingFailure>>,
 }
 
 fn obj_of(f: &EtcdSnapshotFile) -> Value {
@@ -90,6 +104,7 @@ impl Records {
             store,
             node: node.into(),
             lease: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -133,6 +148,8 @@ impl Records {
     /// Records a snapshot file or object that now exists (K3s: "Snapshot X saved on N").
     pub async fn saved(&self, rec: &SnapshotRecord) -> ApiResult<Value> {
         let (obj, created) = self.upsert(rec).await?;
+        // etcd answers again: the failures it could not take before go in now.
+        self.flush_pending().await;
         if created {
             let node = obj["spec"]["nodeName"].as_str().unwrap_or("").to_string();
             let shown = if storage_kind(rec) == "s3" {
@@ -160,7 +177,84 @@ impl Records {
         message: &str,
         s3: Option<S3Spec>,
     ) -> ApiResult<Value> {
-        let now = Utc::now();
+        self.failed_at(file_name, location, message, s3, Utc::now())
+            .await
+    }
+
+    /// Records a failure as [`Records::failed`] does, but waits at most `limit` for etcd: a
+    /// failure caused by etcd being down must not also hold up the answer. What cannot be
+    /// written now is kept and written by the next successful save or reconcile.
+    pub async fn failed_or_later(
+        &self,
+        file_name: &str,
+        location: &str,
+        message: &str,
+        s3: Option<S3Spec>,
+        limit: Duration,
+    ) {
+        let at = Utc::now();
+        let why = match tokio::time::timeout(
+            limit,
+            self.failed_at(file_name, location, message, s3.clone(), at),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.message,
+            Err(_) => format!("etcd did not answer within {limit:?}"),
+        };
+        tracing::warn!(
+            "cannot record the failure of snapshot {file_name} now ({why}); it is recorded when etcd answers again"
+        );
+        let mut p = self.pending.lock().unwrap();
+        if p.len() >= PENDING_LIMIT {
+            let gone = p.remove(0);
+            tracing::warn!(
+                "too many failures wait to be recorded; the failure of snapshot {} is left out of the records (it is in this log)",
+                gone.file_name
+            );
+        }
+        p.push(PendingFailure {
+            file_name: file_name.to_string(),
+            location: location.to_string(),
+            message: message.to_string(),
+            s3,
+            at,
+        });
+    }
+
+    /// Writes the failures kept by [`Records::failed_or_later`]; those that still cannot be
+    /// written stay for the next time.
+    pub async fn flush_pending(&self) {
+        let todo = std::mem::take(&mut *self.pending.lock().unwrap());
+        if todo.is_empty() {
+            return;
+        }
+        let mut left = Vec::new();
+        for f in todo {
+            match self
+                .failed_at(&f.file_name, &f.location, &f.message, f.s3.clone(), f.at)
+                .await
+            {
+                Ok(_) => tracing::info!("recorded the earlier failure of snapshot {}", f.file_name),
+                Err(_) => left.push(f),
+            }
+        }
+        if !left.is_empty() {
+            let mut p = self.pending.lock().unwrap();
+            left.append(&mut p);
+            *p = left;
+        }
+    }
+
+    async fn failed_at(
+        &self,
+        file_name: &str,
+        location: &str,
+        message: &str,
+        s3: Option<S3Spec>,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
         let rec = SnapshotRecord {
             name: file_name.to_string(),
             key: file_name.to_string(),
@@ -287,6 +381,7 @@ impl Records {
         members: Option<&BTreeSet<String>>,
         deleted: &[String],
     ) -> ApiResult<Reconciled> {
+        self.flush_pending().await;
         let mut desired: BTreeMap<String, &SnapshotRecord> = BTreeMap::new();
         for r in local.iter().chain(s3.into_iter().flatten()) {
             desired.insert(object_name(r), r);

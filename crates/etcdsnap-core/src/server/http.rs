@@ -308,7 +308,7 @@ fn not_ready_message(state: &ServerState) -> String {
 /// come from the config Secret is the exception: the Secret can change under a running
 /// server, so a store that cannot be connected makes a recorded S3 failure beside the local
 /// snapshot, as scheduled saves do.
-async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Response> {
+async fn run_request(state: &Arc<ServerState>, req: &SnapshotRequest) -> Result<Response> {
     let op = resolve(req, &state.snapshots)?;
     let secret_save =
         matches!(op, Operation::Save { .. }) && op.s3().is_some_and(|c| c.uses_config_secret());
@@ -334,10 +334,8 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
     };
     let engine = &state.engine;
     let store = remote.as_ref().map(|r| &r.store);
-    let reconcile = |dir: Option<std::path::PathBuf>, deleted: Vec<String>| async move {
-        if let Err(e) = engine.reconcile(dir.as_deref(), store, &deleted).await {
-            tracing::warn!("{e}");
-        }
+    let reconcile = |dir: Option<std::path::PathBuf>, deleted: Vec<String>| {
+        reconcile_after(state.clone(), dir, store.cloned(), deleted)
     };
     Ok(match op {
         Operation::Save {
@@ -387,6 +385,35 @@ async fn run_request(state: &ServerState, req: &SnapshotRequest) -> Result<Respo
             json(StatusCode::OK, &r)
         }
     })
+}
+
+/// How long an answer waits for the reconcile that follows its operation.
+const RECONCILE_WAIT: Duration = Duration::from_secs(5);
+
+/// Reconciles the records after an operation, as K3s does. The answer waits for it, but at
+/// most [`RECONCILE_WAIT`]: when etcd is stalled (the likely cause of a failed save) the
+/// reconcile goes on in the background, bounded by its own etcd timeouts.
+async fn reconcile_after(
+    state: Arc<ServerState>,
+    dir: Option<std::path::PathBuf>,
+    store: Option<Arc<dyn crate::store::SnapshotStore>>,
+    deleted: Vec<String>,
+) {
+    let task = tokio::spawn(async move {
+        if let Err(e) = state
+            .engine
+            .reconcile(dir.as_deref(), store.as_ref(), &deleted)
+            .await
+        {
+            tracing::warn!("{e}");
+        }
+    });
+    if tokio::time::timeout(RECONCILE_WAIT, task).await.is_err() {
+        tracing::warn!(
+            "the reconcile of the snapshot records after this request takes longer than {}s (is etcd slow?); the answer does not wait for it",
+            RECONCILE_WAIT.as_secs()
+        );
+    }
 }
 
 /// The list `ls -o json|yaml` prints: the stored ETCDSnapshotFile of each file (with uid and
@@ -492,6 +519,7 @@ mod tests {
                 compress: false,
                 s3: None,
                 reconcile_interval: Duration::from_secs(600),
+                idle_timeout: Duration::from_secs(5),
             },
             ready: Ready::default(),
             auth_guard: AuthGuard::default(),

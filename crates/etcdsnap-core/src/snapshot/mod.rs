@@ -34,6 +34,10 @@ use plan::{Remote, RemotePlan, SavePlan};
 /// while still shrinking etcd data several times.
 pub const DEFAULT_COMPRESSION_LEVEL: i64 = 1;
 
+/// How long the record of a failure may hold up the answer; a failure caused by etcd being
+/// down cannot be recorded in it, and is recorded later.
+const RECORD_FAILURE_WAIT: Duration = Duration::from_secs(3);
+
 /// Settings fixed for the life of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -428,12 +432,9 @@ impl Engine {
     async fn record_failure(&self, name: &str, location: &str, message: &str, s3: Option<S3Spec>) {
         if let Some(records) = &self.records {
             let s3 = s3.or_else(|| location.starts_with("s3://").then(S3Spec::default));
-            if let Err(e) = records.failed(name, location, message, s3).await {
-                tracing::warn!(
-                    "cannot record the failure of snapshot {name}: {}",
-                    e.message
-                );
-            }
+            records
+                .failed_or_later(name, location, message, s3, RECORD_FAILURE_WAIT)
+                .await;
         }
     }
 
