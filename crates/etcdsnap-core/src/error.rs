@@ -40,6 +40,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A write found the disk full (ENOSPC, or EDQUOT for a quota); HTTP 507.
+    #[error(
+        "{context}: the disk is full ({source}): free space on it, or use a larger disk, and retry"
+    )]
+    DiskFull {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Anything else, with its explanation.
     #[error("{0}")]
     Other(String),
@@ -69,15 +78,21 @@ impl Error {
             Error::S3Unavailable(_) | Error::S3(_) | Error::Integrity(_) => 502,
             Error::Etcd(_) => 503,
             Error::Timeout(_) => 504,
+            Error::DiskFull { .. } => 507,
             Error::Io { .. } | Error::Other(_) => 500,
         }
     }
 
     /// An I/O error with the operation and path that failed.
     pub fn io(what: &str, path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            context: format!("{what} {}", path.display()),
-            source,
+        let context = format!("{what} {}", path.display());
+        let full = source.kind() == std::io::ErrorKind::StorageFull
+            || source.kind() == std::io::ErrorKind::QuotaExceeded
+            || matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        if full {
+            Error::DiskFull { context, source }
+        } else {
+            Error::Io { context, source }
         }
     }
 }

@@ -367,6 +367,9 @@ impl RestoreTool {
         if self.kind == ToolKind::Etcdctl {
             cmd.env("ETCDCTL_API", "3");
         }
+        // A killed restore must not leave the tool writing on: it dies with us.
+        cmd.kill_on_drop(true);
+        crate::etcd::process::die_with_parent(cmd.as_std_mut(), libc::SIGKILL);
         let started = Instant::now();
         tracing::info!(
             "Restore: {} snapshot restore into {} (member {})",
@@ -384,6 +387,19 @@ impl RestoreTool {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+            if text
+                .to_ascii_lowercase()
+                .contains("no space left on device")
+            {
+                return Err(Error::DiskFull {
+                    context: format!(
+                        "{} snapshot restore into {}",
+                        self.path.display(),
+                        data_dir.display()
+                    ),
+                    source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                });
+            }
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             return Err(Error::Other(format!(
                 "{} snapshot restore failed ({}):\n{}",

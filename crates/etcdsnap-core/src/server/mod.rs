@@ -159,6 +159,7 @@ pub async fn run(
 ) -> Result<()> {
     let _lock = lock_data_dir(&cfg)?;
     let server_dir = cfg.server_dir();
+    reset::remove_stale_staging(&server_dir.join("db"));
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
     let token = crate::token::load_or_create(
@@ -196,7 +197,7 @@ pub async fn run(
             data_dir: cfg.data_dir.clone(),
             compression_level: cfg.compression_level,
             token_hash: token.hash12(),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: cfg.snapshots.idle_timeout,
             owns_etcd: child.is_some(),
         },
     )

@@ -93,8 +93,36 @@ pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
     }
     let token = reset_token(cfg)?;
     let _lock = super::lock_data_dir(cfg)?;
+    remove_stale_staging(&cfg.server_dir().join("db"));
     run_locked(cfg, reset, token, &flag).await
 }
+
+/// Staging dirs (`db/etcd-restore-*`) are left only by a restore that was killed: it
+/// restores into one and moves it into place as its last step, so one never holds the
+/// server's data. Removed (with a log line) by the next reset or start, under the data-dir
+/// lock, so that no restore is running.
+pub fn remove_stale_staging(db: &Path) {
+    let Ok(rd) = std::fs::read_dir(db) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(STAGING_STEM) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let p = e.path();
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => tracing::info!(
+                "Removed {}, left by a cluster reset that did not finish (the data dir was not changed by it)",
+                p.display()
+            ),
+            Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
+        }
+    }
+}
+
+/// The name of the staging dirs of restores.
+const STAGING_STEM: &str = "etcd-restore-";
 
 fn previously_reset(flag: &Path) -> Error {
     Error::InvalidInput(format!(
@@ -228,7 +256,7 @@ async fn restore(
     )?;
 
     // Staging: nothing of the server changes until it has run.
-    let staging = unique_beside(&db, "etcd-restore");
+    let staging = unique_beside(&db, STAGING_STEM.trim_end_matches('-'));
     let staging_guard = RemoveDirOnDrop(Some(staging.clone()));
     let name = new_member_name(&cfg.node_name)?;
     tool.restore(
