@@ -147,3 +147,5 @@ impl Drop for Proc {
         }
     }
 }
+
+pub mod fault;
