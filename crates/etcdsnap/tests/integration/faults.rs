@@ -316,3 +316,518 @@ fn a_bare_token_with_another_servers_ca_says_so() {
         "{err}"
     );
 }
+
+/// Writes `mib` MiB of compressible 1 MiB values, so that a compressed save takes seconds.
+fn fill(s: &Server, mib: usize) {
+    let big: Vec<(String, Vec<u8>)> = (0..mib)
+        .map(|i| (format!("/big/{i}"), vec![(i % 251) as u8; 1 << 20]))
+        .collect();
+    s.put(&big);
+}
+
+/// Starts `etcd-snapshot save --snapshot-compress` against `s` with its output captured.
+fn spawn_save(s: &Server) -> std::process::Child {
+    Command::new(etcdsnap_bin())
+        .args(["etcd-snapshot", "save", "--snapshot-compress", "-d"])
+        .arg(s.data_dir())
+        .arg(format!("--etcd-server={}", s.url()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the save has started writing its `.part` file.
+fn wait_part(s: &Server) {
+    wait_for(Duration::from_secs(30), "a .part file", || {
+        s.snapshot_files()
+            .iter()
+            .any(|f| f.ends_with(".part"))
+            .then_some(())
+    });
+}
+
+/// The embedded etcd's pid.
+fn etcd_pid(s: &Server) -> i32 {
+    let pids = crate::server::child_pids(s.proc.pid());
+    assert_eq!(pids.len(), 1, "expected one etcd child: {pids:?}");
+    pids[0]
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: signalling a process this test started (the server or its etcd child).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Neither a finished snapshot nor a `.part` is left by the failed save.
+#[track_caller]
+fn assert_nothing_left(s: &Server) {
+    wait_for(Duration::from_secs(10), "the .part to be removed", || {
+        s.snapshot_files().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn etcd_killed_mid_save_fails_the_save_clearly_and_is_restarted() {
+    let mut s = Server::start(Etcd::V35);
+    fill(&s, 96);
+    let save = spawn_save(&s);
+    wait_part(&s);
+    let etcd = etcd_pid(&s);
+    signal(etcd, libc::SIGKILL);
+    let out = save.wait_with_output().unwrap();
+    let err = fails(&out);
+    // The user learns that etcd failed, not just that a connection dropped.
+    assert!(err.contains("etcd"), "{err}");
+    assert_nothing_left(&s);
+    wait_for(Duration::from_secs(30), "etcd restarted", || {
+        crate::server::child_pids(s.proc.pid())
+            .iter()
+            .any(|p| *p != etcd)
+            .then_some(())
+    });
+    s.wait_healthy();
+    assert!(
+        s.proc.log_text().contains("etcd exited unexpectedly"),
+        "{}",
+        s.proc.log_text()
+    );
+    let out = ok(&s.cli(&["save"]));
+    assert!(out.contains("saved."), "{out}");
+    assert_eq!(s.snapshot_files().len(), 1, "{:?}", s.snapshot_files());
+}
+
+#[test]
+fn etcd_stopped_mid_save_is_abandoned_after_the_idle_timeout() {
+    let s = Server::builder(Etcd::V35)
+        .args(["--etcd-snapshot-idle-timeout", "3s"])
+        .start();
+    fill(&s, 96);
+    let save = spawn_save(&s);
+    wait_part(&s);
+    let etcd = etcd_pid(&s);
+    signal(etcd, libc::SIGSTOP);
+    let stopped = Instant::now();
+    let out = save.wait_with_output().unwrap();
+    let took = stopped.elapsed();
+    signal(etcd, libc::SIGCONT);
+    let err = fails(&out);
+    // 3 s of silence, at most 3 s for the failure's record (etcd cannot take it now) and 5 s
+    // for the reconcile after the request.
+    assert!(
+        took < Duration::from_secs(16),
+        "took {took:?}: {err}\n{}",
+        s.proc.log_text()
+    );
+    assert!(
+        err.contains("etcd sent no snapshot data for 3s")
+            && err.contains("--etcd-snapshot-idle-timeout"),
+        "{err}"
+    );
+    assert_nothing_left(&s);
+    // The same etcd, resumed, serves the next save.
+    let out = ok(&s.cli(&["save"]));
+    assert!(out.contains("saved."), "{out}");
+    assert_eq!(etcd_pid(&s), etcd);
+    assert_eq!(s.snapshot_files().len(), 1, "{:?}", s.snapshot_files());
+}
+
+#[test]
+fn a_scheduled_tick_while_etcd_is_stopped_fails_visibly_and_the_next_tick_saves() {
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 2s",
+            "--etcd-snapshot-idle-timeout",
+            "2s",
+            "--etcd-snapshot-retention",
+            "100",
+        ])
+        .start();
+    wait_for(
+        Duration::from_secs(30),
+        "a first scheduled snapshot",
+        || (!s.snapshot_files().is_empty()).then_some(()),
+    );
+    let etcd = etcd_pid(&s);
+    signal(etcd, libc::SIGSTOP);
+    let log_before = s.proc.log_text().len();
+    let failure = wait_for(
+        Duration::from_secs(60),
+        "a scheduled snapshot to fail",
+        || {
+            let log = s.proc.log_text();
+            log[log_before..]
+                .lines()
+                .find(|l| l.contains("ERROR Failed to take scheduled snapshot"))
+                .map(str::to_string)
+        },
+    );
+    let before = s.snapshot_files();
+    assert!(before.iter().all(|f| !f.ends_with(".part")), "{before:?}");
+    signal(etcd, libc::SIGCONT);
+    wait_for(
+        Duration::from_secs(60),
+        "a scheduled snapshot after the fault",
+        || {
+            s.snapshot_files()
+                .iter()
+                .any(|f| !before.contains(f) && !f.ends_with(".part"))
+                .then_some(())
+        },
+    );
+    // The failure is on record for `kubectl get etcdsnapshotfile` (K3s records failed saves):
+    // etcd could not take the record while it was stopped, so it is written once etcd is back.
+    wait_for(Duration::from_secs(30), "the failure's record", || {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(&s.kubectl(&["get", "etcdsnapshotfile", "-o", "json"])))
+                .unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"]["readyToUse"] == false)
+            .map(|r| {
+                let msg = r["status"]["error"]["message"].as_str().unwrap_or("");
+                assert!(
+                    failure.contains(msg),
+                    "{msg:?} is not the logged failure {failure:?}"
+                );
+            })
+    });
+    assert!(
+        s.proc
+            .log_text()
+            .contains("recorded the earlier failure of snapshot"),
+        "{}",
+        s.proc.log_text()
+    );
+}
+
+#[test]
+fn sigterm_during_a_save_finishes_or_cleans_up_and_stops_etcd() {
+    let mut s = Server::start(Etcd::V35);
+    fill(&s, 96);
+    let save = spawn_save(&s);
+    wait_part(&s);
+    let etcd = etcd_pid(&s);
+    let st = s.proc.terminate(Duration::from_secs(90));
+    assert!(
+        st.is_some_and(|st| st.success()),
+        "the server did not stop cleanly ({st:?}); log:\n{}",
+        s.proc.log_text()
+    );
+    let out = save.wait_with_output().unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{etcd}/exe")).exists(),
+        "etcd {etcd} outlived its server"
+    );
+    let files = s.snapshot_files();
+    assert!(
+        files.iter().all(|f| !f.ends_with(".part")),
+        "a .part was left: {files:?}"
+    );
+    if out.status.success() {
+        // The save finished before the server stopped: it is complete and sound.
+        assert_eq!(files.len(), 1, "{files:?}");
+        let path = s.snapshot_dir().join(&files[0]);
+        let v = Command::new(etcdsnap_bin())
+            .args(["etcd-snapshot", "verify"])
+            .arg(&path)
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
+            .output()
+            .unwrap();
+        ok(&v);
+    } else {
+        assert!(files.is_empty(), "{files:?}");
+        assert!(!stderr(&out).is_empty());
+    }
+    assert!(
+        s.proc.log_text().contains("stopping etcd"),
+        "{}",
+        s.proc.log_text()
+    );
+    let ports = s.ports();
+    let s = Server::builder(Etcd::V35).dir(s.dir).ports(ports).start();
+    ok(&s.cli(&["save"]));
+}
+
+/// Incompressible values (a save of them needs their full size on disk).
+fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..mib)
+        .map(|i| {
+            let v: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            (format!("{prefix}/{i}"), v)
+        })
+        .collect()
+}
+
+fn sha256_of(p: &std::path::Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+#[test]
+fn a_full_disk_fails_the_save_clearly_and_keeps_older_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(&dir.path().join("server/db/snapshots"), 24);
+    let s = Server::builder(Etcd::V35)
+        .dir(dir)
+        .on(&disk)
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 2s",
+            "--etcd-snapshot-retention",
+            "1",
+        ])
+        .start();
+    s.put(&noise("/small", 2));
+    wait_for(Duration::from_secs(30), "a scheduled snapshot", || {
+        (s.snapshot_files().len() == 1).then_some(())
+    });
+    // Now the database is larger than the free space: the scheduled saves fail.
+    s.put(&noise("/big", 32));
+    let failures = |s: &Server| {
+        s.proc
+            .log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("Failed to take scheduled snapshot") && l.contains("the disk is full")
+            })
+            .count()
+    };
+    wait_for(Duration::from_secs(60), "a scheduled save to fail", || {
+        (failures(&s) >= 1).then_some(())
+    });
+    let older = s.snapshot_files();
+    assert_eq!(older.len(), 1, "{older:?}");
+    let older_sum = sha256_of(&s.snapshot_dir().join(&older[0]));
+    let seen = failures(&s);
+    wait_for(
+        Duration::from_secs(60),
+        "another failed scheduled save",
+        || (failures(&s) > seen).then_some(()),
+    );
+    // No partial file; the older snapshot is intact and retention (1) did not remove it.
+    assert_nothing_left_but(&s, &older);
+    assert_eq!(sha256_of(&s.snapshot_dir().join(&older[0])), older_sum);
+    // An on-demand save is told why, what to do, and that the disk is the problem.
+    let err = fails(&s.cli(&["save"]));
+    assert!(
+        err.contains("the disk is full (No space left on device")
+            && err.contains("free space on it")
+            && err.contains("HTTP 507"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server/db/snapshots"),
+        "names the directory: {err}"
+    );
+    assert_nothing_left_but(&s, &older);
+    // Space again (the big keys deleted, compacted and defragmented): saving resumes and
+    // retention keeps the newest.
+    let (ca, cert, key) = s.etcd_tls();
+    rt().block_on(async {
+        let mut c = etcd_client(&s.etcd_endpoint(), Some((&ca, &cert, &key))).await;
+        c.delete(
+            "/big/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+        let rev = c
+            .get("/small/0", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        c.compact(
+            rev,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .unwrap();
+        c.defragment().await.unwrap();
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "a scheduled snapshot after space was freed",
+        || {
+            let now = s.snapshot_files();
+            (now.len() == 1 && now != older && !now[0].ends_with(".part")).then_some(())
+        },
+    );
+}
+
+#[track_caller]
+fn assert_nothing_left_but(s: &Server, want: &[String]) {
+    wait_for(Duration::from_secs(10), "only the older snapshots", || {
+        (s.snapshot_files() == want).then_some(())
+    });
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 200 requests at once, of every kind a client sends (saves, lists, deletes, prunes, and
+/// Kubernetes reads of the records): each gets a success or a clean 4xx (409 for a save while
+/// another runs), none a 5xx or a dropped connection; nothing deadlocks; memory stays bounded;
+/// the server answers an `ls` at once afterwards and no half-written snapshot is left.
+#[test]
+fn two_hundred_concurrent_requests_get_clean_answers() {
+    let s = Server::start(Etcd::V35);
+    s.put(
+        &(0..200)
+            .map(|i| (format!("/k/{i}"), vec![b'v'; 4096]))
+            .collect::<Vec<_>>(),
+    );
+    ok(&s.cli(&["save"]));
+    let password = s.token().split_once("::server:").unwrap().1.to_string();
+    let kube_token = std::fs::read_to_string(s.kubeconfig())
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: ").map(str::to_string))
+        .unwrap();
+    let rss_before = rss_kib(s.proc.pid());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = s.url();
+    let ca = std::fs::read(s.data_dir().join("server/tls/server-ca.crt")).unwrap();
+    let answers: Vec<(String, Result<u16, String>)> = rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (client, url, password, kube_token) = (
+                client.clone(),
+                url.clone(),
+                password.clone(),
+                kube_token.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let (what, req) = match i % 10 {
+                    0 => (
+                        "save",
+                        client
+                            .post(format!("{url}/db/snapshot"))
+                            .basic_auth("server", Some(&password))
+                            .body(r#"{"operation":"save"}"#),
+                    ),
+                    1 => (
+                        "prune",
+                        client
+                            .post(format!("{url}/db/snapshot"))
+                            .basic_auth("server", Some(&password))
+                            .body(r#"{"operation":"prune","name":["on-demand"],"retention":3}"#),
+                    ),
+                    2 => (
+                        "delete",
+                        client
+                            .post(format!("{url}/db/snapshot"))
+                            .basic_auth("server", Some(&password))
+                            .body(format!(r#"{{"operation":"delete","name":["nope-{i}"]}}"#)),
+                    ),
+                    3 | 4 => (
+                        "kube list",
+                        client
+                            .get(format!("{url}/apis/k3s.cattle.io/v1/etcdsnapshotfiles"))
+                            .bearer_auth(&kube_token),
+                    ),
+                    5 => (
+                        "kube table",
+                        client
+                            .get(format!("{url}/apis/k3s.cattle.io/v1/etcdsnapshotfiles"))
+                            .bearer_auth(&kube_token)
+                            .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io"),
+                    ),
+                    _ => (
+                        "list",
+                        client
+                            .post(format!("{url}/db/snapshot"))
+                            .basic_auth("server", Some(&password))
+                            .body(r#"{"operation":"list"}"#),
+                    ),
+                };
+                let r = req.header("Content-Type", "application/json").send().await;
+                let r = match r {
+                    Ok(resp) => {
+                        let code = resp.status().as_u16();
+                        match resp.bytes().await {
+                            Ok(_) => Ok(code),
+                            Err(e) => Err(format!("body: {e}")),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (what.to_string(), r)
+            }));
+        }
+        let all = tokio::time::timeout(Duration::from_secs(150), futures::future::join_all(tasks))
+            .await
+            .expect("200 requests did not finish in 150 s: a deadlock?");
+        all.into_iter().map(|r| r.unwrap()).collect()
+    });
+    let mut by_code: std::collections::BTreeMap<String, usize> = Default::default();
+    for (what, r) in &answers {
+        let key = match r {
+            Ok(c) => format!("{what} {c}"),
+            Err(e) => panic!("{what}: no answer: {e}"),
+        };
+        *by_code.entry(key).or_default() += 1;
+    }
+    for (k, n) in &by_code {
+        let code: u16 = k.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            (200..300).contains(&code) || code == 409 || code == 404,
+            "{n} × {k}: {by_code:?}\n{}",
+            s.proc.log_text()
+        );
+    }
+    assert!(
+        by_code.keys().any(|k| k == "save 200"),
+        "no save succeeded: {by_code:?}"
+    );
+    let rss_after = rss_kib(s.proc.pid());
+    eprintln!("answers: {by_code:?}; server RSS {rss_before} KiB before, {rss_after} KiB after");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    let started = Instant::now();
+    let listed = ok(&s.cli(&["ls"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "ls took {:?}",
+        started.elapsed()
+    );
+    let files = s.snapshot_files();
+    assert!(files.iter().all(|f| !f.ends_with(".part")), "{files:?}");
+    for f in &files {
+        assert!(listed.contains(f.as_str()), "{f} not listed:\n{listed}");
+    }
+}

@@ -114,6 +114,8 @@ pub struct Server {
     pub node: String,
     pub etcd: Etcd,
     pub proc: Proc,
+    /// Set when the server runs on a [`SmallDisk`]: the files are read through its view.
+    disk: Option<i32>,
 }
 
 pub struct ServerBuilder {
@@ -124,6 +126,8 @@ pub struct ServerBuilder {
     dir: Option<tempfile::TempDir>,
     ports: Option<Ports>,
     fd_limit: Option<u64>,
+    /// The holder pid of a [`SmallDisk`] whose mount namespace the server runs in.
+    disk: Option<i32>,
 }
 
 /// The supervisor, etcd client and etcd peer ports of a server.
@@ -186,6 +190,11 @@ impl ServerBuilder {
         self.dir = Some(d);
         self
     }
+    /// Runs the server in the mount namespace of `disk` (which must be mounted inside its dir).
+    pub fn on(mut self, disk: &SmallDisk) -> Self {
+        self.disk = Some(disk.holder.pid());
+        self
+    }
 
     pub fn start(self) -> Server {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
@@ -193,7 +202,10 @@ impl ServerBuilder {
         let p = self.ports.unwrap_or_else(Ports::free);
         let (port, client_port, peer_port) = (p.https, p.client, p.peer);
         let node = "n1".to_string();
-        let mut cmd = Command::new(etcdsnap_bin());
+        let mut cmd = match self.disk {
+            Some(pid) => SmallDisk::enter(pid, etcdsnap_bin()),
+            None => Command::new(etcdsnap_bin()),
+        };
         cmd.arg("server")
             .arg("-d")
             .arg(dir.path())
@@ -245,6 +257,7 @@ impl ServerBuilder {
             node,
             etcd: self.etcd,
             proc,
+            disk: self.disk,
         };
         if self.wait_ready {
             s.wait_healthy();
@@ -263,6 +276,7 @@ impl Server {
             dir: None,
             ports: None,
             fd_limit: None,
+            disk: None,
         }
     }
 
@@ -321,7 +335,7 @@ impl Server {
 
     /// The kubeconfig the server wrote.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig.yaml")
+        self.seen("kubeconfig.yaml")
     }
 
     /// The real kubectl with the server's kubeconfig.
@@ -335,11 +349,20 @@ impl Server {
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {
-        self.dir.path().join("server/db/snapshots")
+        self.seen("server/db/snapshots")
+    }
+
+    /// `rel` below the data dir, as the server sees it (through a [`SmallDisk`]'s view).
+    pub fn seen(&self, rel: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        match self.disk {
+            Some(pid) => SmallDisk::view_of(pid, &p),
+            None => p,
+        }
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server/token"))
+        std::fs::read_to_string(self.seen("server/token"))
             .unwrap()
             .trim()
             .to_string()
@@ -351,7 +374,10 @@ impl Server {
     }
 
     pub fn cli_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(etcdsnap_bin());
+        let mut cmd = match self.disk {
+            Some(pid) => SmallDisk::enter(pid, etcdsnap_bin()),
+            None => Command::new(etcdsnap_bin()),
+        };
         cmd.arg("etcd-snapshot")
             .args(args)
             .arg("-d")
@@ -381,7 +407,7 @@ impl Server {
 
     /// Client certificates of the embedded etcd.
     pub fn etcd_tls(&self) -> (PathBuf, PathBuf, PathBuf) {
-        let d = self.dir.path().join("server/tls/etcd");
+        let d = self.seen("server/tls/etcd");
         (
             d.join("server-ca.crt"),
             d.join("client.crt"),
@@ -600,5 +626,70 @@ impl ServerBuilder {
     /// `node` field of the started [`Server`] still says `n1`.
     pub fn node(self, name: &str) -> Self {
         self.args(["--node-name", name])
+    }
+}
+
+/// A tmpfs of a fixed size at `dir`, mounted in a mount namespace of its own (an unprivileged
+/// user namespace, so no root is needed and the host's mounts never change): the processes
+/// started through it see the small disk, everybody else sees `dir` as it was. It goes away
+/// when the last of them exits.
+pub struct SmallDisk {
+    holder: Proc,
+    pub dir: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn new(dir: &Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            r#"mount -t tmpfs -o size="$2"m tmpfs "$1" && echo mounted && exec sleep 100000"#,
+            "sh",
+        ])
+        .arg(dir)
+        .arg(mib.to_string());
+        let mut holder = Proc::spawn_temp("small-disk", cmd);
+        wait_for(Duration::from_secs(10), "the small disk", || {
+            if let Ok(Some(st)) = holder.child.try_wait() {
+                panic!(
+                    "cannot mount a tmpfs in a namespace ({st}): {}",
+                    holder.log_text()
+                );
+            }
+            holder.log_text().contains("mounted").then_some(())
+        });
+        SmallDisk {
+            holder,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn enter(pid: i32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--target={pid}"))
+            .args(["--user", "--mount", "--preserve-credentials"])
+            .arg(program);
+        c
+    }
+
+    /// `program`, to be run on this disk.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        Self::enter(self.holder.pid(), program)
+    }
+
+    fn view_of(pid: i32, p: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{pid}/root")).join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// The path `p` as the processes on this disk see it.
+    pub fn view(&self, p: &Path) -> PathBuf {
+        Self::view_of(self.holder.pid(), p)
     }
 }

@@ -85,7 +85,13 @@ fn kv(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 
 /// `etcdsnap server --cluster-reset` on `dir` with these ports, as a one-shot process.
 fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(etcdsnap_bin());
+    reset_cmd(Command::new(etcdsnap_bin()), v, dir, ports, extra)
+        .output()
+        .unwrap()
+}
+
+/// The reset's command line on `cmd` (the etcdsnap binary, perhaps run through a namespace).
+fn reset_cmd(mut cmd: Command, v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Command {
     cmd.arg("server")
         .arg("-d")
         .arg(dir)
@@ -97,7 +103,7 @@ fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
         .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
         .env("RUST_LOG", "info")
         .env_remove("ETCDSNAP_TOKEN");
-    cmd.output().unwrap()
+    cmd
 }
 
 fn restart(v: Etcd, dir: tempfile::TempDir, ports: Ports) -> Server {
@@ -736,4 +742,227 @@ func main() {
     assert_eq!(plain, json.as_bytes());
     let sealed_by_us = etcdsnap_core::bootstrap::encrypt("tok3n", json.as_bytes()).unwrap();
     assert_eq!(go(&["open", "tok3n", &sealed_by_us]), json);
+}
+
+/// Incompressible values of 1 MiB (restores of them take a while and need their full size).
+fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..mib)
+        .map(|i| {
+            let v: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            (format!("/{prefix}/{i}"), v)
+        })
+        .collect()
+}
+
+fn has_key(s: &Server, key: &str) -> bool {
+    let (ca, cert, key_file) = s.etcd_tls();
+    get_key(&s.etcd_endpoint(), Some((&ca, &cert, &key_file)), key).is_some()
+}
+
+/// A server with `x` keys and 48 MiB of noise saved in a snapshot, then `after` keys written
+/// after it; stopped. Returns the data dir, the ports and the snapshot's path.
+fn snapshot_then_more(s: Server) -> (tempfile::TempDir, Ports, PathBuf) {
+    s.put(&kv("x", 10));
+    s.put(&noise("noise", 48));
+    let name = ok(&s.cli(&["save"]))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let snap = s.snapshot_dir().join(&name);
+    s.put(&kv("after", 5));
+    let (dir, ports) = s.stop();
+    let snap = dir
+        .path()
+        .join("server/db/snapshots")
+        .join(snap.file_name().unwrap());
+    (dir, ports, snap)
+}
+
+/// `db/etcd` file by file (the staging dirs beside it are not the server's data).
+fn live_db(dir: &Path) -> BTreeMap<PathBuf, String> {
+    tree_hashes(&dir.join("server/db/etcd"))
+}
+
+fn staging_dirs(db: &Path) -> Vec<String> {
+    entries(db)
+        .into_iter()
+        .filter(|n| n.starts_with("etcd-restore-"))
+        .collect()
+}
+
+/// A restore killed (SIGKILL, nothing can clean up) while etcd's tool writes the staging dir,
+/// or later while etcd runs on it, leaves `db/etcd` and `tls` as they were: the server starts
+/// on its old data, the staging dir is removed with a log line, and the restore run again
+/// works.
+#[test]
+fn a_restore_killed_midway_leaves_the_data_dir_as_it_was() {
+    let (mut dir, mut ports, snap) = snapshot_then_more(Server::start(Etcd::V35));
+    for step in [
+        "while the tool writes",
+        "while etcd runs on the restored data",
+    ] {
+        let db = dir.path().join("server/db");
+        let before = live_db(dir.path());
+        let tls_before = tree_hashes(&dir.path().join("server/tls"));
+        let mut child = reset_cmd(
+            Command::new(etcdsnap_bin()),
+            Etcd::V35,
+            dir.path(),
+            ports,
+            &[&format!("--cluster-reset-restore-path={}", snap.display())],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        let pid = child.id() as i32;
+        wait_for(std::time::Duration::from_secs(60), step, || {
+            let staged = !staging_dirs(&db).is_empty();
+            let etcd_up = crate::server::child_pids(pid).iter().any(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/cmdline"))
+                    .is_ok_and(|l| l.contains("force-new-cluster"))
+            });
+            match step {
+                "while the tool writes" => staged,
+                _ => etcd_up,
+            }
+            .then_some(())
+        });
+        let kids = crate::server::child_pids(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        wait_for(
+            std::time::Duration::from_secs(10),
+            "its children to die",
+            || {
+                kids.iter()
+                    .all(|k| {
+                        std::fs::read_to_string(format!("/proc/{k}/stat"))
+                            .map(|st| st.contains(") Z "))
+                            .unwrap_or(true)
+                    })
+                    .then_some(())
+            },
+        );
+        assert_eq!(live_db(dir.path()), before, "{step}: db/etcd changed");
+        assert_eq!(
+            tree_hashes(&dir.path().join("server/tls")),
+            tls_before,
+            "{step}: tls changed"
+        );
+        assert!(
+            !staging_dirs(&db).is_empty(),
+            "{step}: the kill came too late"
+        );
+        // The server starts on the data it had, written after the snapshot.
+        let s = restart(Etcd::V35, dir, ports);
+        assert!(staging_dirs(&db).is_empty(), "{step}: staging left");
+        assert!(
+            s.proc
+                .log_text()
+                .contains("left by a cluster reset that did not finish"),
+            "{}",
+            s.proc.log_text()
+        );
+        assert!(has_key(&s, "/after/0") && has_key(&s, "/x/0"), "{step}");
+        (dir, ports) = s.stop();
+    }
+    // And the restore, run to its end, works.
+    assert!(
+        ok(&reset(
+            Etcd::V35,
+            dir.path(),
+            ports,
+            &[&format!("--cluster-reset-restore-path={}", snap.display())],
+        ))
+        .contains(MESSAGE)
+    );
+    let s = restart(Etcd::V35, dir, ports);
+    assert!(has_key(&s, "/x/0") && has_key(&s, "/noise/47") && !has_key(&s, "/after/0"));
+}
+
+/// The disk fills up while etcd's tool writes the restored data (a wrapper fills it just
+/// before the real etcdutl runs): a clear error, `db/etcd` as it was, no staging dir left;
+/// with space again the same restore works.
+#[test]
+fn a_disk_that_fills_up_mid_restore_leaves_the_data_dir_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(&dir.path().join("server"), 400);
+    let s = Server::builder(Etcd::V35).dir(dir).on(&disk).start();
+    let (dir, ports, snap) = snapshot_then_more(s);
+    let server = disk.view(&dir.path().join("server"));
+    let before = tree_hashes(&server.join("db/etcd"));
+    let tools = tempfile::tempdir().unwrap();
+    let filler = dir.path().join("server/filler");
+    let wrapper = tools.path().join("etcdutl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfree=$(df --output=avail -k {fill_dir} | tail -n 1)\nfallocate -l $(( (free - 256) * 1024 )) {filler} || exit 99\nexec {real} \"$@\"\n",
+            fill_dir = filler.parent().unwrap().display(),
+            filler = filler.display(),
+            real = env_bin("ETCDUTL35_BIN").display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let restore_flags = [
+        format!("--cluster-reset-restore-path={}", snap.display()),
+        format!("--etcdutl-binary={}", wrapper.display()),
+    ];
+    let flags: Vec<&str> = restore_flags.iter().map(String::as_str).collect();
+    let out = reset_cmd(
+        disk.command(etcdsnap_bin()),
+        Etcd::V35,
+        dir.path(),
+        ports,
+        &flags,
+    )
+    .output()
+    .unwrap();
+    let err = fails(&out);
+    assert!(
+        err.contains("the disk is full") && err.contains("free space on it"),
+        "{err}"
+    );
+    assert!(
+        server.join("filler").exists(),
+        "the wrapper did not run: {err}"
+    );
+    assert_eq!(
+        tree_hashes(&server.join("db/etcd")),
+        before,
+        "db/etcd changed"
+    );
+    assert!(staging_dirs(&server.join("db")).is_empty(), "staging left");
+    // Space again: the same restore, with the real tool, works.
+    std::fs::remove_file(server.join("filler")).unwrap();
+    let out = reset_cmd(
+        disk.command(etcdsnap_bin()),
+        Etcd::V35,
+        dir.path(),
+        ports,
+        &[&restore_flags[0]],
+    )
+    .output()
+    .unwrap();
+    assert!(ok(&out).contains(MESSAGE));
+    let s = Server::builder(Etcd::V35)
+        .dir(dir)
+        .ports(ports)
+        .on(&disk)
+        .start();
+    assert!(has_key(&s, "/x/0") && has_key(&s, "/noise/47") && !has_key(&s, "/after/0"));
 }

@@ -1029,3 +1029,126 @@ fn s3_timeout_bounds_a_silent_endpoint() {
     assert_log_clean(&s, &[]);
     drop(silent);
 }
+
+// --- 9. faults in the middle of uploads ----------------------------------------------------
+
+/// S3 behind a relay that the test turns bad and good again: cut in the middle of an upload,
+/// hanging past `--s3-timeout`, closing every connection. Each failed save keeps its local
+/// snapshot, says the upload failed, records the failure, never leaves a partial object and
+/// never costs the last good S3 copy (S3 retention 1 runs after every save); the first save
+/// after the fault uploads again.
+#[test]
+fn s3_faults_mid_upload_keep_the_local_snapshot_and_the_last_good_copy() {
+    use etcdsnap_testkit::fault::{Fault, FaultProxy};
+    let fs = S3sFs::start(&[BUCKET]);
+    let raw = Raw::s3s(&fs);
+    let proxy = FaultProxy::start(fs.port);
+    let s = Server::start(Etcd::V35);
+    // About 8 MiB, so that every upload is far longer than the cut.
+    let data: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| {
+            let v: Vec<u8> = (0..1 << 20)
+                .map(|j: u32| (j.wrapping_mul(2654435761) >> (i + 3)) as u8)
+                .collect();
+            (format!("/data/{i}"), v)
+        })
+        .collect();
+    s.put(&data);
+    let mut flags = s3_flags(&fs, "flt");
+    for f in &mut flags {
+        if f.starts_with("--s3-endpoint=") {
+            *f = format!("--s3-endpoint={}", proxy.endpoint());
+        }
+    }
+    let flags = with(&flags, &["--s3-timeout=3s", "--s3-retention=1"]);
+
+    let out = ok(&snap(&s, "save", &flags));
+    let good = new_file(&s, &[]);
+    assert_eq!(lines(&out).len(), 2, "{out}");
+    assert_eq!(raw.snapshot_keys("flt"), BTreeSet::from([good.clone()]));
+
+    let mut locals = vec![good.clone()];
+    for (fault, what) in [
+        (Fault::CutAfter(256 * 1024), "cut mid-upload"),
+        (Fault::Hang, "hanging"),
+        (Fault::Close, "closing connections"),
+    ] {
+        proxy.set(fault);
+        next_second();
+        let cuts = proxy.cuts();
+        let started = Instant::now();
+        let out = snap(&s, "save", &flags);
+        let took = started.elapsed();
+        // The save itself succeeds: the local snapshot is the backup that matters.
+        let stdout = ok(&out);
+        let local = new_file(&s, &locals);
+        assert_eq!(
+            lines(&stdout),
+            vec![format!("Snapshot {local} saved.")],
+            "{what}: {stdout}"
+        );
+        let err = stderr(&out);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("WARNING:") && l.contains("S3 upload failed")),
+            "{what}: {err}"
+        );
+        // Bounded by the S3 timeout (3 s per operation), not waiting for ever.
+        assert!(took < Duration::from_secs(40), "{what}: took {took:?}");
+        if let Fault::CutAfter(_) = fault {
+            assert!(proxy.cuts() > cuts, "the relay never cut an upload");
+        }
+        // No partial object, and the last good copy is still there.
+        assert_eq!(
+            raw.snapshot_keys("flt"),
+            BTreeSet::from([good.clone()]),
+            "{what}"
+        );
+        assert!(raw.exists(&format!("flt/{good}")));
+        locals.push(local);
+    }
+    // Every local snapshot is kept, and the failures are on record.
+    for l in &locals {
+        assert!(s.snapshot_dir().join(l).exists(), "{l} missing");
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&s.kubectl(&["get", "etcdsnapshotfile", "-o", "json"]))).unwrap();
+    let failed: Vec<&serde_json::Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["spec"]["s3"].is_object() && r["status"]["readyToUse"] == false)
+        .collect();
+    assert_eq!(failed.len(), 3, "one failed S3 record per fault: {list:#}");
+    for r in &failed {
+        assert!(
+            r["status"]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{r:#}"
+        );
+    }
+
+    // The S3 server is reachable again: the next save uploads, and retention 1 now keeps it.
+    proxy.set(Fault::Pass);
+    next_second();
+    let out = ok(&snap(&s, "save", &flags));
+    let last = new_file(&s, &locals);
+    assert_eq!(
+        lines(&out),
+        vec![
+            format!("Snapshot {last} saved."),
+            format!("Snapshot {last} saved."),
+            format!("Snapshot {good} deleted."),
+        ],
+        "{out}"
+    );
+    assert_eq!(raw.snapshot_keys("flt"), BTreeSet::from([last.clone()]));
+    let body = raw.get(&format!("flt/{last}"));
+    assert_eq!(
+        body,
+        std::fs::read(s.snapshot_dir().join(&last)).unwrap(),
+        "the uploaded object differs from the local file"
+    );
+    assert_log_clean(&s, &[]);
+}
