@@ -20,6 +20,7 @@ pub mod store;
 pub mod table;
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -417,6 +418,16 @@ impl KubeApi {
             Some(c) => Some(decode_continue(c)?),
             None => None,
         };
+        if limit == 0 {
+            return Ok(self.stream_all(
+                *rt,
+                ns.map(str::to_string),
+                after,
+                labels,
+                fields,
+                table::wants_table(&ctx.accept),
+            ));
+        }
         // Selectors filter after reading, so pages are read until `limit` objects match; the
         // continue token is the key of the last object returned.
         let mut items = Vec::new();
@@ -474,6 +485,103 @@ impl KubeApi {
                 "items": items,
             }),
         ))
+    }
+
+    /// A whole collection (no `limit`), sent as it is read, one etcd page of 500 at a time, so
+    /// that memory follows the page and not the number of objects. The status is sent before
+    /// the objects are read: a failure of etcd midway ends the body early (the client sees a
+    /// broken response, never a short list that looks complete). A List or a Table.
+    fn stream_all(
+        &self,
+        rt: ResourceType,
+        ns: Option<String>,
+        after: Option<String>,
+        labels: Selector,
+        fields: Selector,
+        as_table: bool,
+    ) -> Response {
+        use futures::StreamExt;
+        struct State {
+            store: ObjectStore,
+            after: Option<String>,
+            revision: i64,
+            first_item: bool,
+            done: bool,
+        }
+        let head = if as_table {
+            table::head(&rt)
+        } else {
+            format!(
+                r#"{{"kind":{},"apiVersion":{},"items":["#,
+                Value::String(rt.list_kind()),
+                Value::String(rt.api_version())
+            )
+        };
+        let state = State {
+            store: self.store.clone(),
+            after,
+            revision: 0,
+            first_item: true,
+            done: false,
+        };
+        let pages = futures::stream::unfold(state, move |mut st| {
+            let (ns, labels, fields) = (ns.clone(), labels.clone(), fields.clone());
+            async move {
+                if st.done {
+                    return None;
+                }
+                let page = match st
+                    .store
+                    .list(&rt, ns.as_deref(), st.after.as_deref(), 500)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!("listing {} failed midway: {}", rt.plural, e.message);
+                        st.done = true;
+                        return Some((Err(std::io::Error::other(e.message)), st));
+                    }
+                };
+                if st.revision == 0 {
+                    st.revision = page.revision;
+                }
+                let mut out = Vec::with_capacity(page.items.len() * 640);
+                for obj in &page.items {
+                    if !(labels.matches_labels(obj) && fields.matches_fields(obj)) {
+                        continue;
+                    }
+                    if !st.first_item {
+                        out.push(b',');
+                    }
+                    st.first_item = false;
+                    let v = if as_table {
+                        table::row(&rt, obj)
+                    } else {
+                        obj.clone()
+                    };
+                    let _ = serde_json::to_writer(&mut out, &v);
+                }
+                match page.next {
+                    Some(n) => st.after = Some(n),
+                    None => {
+                        st.done = true;
+                        let _ = write!(
+                            out,
+                            r#"],"metadata":{{"resourceVersion":"{}"}}}}"#,
+                            st.revision
+                        );
+                    }
+                }
+                Some((Ok(bytes::Bytes::from(out)), st))
+            }
+        });
+        let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) }).chain(pages);
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(body),
+        )
+            .into_response()
     }
 
     async fn watch(&self, ctx: &Ctx, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Response> {

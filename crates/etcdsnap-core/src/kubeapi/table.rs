@@ -118,6 +118,47 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
     }
 }
 
+/// The metadata kubectl reads from a row's object (namespace, labels for `--show-labels` and
+/// `-L`, the name, age and identity). Annotations and finalizers stay out: kubectl's printer
+/// decodes every row's object, and for 10,000 records they doubled its time.
+fn row_metadata(m: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "labels",
+    ] {
+        if let Some(v) = m.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// One row of the Table of `o`.
+pub fn row(rt: &ResourceType, o: &Value) -> Value {
+    json!({
+        "cells": cells(rt, o),
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": row_metadata(&o["metadata"]),
+        },
+    })
+}
+
+/// The Table fields before its rows: `{"kind":"Table",...,"rows":[` (a streamed Table puts
+/// its metadata after the rows, as JSON allows).
+pub fn head(rt: &ResourceType) -> String {
+    format!(
+        r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":{},"rows":["#,
+        Value::Array(columns(rt))
+    )
+}
+
 /// A Table of `items`; each row carries the object's metadata, as kubectl expects.
 pub fn table(
     rt: &ResourceType,
@@ -125,19 +166,7 @@ pub fn table(
     resource_version: &str,
     next: Option<&str>,
 ) -> Value {
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            json!({
-                "cells": cells(rt, o),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o["metadata"].clone(),
-                },
-            })
-        })
-        .collect();
+    let rows: Vec<Value> = items.iter().map(|o| row(rt, o)).collect();
     let mut meta = json!({"resourceVersion": resource_version});
     if let Some(n) = next {
         meta["continue"] = json!(n);

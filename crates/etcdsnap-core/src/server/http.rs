@@ -96,12 +96,22 @@ const BODY_LIMIT: usize = 1 << 20;
 
 pub fn router(state: Arc<ServerState>) -> Router {
     let kube = state.kube.clone();
+    let hook = state.after_request.clone();
     Router::new()
         .route("/db/snapshot", post(snapshot))
         .route("/cacerts", get(cacerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(move |req: axum::http::Request<Body>| kube.clone().handle(req))
+        .fallback(move |req: axum::http::Request<Body>| {
+            let (kube, hook) = (kube.clone(), hook.clone());
+            async move {
+                let response = kube.handle(req).await;
+                if let Some(hook) = hook {
+                    (hook.0)();
+                }
+                response
+            }
+        })
         .with_state(state)
 }
 

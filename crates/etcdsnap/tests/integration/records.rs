@@ -87,6 +87,30 @@ fn kubectl_records(v: Etcd) {
     assert_eq!(row_a[3], local_location(&s, &a));
     assert_eq!(row_a[4], size_a.to_string());
     chrono::DateTime::parse_from_rfc3339(row_a[5]).unwrap();
+    // The whole collection in one answer (streamed page by page), as Table and as List,
+    // says the same as the paged answers.
+    let whole = ok(&s.kubectl(&["get", "etcdsnapshotfile", "--chunk-size=0", "--show-labels"]));
+    let paged = ok(&s.kubectl(&["get", "etcdsnapshotfile", "--chunk-size=1", "--show-labels"]));
+    assert_eq!(whole, paged);
+    assert!(
+        whole.contains("etcd.k3s.cattle.io/snapshot-storage-node=n1"),
+        "{whole}"
+    );
+    let raw = json_of(&ok(&s.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/k3s.cattle.io/v1/etcdsnapshotfiles",
+    ])));
+    assert_eq!(raw["kind"], "ETCDSnapshotFileList");
+    assert_eq!(raw["items"].as_array().unwrap().len(), 2, "{raw:#}");
+    assert!(
+        raw["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
     let wide = ok(&s.kubectl(&["get", "etcdsnapshotfile", "-o", "wide"]));
     assert!(
         wide.lines().next().unwrap().ends_with("READY   ERROR"),
