@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -410,17 +410,23 @@ impl Records {
         }
         // Creations are independent: a few at a time, so that 10,000 new files do not wait on
         // 10,000 sequential etcd round trips.
-        let pending: Vec<_> = desired
-            .into_values()
-            .map(|rec| {
+        // Only the creations in flight exist at any time (10,000 futures made up front took
+        // tens of MiB).
+        let mut todo = desired.into_values();
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        loop {
+            while inflight.len() < CREATE_CONCURRENCY {
+                let Some(rec) = todo.next() else { break };
                 tracing::info!("Creating ETCDSnapshotFile for {}", rec.name);
-                self.upsert(rec).boxed()
-            })
-            .collect();
-        let mut creations = futures::stream::iter(pending).buffer_unordered(CREATE_CONCURRENCY);
-        while let Some(r) = creations.next().await {
-            r?;
-            out.created += 1;
+                inflight.push(self.upsert(rec));
+            }
+            match inflight.next().await {
+                Some(r) => {
+                    r?;
+                    out.created += 1;
+                }
+                None => break,
+            }
         }
         if let Err(e) = self.sync_legacy_configmap().await {
             tracing::warn!(
@@ -495,38 +501,62 @@ impl Records {
     /// K3s's legacy ConfigMap: the records that carry extra metadata, by legacy key.
     async fn sync_legacy_configmap(&self) -> ApiResult<()> {
         let mut entries: Vec<(DateTime<Utc>, String, String)> = Vec::new();
-        for cr in self.store.list_all(&SNAPSHOT_FILES, None).await? {
-            let meta = &cr["spec"]["metadata"];
-            if meta.as_object().is_none_or(|m| m.is_empty()) {
-                continue;
+        // Page by page: only the records with extra metadata are kept.
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list(&SNAPSHOT_FILES, None, after.as_deref(), RECONCILE_PAGE)
+                .await?;
+            for cr in &page.items {
+                self.legacy_entry(cr, &mut entries);
             }
-            let file = cr["spec"]["snapshotName"].as_str().unwrap_or("");
-            let s3 = cr["metadata"]["labels"][LABEL_STORAGE_NODE] == "s3";
-            let key = legacy_key(if s3 { "s3" } else { "local" }, file);
-            let created = parse_time(&cr["status"]["creationTime"]).unwrap_or_else(Utc::now);
-            let b64 = |v: &Value| {
-                base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes())
-            };
-            let mut rec = json!({
-                "name": file,
-                "location": cr["spec"]["location"],
-                "metadata": b64(meta),
-                "nodeName": cr["spec"]["nodeName"],
-                "createdAt": cr["status"]["creationTime"],
-                "size": cr["status"]["size"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
-                "status": if cr["status"]["readyToUse"] == json!(true) { "successful" } else { "failed" },
-                "compressed": file.ends_with(".zip"),
-            });
-            if let Some(msg) = cr["status"]["error"]["message"].as_str() {
-                rec["message"] = json!(base64::engine::general_purpose::STANDARD.encode(msg));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
             }
-            if !cr["spec"]["s3"].is_null() {
-                rec["s3Config"] = cr["spec"]["s3"].clone();
-            }
-            entries.push((created, key, rec.to_string()));
         }
+        self.write_legacy_configmap(entries).await
+    }
+
+    /// The legacy ConfigMap's entry of one record, when it carries extra metadata.
+    fn legacy_entry(&self, cr: &Value, entries: &mut Vec<(DateTime<Utc>, String, String)>) {
+        let meta = &cr["spec"]["metadata"];
+        if meta.as_object().is_none_or(|m| m.is_empty()) {
+            return;
+        }
+        let file = cr["spec"]["snapshotName"].as_str().unwrap_or("");
+        let s3 = cr["metadata"]["labels"][LABEL_STORAGE_NODE] == "s3";
+        let key = legacy_key(if s3 { "s3" } else { "local" }, file);
+        let created = parse_time(&cr["status"]["creationTime"]).unwrap_or_else(Utc::now);
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::STANDARD.encode(v.to_string().as_bytes());
+        let mut rec = json!({
+            "name": file,
+            "location": cr["spec"]["location"],
+            "metadata": b64(meta),
+            "nodeName": cr["spec"]["nodeName"],
+            "createdAt": cr["status"]["creationTime"],
+            "size": cr["status"]["size"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            "status": if cr["status"]["readyToUse"] == json!(true) { "successful" } else { "failed" },
+            "compressed": file.ends_with(".zip"),
+        });
+        if let Some(msg) = cr["status"]["error"]["message"].as_str() {
+            rec["message"] = json!(base64::engine::general_purpose::STANDARD.encode(msg));
+        }
+        if !cr["spec"]["s3"].is_null() {
+            rec["s3Config"] = cr["spec"]["s3"].clone();
+        }
+        entries.push((created, key, rec.to_string()));
+    }
+
+    /// Writes the entries, oldest dropped first (in steps of 4, K3s's rule for "Too long")
+    /// until they fit.
+    async fn write_legacy_configmap(
+        &self,
+        mut entries: Vec<(DateTime<Utc>, String, String)>,
+    ) -> ApiResult<()> {
         entries.sort();
-        // Oldest first out, in steps of 4, until it fits (K3s's rule for "Too long").
         let mut drop = 0;
         loop {
             let data: BTreeMap<&str, &str> = entries[drop.min(entries.len())..]
