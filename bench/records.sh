@@ -3,8 +3,10 @@
 # real snapshot, in the snapshot dir and in s3s-fs's bucket), then
 #   * reconcile (an `etcd-snapshot ls --s3`, which reconciles after listing): wall time, and the
 #     S3 requests it made, counted from s3s-fs's request log (no per-object request);
-#   * `kubectl get etcdsnapshotfile` of all 20,000 (server-side Table) and one page of 500
-#     (`--chunk-size`, limit/continue as Kubernetes pages), N rounds each;
+#   * `kubectl get etcdsnapshotfile` of all 20,000: as kubectl pages by default (Table pages
+#     of 500, limit/continue), in one Table (`--chunk-size=0`, streamed by the server), one
+#     page of 500, N rounds each; then the same through a relay that serves every page from
+#     memory (bench/lib/page_cache.py), which leaves kubectl's own time;
 #   * the server's RSS when idle with no records, and its peak (VmHWM) over the whole run.
 #
 #   bench/records.sh              # N=3; COUNT=10000 files and as many objects
@@ -58,15 +60,21 @@ rm "$SNAPDIR/$SEED"
 requests() { grep -c 's3s::service: req:' "$BENCH_TMP/s3s-fs.log" || true; }
 count_records() { "$KUBECTL_BIN" "${KC[@]}" get etcdsnapshotfile -o name | wc -l; }
 
+# The reconcile that follows an `ls` may outlive the answer (the answer waits at most 5 s), so
+# its duration is read from the server's own histogram once its count has gone up.
+reconciles() { curl -sk "$SUPERVISOR/metrics" | awk -v k="etcdsnap_etcd_snapshot_reconcile_duration_seconds_$1{status=\"success\"}" '$1 == k {print $2}'; }
 revision() { etcdctl_ endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])'; }
 for ((r = 1; r <= N; r++)); do
     rev0=$(revision)
     before=$(requests)
+    n0=$(reconciles count) s0=$(reconciles sum)
     t0=$(date +%s.%N)
     "$ETCDSNAP" etcd-snapshot ls "${CLI[@]}" "${S3FLAGS[@]}" >/dev/null
     t1=$(date +%s.%N)
+    while [[ $(reconciles count) == "$n0" ]]; do sleep 0.2; done
+    took=$(python3 -c "print('%.2f' % ($(reconciles sum) - $s0))")
     made=$(($(requests) - before))
-    log "reconcile round $r ($([[ $r == 1 ]] && echo 'creates every record' || echo 'all in sync')): $(python3 -c "print('%.2f' % ($t1 - $t0))") s, $made S3 requests, $(($(revision) - rev0)) etcd writes, server peak RSS so far $(($(rss "$SERVER_PID" VmHWM) / 1024)) MiB"
+    log "reconcile round $r ($([[ $r == 1 ]] && echo 'creates every record' || echo 'all in sync')): $took s (the ls answered in $(python3 -c "print('%.2f' % ($t1 - $t0))") s), $made S3 requests, $(($(revision) - rev0)) etcd writes, server peak RSS so far $(($(rss "$SERVER_PID" VmHWM) / 1024)) MiB"
 done
 have=$(count_records)
 log "records: $have (want $((2 * COUNT)))"
@@ -82,7 +90,29 @@ for ((r = 1; r <= N; r++)); do
     t3=$(date +%s.%N)
     paged=$("$KUBECTL_BIN" "${KC[@]}" get etcdsnapshotfile --chunk-size=500 -o name | wc -l)
     t4=$(date +%s.%N)
-    log "get round $r: all $((rows - 1)) rows in one Table $(python3 -c "print('%.2f' % ($t1 - $t0))") s; one page of 500: $(python3 -c "print('%.2f' % ($t2 - $t1))") s (items, continue: $page); paged by 500: $paged in $(python3 -c "print('%.2f' % ($t4 - $t3))") s"
+    default_rows=$("$KUBECTL_BIN" "${KC[@]}" get etcdsnapshotfile | wc -l)
+    t5=$(date +%s.%N)
+    log "get round $r: plain \`kubectl get etcdsnapshotfile\` (Table pages of 500): $((default_rows - 1)) rows in $(python3 -c "print('%.2f' % ($t5 - $t4))") s; all $((rows - 1)) rows in one Table $(python3 -c "print('%.2f' % ($t1 - $t0))") s; one page of 500: $(python3 -c "print('%.2f' % ($t2 - $t1))") s (items, continue: $page); -o name paged by 500: $paged in $(python3 -c "print('%.2f' % ($t4 - $t3))") s"
+done
+# kubectl's own share: the same `kubectl get` through a relay that answers every page from
+# memory (bench/lib/page_cache.py), so that only kubectl's work remains.
+RELAY_PORT=$(free_port)
+python3 "$(dirname "$0")/lib/page_cache.py" "$SUPERVISOR" "$RELAY_PORT" \
+    "$(awk '/token:/ {print $2}' "$BENCH_TMP/kubeconfig.yaml")" >"$BENCH_TMP/relay.log" 2>&1 &
+track $!
+sleep 1
+printf 'apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:%s\n  name: relay\ncontexts:\n- context:\n    cluster: relay\n    user: relay\n  name: relay\ncurrent-context: relay\nusers:\n- name: relay\n  user: {}\n' \
+    "$RELAY_PORT" >"$BENCH_TMP/relay.yaml"
+RC=(--kubeconfig "$BENCH_TMP/relay.yaml")
+"$KUBECTL_BIN" "${RC[@]}" get etcdsnapshotfile >/dev/null
+"$KUBECTL_BIN" "${RC[@]}" get etcdsnapshotfile --chunk-size=0 >/dev/null
+for ((r = 1; r <= N; r++)); do
+    t0=$(date +%s.%N)
+    "$KUBECTL_BIN" "${RC[@]}" get etcdsnapshotfile >/dev/null
+    t1=$(date +%s.%N)
+    "$KUBECTL_BIN" "${RC[@]}" get etcdsnapshotfile --chunk-size=0 >/dev/null
+    t2=$(date +%s.%N)
+    log "kubectl alone (every page served from memory): plain get $(python3 -c "print('%.2f' % ($t1 - $t0))") s; one Table $(python3 -c "print('%.2f' % ($t2 - $t1))") s"
 done
 PEAK_KIB=$(rss "$SERVER_PID" VmHWM)
 echo
