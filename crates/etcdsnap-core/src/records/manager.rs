@@ -92,6 +92,23 @@ fn essence(v: &Value) -> Value {
     })
 }
 
+/// The status figures (revision, key count) that a file does not tell: added to a record after
+/// its save, so a record rebuilt from the file keeps those of the stored one.
+const FIGURES: [&str; 2] = ["revision", "totalKey"];
+
+/// `want`, with the figures of `cur` where `want` has none.
+fn with_figures_of(cur: &Value, want: &Value) -> Value {
+    let mut out = want.clone();
+    for f in FIGURES {
+        if out["status"].get(f).is_none()
+            && let Some(v) = cur["status"].get(f)
+        {
+            out["status"][f] = v.clone();
+        }
+    }
+    out
+}
+
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -127,9 +144,11 @@ impl Records {
                     Err(e) if e.code == 409 => continue,
                     Err(e) => return Err(e),
                 },
-                Some(cur) if essence(&cur) == essence(&want) => return Ok((cur, false)),
+                Some(cur) if essence(&cur) == essence(&with_figures_of(&cur, &want)) => {
+                    return Ok((cur, false));
+                }
                 Some(cur) => {
-                    let mut next = want.clone();
+                    let mut next = with_figures_of(&cur, &want);
                     next["metadata"]["resourceVersion"] =
                         cur["metadata"]["resourceVersion"].clone();
                     match self.store.update(&SNAPSHOT_FILES, None, next).await {
@@ -166,6 +185,26 @@ impl Records {
             .await;
         }
         Ok(obj)
+    }
+
+    /// Adds a saved snapshot's status figures to its record `name` (retried when the record
+    /// changes meanwhile).
+    pub async fn set_figures(&self, name: &str, revision: i64, total_key: u64) -> ApiResult<()> {
+        for _ in 0..5 {
+            let Some(mut cur) = self.store.get(&SNAPSHOT_FILES, None, name).await? else {
+                return Ok(());
+            };
+            cur["status"]["revision"] = json!(revision);
+            cur["status"]["totalKey"] = json!(total_key);
+            match self.store.update(&SNAPSHOT_FILES, None, cur).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::internal(format!(
+            "record {name} kept changing while its figures were written"
+        )))
     }
 
     /// Records a failure: a local save (`s3: None`, no location) or an upload (`location` of
@@ -468,7 +507,10 @@ impl Records {
                     .as_str()
                     .map(str::to_string);
             }
-            let want = obj_of(&EtcdSnapshotFile::from_record(&rec, name.clone()));
+            let want = with_figures_of(
+                &cr,
+                &obj_of(&EtcdSnapshotFile::from_record(&rec, name.clone())),
+            );
             if essence(&want) != essence(&cr) {
                 self.upsert(&rec).await?;
                 out.updated += 1;

@@ -73,6 +73,13 @@ pub struct Status {
     pub ready_to_use: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorStatus>,
+    /// etcdsnap extension: the newest revision in the snapshot (`etcd-snapshot status`),
+    /// added after the save for raw snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// etcdsnap extension: the number of keys of all buckets (etcdutl's `totalKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_key: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +161,8 @@ impl EtcdSnapshotFile {
                             .unwrap_or_else(|| "etcd snapshot failed".into()),
                     ),
                 }),
+                revision: None,
+                total_key: None,
             },
         }
     }

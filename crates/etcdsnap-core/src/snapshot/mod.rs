@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod plan;
 pub mod s3secret;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,11 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// The datastore is this server's own etcd (embedded): its members are the nodes.
     pub owns_etcd: bool,
+}
+
+/// The `metadata.name` of a stored record.
+fn record_name(obj: &serde_json::Value) -> Option<String> {
+    obj["metadata"]["name"].as_str().map(str::to_string)
 }
 
 type UploadTask = tokio::task::JoinHandle<(Result<SnapshotRecord>, Duration)>;
@@ -266,6 +271,8 @@ impl Engine {
             }
         };
         result.created.push(written.file_name.clone());
+        // The records of this save, to which its status figures are added afterwards.
+        let mut recorded = Vec::new();
         if let Some(records) = &self.records {
             match local.record_for(&written.path) {
                 Ok(mut rec) => {
@@ -274,8 +281,11 @@ impl Engine {
                     if !self.cfg.token_hash.is_empty() {
                         rec.token_hash = Some(self.cfg.token_hash.clone());
                     }
-                    if let Err(e) = records.saved(&rec).await {
-                        tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message);
+                    match records.saved(&rec).await {
+                        Ok(obj) => recorded.extend(record_name(&obj)),
+                        Err(e) => {
+                            tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message)
+                        }
                     }
                 }
                 Err(e) => tracing::warn!("cannot record snapshot {}: {e}", written.file_name),
@@ -283,11 +293,51 @@ impl Engine {
         }
         self.local_retention(&local, plan, &mut result).await;
         if let (Some(r), Some(task)) = (remote, task) {
-            self.finish_upload(r, task, &written, &mut result).await;
+            self.finish_upload(r, task, &written, &mut result, &mut recorded)
+                .await;
             // Retention runs even after a failed upload: a full bucket may be the cause.
             self.remote_retention(r, &plan.prefix, &mut result).await;
         }
+        if written.size == written.raw_size {
+            self.add_figures(written.path.clone(), recorded);
+        }
         Ok(result)
+    }
+
+    /// Reads the revision and key count of a raw snapshot just saved (the file is still in the
+    /// page cache) and adds them to its records, after the answer: the save does not wait for
+    /// it. A compressed snapshot would need a decompressed copy; `etcd-snapshot status` reads
+    /// it on demand.
+    fn add_figures(&self, path: PathBuf, names: Vec<String>) {
+        let Some(records) = self.records.clone() else {
+            return;
+        };
+        if names.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || crate::bbolt::Db::open(&path)?.status()
+            })
+            .await;
+            let st = match read {
+                Ok(Ok(st)) => st,
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot read the figures of {}: {e}", path.display());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("figures task of {} failed: {e}", path.display());
+                    return;
+                }
+            };
+            for n in names {
+                if let Err(e) = records.set_figures(&n, st.revision, st.total_key).await {
+                    tracing::warn!("cannot add the figures to record {n}: {}", e.message);
+                }
+            }
+        });
     }
 
     async fn open_stream(&self, started: Instant) -> Result<(MemberStatus, ChunkStream)> {
@@ -385,6 +435,7 @@ impl Engine {
         task: UploadTask,
         written: &Written,
         out: &mut SnapshotResult,
+        recorded: &mut Vec<String>,
     ) {
         let (up, took) = match task.await {
             Ok(x) => x,
@@ -398,10 +449,13 @@ impl Engine {
             Ok(rec) => {
                 tracing::info!("Uploaded snapshot to {}", rec.location);
                 out.created.push(written.file_name.clone());
-                if let Some(records) = &self.records
-                    && let Err(e) = records.saved(&rec).await
-                {
-                    tracing::warn!("cannot record snapshot {}: {}", rec.location, e.message);
+                if let Some(records) = &self.records {
+                    match records.saved(&rec).await {
+                        Ok(obj) => recorded.extend(record_name(&obj)),
+                        Err(e) => {
+                            tracing::warn!("cannot record snapshot {}: {}", rec.location, e.message)
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -107,7 +107,7 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
         SnapshotAction::Ls(a) => {
             let format = Format::parse(&a.output)?;
             let mut req = request(&a.flags, Operation::List)?;
-            req.s3_node_metadata = Some(format != Format::Table);
+            req.s3_node_metadata = Some(!matches!(format, Format::Table | Format::Wide));
             let c = client(&a.flags, req.s3.as_ref()).await?;
             let list: EtcdSnapshotFileList = serde_json::from_slice(&c.snapshot(&req).await?)?;
             print!("{}", render_list(&list, format)?);

@@ -164,6 +164,9 @@ fn table_row(e: &Entry, keys_only: bool) -> Vec<String> {
 /// `etcd-snapshot inspect`.
 pub async fn inspect(a: &InspectArgs) -> Result<()> {
     let format = Format::parse(&a.output)?;
+    if format == Format::Wide {
+        anyhow::bail!("invalid output format: wide (inspect prints table, json or yaml)");
+    }
     if let Some(other) = &a.diff {
         if a.rev.is_some() {
             bail!("--diff compares the latest revisions of both snapshots; drop --rev");
@@ -213,7 +216,7 @@ fn list(opened: &Opened, opts: &InspectOptions, format: Format) -> Result<()> {
         "compacted_revision": listing.compacted_revision(),
     });
     match format {
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let mut rows = vec![
                 ["KEY", "CREATE", "MOD", "VERSION", "LEASE", "VALUE"]
                     .iter()
@@ -280,7 +283,7 @@ fn print_diff(
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(r)?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(r)?),
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let mut head = vec!["CHANGE", "KEY", "OLD MOD", "NEW MOD"];
             if !keys_only {
                 head.push("DETAIL");

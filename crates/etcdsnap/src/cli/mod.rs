@@ -255,7 +255,7 @@ pub struct DeleteArgs {
 pub struct LsArgs {
     #[command(flatten)]
     pub flags: SnapshotFlags,
-    /// Output format: table, json or yaml
+    /// Output format: table, wide (adds each snapshot's revision and key count), json or yaml
     #[arg(short = 'o', long = "output", default_value = "table")]
     pub output: String,
 }

@@ -1,4 +1,5 @@
-//! Output of `etcd-snapshot ls`: K3s's aligned table (columns padded by one space), or the
+//! Output of `etcd-snapshot ls`: K3s's aligned table (columns padded by one space), the same
+//! with the revision and key count of each snapshot (`-o wide`, etcdsnap's), or the
 //! `ETCDSnapshotFileList` as JSON or YAML.
 
 use anyhow::{Result, bail};
@@ -9,6 +10,8 @@ use etcdsnap_core::records::EtcdSnapshotFileList;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
+    /// The table with REVISION and KEYS (known for raw snapshots this server saved).
+    Wide,
     Json,
     Yaml,
 }
@@ -17,6 +20,7 @@ impl Format {
     pub fn parse(s: &str) -> Result<Format> {
         Ok(match s {
             "" | "table" | "standard" => Format::Table,
+            "wide" => Format::Wide,
             "json" => Format::Json,
             "yaml" => Format::Yaml,
             other => bail!("invalid output format: {other}"),
@@ -62,15 +66,17 @@ pub fn render_list(list: &EtcdSnapshotFileList, format: Format) -> Result<String
     Ok(match format {
         Format::Json => serde_json::to_string_pretty(list)? + "\n",
         Format::Yaml => serde_saphyr::to_string(list)?,
-        Format::Table => {
-            let mut rows = vec![vec![
-                "Name".to_string(),
-                "Location".to_string(),
-                "Size".to_string(),
-                "Created".to_string(),
-            ]];
+        Format::Table | Format::Wide => {
+            let wide = format == Format::Wide;
+            let mut head: Vec<String> = ["Name", "Location", "Size", "Created"]
+                .map(String::from)
+                .to_vec();
+            if wide {
+                head.extend(["Revision".to_string(), "Keys".to_string()]);
+            }
+            let mut rows = vec![head];
             for item in &list.items {
-                rows.push(vec![
+                let mut row = vec![
                     item.spec.snapshot_name.clone(),
                     item.spec.location.clone(),
                     item.status.size.clone().unwrap_or_else(|| "0".into()),
@@ -79,7 +85,13 @@ pub fn render_list(list: &EtcdSnapshotFileList, format: Format) -> Result<String
                         .as_deref()
                         .map(local_time)
                         .unwrap_or_default(),
-                ]);
+                ];
+                if wide {
+                    let known = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                    row.push(known(item.status.revision.map(|r| r.to_string())));
+                    row.push(known(item.status.total_key.map(|k| k.to_string())));
+                }
+                rows.push(row);
             }
             table(&rows)
         }
