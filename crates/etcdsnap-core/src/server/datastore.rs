@@ -240,9 +240,10 @@ async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Resul
 pub async fn supervise(
     state: &Arc<ServerState>,
     child: &mut Option<Child>,
-    stop_rx: watch::Receiver<bool>,
+    stop_tx: &watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let stop_rx = stop_tx.subscribe();
     tokio::pin!(shutdown);
     let mut policy = RestartPolicy::default();
     let mut first = true;
@@ -302,11 +303,28 @@ pub async fn supervise(
         }
     };
     state.ready.set(false);
-    for task in [sched, reconciler].into_iter().flatten() {
+    let _ = stop_tx.send(true);
+    if let Some(task) = reconciler {
+        task.abort();
+    }
+    // The scheduler stops at its next wait; a scheduled save it is running (upload and
+    // retention included) finishes first, within the shutdown grace.
+    if let Some(mut task) = sched
+        && tokio::time::timeout(SHUTDOWN_SAVE_GRACE, &mut task)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "a scheduled snapshot was still running {}s after shutdown began; abandoning it",
+            SHUTDOWN_SAVE_GRACE.as_secs()
+        );
         task.abort();
     }
     result
 }
+
+/// How long shutdown waits for a snapshot save in progress.
+pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
 
 /// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
 /// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.

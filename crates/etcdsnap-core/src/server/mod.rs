@@ -231,11 +231,11 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let outcome = datastore::supervise(&state, &mut child, stop_rx.clone(), shutdown).await;
+    let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
 
     let _ = stop_tx.send(true);
-    // Let a save in flight finish, but not forever.
-    if tokio::time::timeout(Duration::from_secs(60), state.engine.wait_idle())
+    // Let an on-demand save in flight finish, but not forever.
+    if tokio::time::timeout(datastore::SHUTDOWN_SAVE_GRACE, state.engine.wait_idle())
         .await
         .is_err()
     {
