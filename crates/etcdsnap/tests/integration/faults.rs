@@ -555,24 +555,6 @@ fn sigterm_during_a_save_finishes_or_cleans_up_and_stops_etcd() {
     ok(&s.cli(&["save"]));
 }
 
-/// Incompressible values (a save of them needs their full size on disk).
-fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..mib)
-        .map(|i| {
-            let v: Vec<u8> = (0..1 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            (format!("{prefix}/{i}"), v)
-        })
-        .collect()
-}
-
 fn sha256_of(p: &std::path::Path) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(std::fs::read(p).unwrap()))

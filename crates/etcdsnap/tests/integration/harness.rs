@@ -693,3 +693,22 @@ impl SmallDisk {
         Self::view_of(self.holder.pid(), p)
     }
 }
+
+/// `mib` incompressible values of 1 MiB under `prefix/` (a snapshot of them needs their full
+/// size on disk, compressed or not).
+pub fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..mib)
+        .map(|i| {
+            let v: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            (format!("{prefix}/{i}"), v)
+        })
+        .collect()
+}

@@ -744,24 +744,6 @@ func main() {
     assert_eq!(go(&["open", "tok3n", &sealed_by_us]), json);
 }
 
-/// Incompressible values of 1 MiB (restores of them take a while and need their full size).
-fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..mib)
-        .map(|i| {
-            let v: Vec<u8> = (0..1 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            (format!("/{prefix}/{i}"), v)
-        })
-        .collect()
-}
-
 fn has_key(s: &Server, key: &str) -> bool {
     let (ca, cert, key_file) = s.etcd_tls();
     get_key(&s.etcd_endpoint(), Some((&ca, &cert, &key_file)), key).is_some()
@@ -771,7 +753,7 @@ fn has_key(s: &Server, key: &str) -> bool {
 /// after it; stopped. Returns the data dir, the ports and the snapshot's path.
 fn snapshot_then_more(s: Server) -> (tempfile::TempDir, Ports, PathBuf) {
     s.put(&kv("x", 10));
-    s.put(&noise("noise", 48));
+    s.put(&noise("/noise", 48));
     let name = ok(&s.cli(&["save"]))
         .split_whitespace()
         .nth(1)
