@@ -29,6 +29,7 @@ fn settings() -> SnapshotSettings {
         compress: SERVER_COMPRESS,
         s3: None,
         reconcile_interval: std::time::Duration::from_secs(600),
+        idle_timeout: std::time::Duration::from_secs(120),
     }
 }
 
