@@ -842,4 +842,67 @@ mod tests {
             json!({"team": "db"})
         );
     }
+
+    #[tokio::test]
+    async fn a_failure_etcd_cannot_take_is_recorded_when_it_answers_again() {
+        let (etcd, r) = records();
+        etcd.set_down(true);
+        r.failed_or_later(
+            "on-demand-n1-1730308816",
+            "",
+            "etcd: stalled",
+            None,
+            Duration::from_secs(1),
+        )
+        .await;
+        etcd.set_down(false);
+        assert!(names(&r).await.is_empty());
+        // The next successful save writes it, with the time of the failure.
+        r.saved(&rec("on-demand-n1-1730308900", false))
+            .await
+            .unwrap();
+        let all = r.store().list_all(&SNAPSHOT_FILES, None).await.unwrap();
+        let failed: Vec<&Value> = all
+            .iter()
+            .filter(|o| o["status"]["readyToUse"] == false)
+            .collect();
+        assert_eq!(failed.len(), 1, "{all:#?}");
+        assert_eq!(failed[0]["spec"]["snapshotName"], "on-demand-n1-1730308816");
+        assert_eq!(failed[0]["status"]["error"]["message"], "etcd: stalled");
+        // Written once: a later flush finds nothing left.
+        r.flush_pending().await;
+        assert_eq!(names(&r).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn status_figures_survive_reconcile_and_updates() {
+        let (_, r) = records();
+        let a = rec("on-demand-n1-1730308816", false);
+        let obj = r.saved(&a).await.unwrap();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        r.set_figures(&name, 1152, 1157).await.unwrap();
+        r.reconcile(std::slice::from_ref(&a), None, None, &[])
+            .await
+            .unwrap();
+        let got = r
+            .store()
+            .get(&SNAPSHOT_FILES, None, &name)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got["status"]["revision"], 1152);
+        assert_eq!(got["status"]["totalKey"], 1157);
+        // A change the file shows (its size) rewrites the record and keeps the figures.
+        let mut bigger = a.clone();
+        bigger.size = 20;
+        r.saved(&bigger).await.unwrap();
+        let got = r
+            .store()
+            .get(&SNAPSHOT_FILES, None, &name)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got["status"]["size"], "20");
+        assert_eq!(got["status"]["revision"], 1152);
+    }
 }
