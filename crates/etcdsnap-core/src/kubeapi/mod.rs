@@ -501,13 +501,6 @@ impl KubeApi {
         as_table: bool,
     ) -> Response {
         use futures::StreamExt;
-        struct State {
-            store: ObjectStore,
-            after: Option<String>,
-            revision: i64,
-            first_item: bool,
-            done: bool,
-        }
         let head = if as_table {
             table::head(&rt)
         } else {
@@ -517,63 +510,35 @@ impl KubeApi {
                 Value::String(rt.api_version())
             )
         };
-        let state = State {
-            store: self.store.clone(),
-            after,
-            revision: 0,
-            first_item: true,
-            done: false,
-        };
-        let pages = futures::stream::unfold(state, move |mut st| {
-            let (ns, labels, fields) = (ns.clone(), labels.clone(), fields.clone());
-            async move {
-                if st.done {
-                    return None;
-                }
-                let page = match st
-                    .store
-                    .list(&rt, ns.as_deref(), st.after.as_deref(), 500)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!("listing {} failed midway: {}", rt.plural, e.message);
-                        st.done = true;
-                        return Some((Err(std::io::Error::other(e.message)), st));
-                    }
-                };
-                if st.revision == 0 {
-                    st.revision = page.revision;
-                }
-                let mut out = Vec::with_capacity(page.items.len() * 640);
-                for obj in &page.items {
-                    if !(labels.matches_labels(obj) && fields.matches_fields(obj)) {
-                        continue;
-                    }
-                    if !st.first_item {
-                        out.push(b',');
-                    }
-                    st.first_item = false;
-                    let v = if as_table {
-                        table::row(&rt, obj)
-                    } else {
-                        obj.clone()
-                    };
-                    let _ = serde_json::to_writer(&mut out, &v);
-                }
-                match page.next {
-                    Some(n) => st.after = Some(n),
-                    None => {
-                        st.done = true;
-                        let _ = write!(
-                            out,
-                            r#"],"metadata":{{"resourceVersion":"{}"}}}}"#,
-                            st.revision
-                        );
-                    }
-                }
-                Some((Ok(bytes::Bytes::from(out)), st))
+        let (mut revision, mut first_item) = (0, true);
+        let pages = self.store.pages(rt, ns, after, 500).map(move |page| {
+            let page = page.map_err(|e| {
+                tracing::warn!("listing {} failed midway: {}", rt.plural, e.message);
+                std::io::Error::other(e.message)
+            })?;
+            if revision == 0 {
+                revision = page.revision;
             }
+            let mut out = Vec::with_capacity(page.items.len() * 640);
+            for obj in &page.items {
+                if !(labels.matches_labels(obj) && fields.matches_fields(obj)) {
+                    continue;
+                }
+                if !first_item {
+                    out.push(b',');
+                }
+                first_item = false;
+                let v = if as_table {
+                    table::row(&rt, obj)
+                } else {
+                    obj.clone()
+                };
+                let _ = serde_json::to_writer(&mut out, &v);
+            }
+            if page.next.is_none() {
+                let _ = write!(out, r#"],"metadata":{{"resourceVersion":"{revision}"}}}}"#);
+            }
+            Ok::<_, std::io::Error>(bytes::Bytes::from(out))
         });
         let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) }).chain(pages);
         (

@@ -179,18 +179,41 @@ impl ObjectStore {
         })
     }
 
+    /// The pages of `size` objects after `after` (the start when `None`), read one at a time
+    /// as the stream is polled, so that memory follows the page and not the collection.
+    pub fn pages(
+        &self,
+        rt: ResourceType,
+        ns: Option<String>,
+        after: Option<String>,
+        size: i64,
+    ) -> impl futures::Stream<Item = ApiResult<Page>> + Send + use<> {
+        let store = self.clone();
+        // `None`: the last page has been read.
+        futures::stream::try_unfold(Some(after), move |state| {
+            let (store, ns) = (store.clone(), ns.clone());
+            async move {
+                let Some(after) = state else {
+                    return Ok(None);
+                };
+                let page = store
+                    .list(&rt, ns.as_deref(), after.as_deref(), size)
+                    .await?;
+                let next = page.next.clone().map(Some);
+                Ok(Some((page, next)))
+            }
+        })
+    }
+
     /// Every object (all pages).
     pub async fn list_all(&self, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Vec<Value>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list(rt, ns, after.as_deref(), 1000).await?;
-            out.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        use futures::TryStreamExt;
+        self.pages(*rt, ns.map(str::to_string), None, 1000)
+            .try_fold(Vec::new(), |mut out, page| async move {
+                out.extend(page.items);
+                Ok(out)
+            })
+            .await
     }
 
     /// Creates `obj` (its `metadata.name` and, for namespaced resources, `ns`), setting uid,

@@ -432,19 +432,11 @@ impl Records {
         let now = Utc::now();
         let mut out = Reconciled::default();
         // Page by page, so that memory follows the page, not the number of records.
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list(&SNAPSHOT_FILES, None, after.as_deref(), RECONCILE_PAGE)
-                .await?;
-            for cr in page.items {
+        let mut pages = std::pin::pin!(self.record_pages());
+        while let Some(page) = pages.next().await {
+            for cr in page?.items {
                 self.reconcile_one(cr, &mut desired, &owned, members, deleted, now, &mut out)
                     .await?;
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
             }
         }
         // Creations are independent: a few at a time, so that 10,000 new files do not wait on
@@ -540,22 +532,21 @@ impl Records {
         Ok(())
     }
 
+    /// Every stored record, [`RECONCILE_PAGE`] at a time.
+    fn record_pages(
+        &self,
+    ) -> impl futures::Stream<Item = ApiResult<crate::kubeapi::store::Page>> + use<> {
+        self.store.pages(SNAPSHOT_FILES, None, None, RECONCILE_PAGE)
+    }
+
     /// K3s's legacy ConfigMap: the records that carry extra metadata, by legacy key.
     async fn sync_legacy_configmap(&self) -> ApiResult<()> {
         let mut entries: Vec<(DateTime<Utc>, String, String)> = Vec::new();
         // Page by page: only the records with extra metadata are kept.
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list(&SNAPSHOT_FILES, None, after.as_deref(), RECONCILE_PAGE)
-                .await?;
-            for cr in &page.items {
+        let mut pages = std::pin::pin!(self.record_pages());
+        while let Some(page) = pages.next().await {
+            for cr in &page?.items {
                 self.legacy_entry(cr, &mut entries);
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
             }
         }
         self.write_legacy_configmap(entries).await
