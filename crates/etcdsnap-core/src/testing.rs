@@ -143,6 +143,7 @@ impl FakeEtcd {
             db_size: s.db.len() as i64,
             is_learner: s.learner,
             raft_index: 1,
+            leader: 0xfeed,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! supervisor of the embedded etcd is in [`process`].
 
 pub mod kv;
+pub mod members;
 pub mod process;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct MemberStatus {
     pub db_size: i64,
     pub is_learner: bool,
     pub raft_index: u64,
+    /// The member id of the leader this member knows (0: none).
+    pub leader: u64,
 }
 
 /// One member of the cluster, as the member list gives it.
@@ -256,6 +259,7 @@ impl EtcdTarget {
             db_size: st.db_size(),
             is_learner: st.is_learner(),
             raft_index: st.raft_index(),
+            leader: st.leader(),
         };
         Ok((client, status))
     }

@@ -29,6 +29,10 @@ pub struct EmbeddedEtcd {
     pub log_file: PathBuf,
     /// Start a new single-member cluster from existing data (cluster reset).
     pub force_new_cluster: bool,
+    /// `name=peer-url,...` of the cluster this member was just added to (a join): etcd starts
+    /// with `--initial-cluster-state=existing`. `None` starts a cluster of its own (etcd
+    /// ignores both flags once its data dir holds a member).
+    pub initial_cluster: Option<String>,
     /// Listen and advertise on loopback only, so that no peer or client reaches the member
     /// while its membership is reset.
     pub loopback_only: bool,
@@ -121,8 +125,18 @@ impl EmbeddedEtcd {
             format!("--advertise-client-urls={advertise_client}"),
             format!("--listen-peer-urls={}", peer_listen.join(",")),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),
-            format!("--initial-cluster={}={}", self.member_name, self.peer_url()),
-            "--initial-cluster-state=new".into(),
+            match &self.initial_cluster {
+                Some(c) => format!("--initial-cluster={c}"),
+                None => format!("--initial-cluster={}={}", self.member_name, self.peer_url()),
+            },
+            format!(
+                "--initial-cluster-state={}",
+                if self.initial_cluster.is_some() {
+                    "existing"
+                } else {
+                    "new"
+                }
+            ),
             format!("--cert-file={}", p(&c.server_cert)),
             format!("--key-file={}", p(&c.server_key)),
             format!("--trusted-ca-file={}", p(&c.server_ca)),
@@ -222,6 +236,8 @@ pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
 pub struct EtcdChild {
     child: Child,
     log_file: PathBuf,
+    /// Length of the log when this process started: what it wrote comes after.
+    log_start: u64,
 }
 
 impl EtcdChild {
@@ -235,6 +251,7 @@ impl EtcdChild {
             .append(true)
             .open(&cfg.log_file)
             .map_err(|e| Error::io("open etcd log", &cfg.log_file, e))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let log2 = log
             .try_clone()
             .map_err(|e| Error::io("open etcd log", &cfg.log_file, e))?;
@@ -262,6 +279,7 @@ impl EtcdChild {
         Ok(EtcdChild {
             child,
             log_file: cfg.log_file.clone(),
+            log_start,
         })
     }
 
@@ -297,6 +315,20 @@ impl EtcdChild {
     /// The last `lines` lines of etcd's log.
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_file, lines)
+    }
+
+    /// What this process wrote to the log (its last 64 KiB at most).
+    pub fn log_since_start(&self) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.log_file) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = self.log_start.max(len.saturating_sub(64 * 1024));
+        let _ = f.seek(SeekFrom::Start(start));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
     }
 }
 
