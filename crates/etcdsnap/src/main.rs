@@ -124,7 +124,7 @@ fn main() {
     };
     let debug = match &cli.command {
         Command::Server(a) => a.debug,
-        Command::EtcdSnapshot(_) | Command::Kubectl(_) => false,
+        Command::EtcdSnapshot(_) | Command::Member(_) | Command::Kubectl(_) => false,
     };
     init_logging(debug);
     etcdsnap_core::tls::install_crypto_provider();
@@ -145,6 +145,7 @@ fn main() {
         match cli.command {
             Command::Server(a) => cli::server::run(*a).await,
             Command::EtcdSnapshot(c) => cli::etcd_snapshot::run(c.action).await,
+            Command::Member(c) => cli::member::run(c.action).await,
             Command::Kubectl(k) => kubectl(k.args),
         }
     });

@@ -54,6 +54,7 @@ pub async fn embedded(cfg: &ServerConfig, hosts: &[String]) -> Result<EmbeddedEt
         peer_port: cfg.etcd_peer_port,
         log_file: server_dir.join("logs").join("etcd.log"),
         force_new_cluster: false,
+        initial_cluster: None,
         loopback_only: false,
         certs,
     })
@@ -80,7 +81,12 @@ pub struct Child {
 
 /// Starts the datastore: the embedded etcd (checking its ports first), or nothing for an
 /// external cluster. Returns how to reach it and the child to watch.
-pub async fn start(cfg: &ServerConfig, hosts: &[String]) -> Result<(EtcdTarget, Option<Child>)> {
+/// A joining server (`join`) first adds its etcd to that cluster as a learner.
+pub async fn start(
+    cfg: &ServerConfig,
+    hosts: &[String],
+    join: Option<&super::join::Cluster>,
+) -> Result<(EtcdTarget, Option<Child>)> {
     match &cfg.datastore {
         Some(ext) => Ok((
             EtcdTarget::new(
@@ -91,8 +97,11 @@ pub async fn start(cfg: &ServerConfig, hosts: &[String]) -> Result<(EtcdTarget, 
             None,
         )),
         None => {
-            let e = embedded(cfg, hosts).await?;
+            let mut e = embedded(cfg, hosts).await?;
             e.check_ports_free()?;
+            if let Some(cluster) = join {
+                super::join::add_self(cluster, &mut e, &cfg.node_name).await?;
+            }
             let process = EtcdChild::spawn(&e)?;
             Ok((embedded_target(&e), Some(Child { etcd: e, process })))
         }
@@ -104,6 +113,8 @@ fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
         .map(|s| s.to_string())
         .unwrap_or_else(|e| e.to_string())
 }
+
+const REMOVED_CAUSE: &str = "this server's etcd member was removed from the cluster";
 
 /// Restarts allowed within [`RESTART_WINDOW`] before the server gives up and exits.
 const MAX_RESTARTS: usize = 5;
@@ -188,6 +199,10 @@ async fn restart(
     let status = exit_text(status);
     let tail = c.process.log_tail(30);
     state.ready.set(false);
+    if let Some(e) = super::join::removed_member(&c.etcd, &c.process.log_since_start()) {
+        state.ready.set_cause(REMOVED_CAUSE);
+        return Err(e);
+    }
     let Some(delay) = policy.next(std::time::Instant::now()) else {
         state.ready.set_cause(format!(
             "etcd exited ({status}) and was restarted too often"
@@ -217,6 +232,16 @@ async fn restart(
 /// Once the server's own etcd answers: its CAs are kept in the datastore, and the first normal
 /// start after a `--cluster-reset` removes `db/reset-flag`.
 async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Result<()> {
+    // A learner cannot write; the data came from the cluster it joined, which keeps it.
+    if state
+        .engine
+        .etcd()
+        .status()
+        .await
+        .is_ok_and(|s| s.is_learner)
+    {
+        return Ok(());
+    }
     crate::bootstrap::reconcile(
         state.engine.etcd(),
         &state.token.password,
@@ -249,6 +274,7 @@ pub async fn supervise(
     let mut first = true;
     let mut sched = None;
     let mut reconciler = None;
+    let mut promoter = None;
     let result = loop {
         match wait_ready(state, child, &mut shutdown).await {
             Wait::Shutdown => break Ok(()),
@@ -273,6 +299,14 @@ pub async fn supervise(
                 tracing::warn!("cannot clean up unfinished snapshot files: {e}");
             }
             detect_kubernetes(state).await;
+            if let Some(cluster) = &state.cluster {
+                promoter = Some(tokio::spawn(super::join::promote_learners(
+                    state.clone(),
+                    cluster.clone(),
+                    state.learner_promotion_delay,
+                    stop_rx.clone(),
+                )));
+            }
             if state.snapshots.disabled {
                 tracing::info!("ETCD snapshots are disabled");
             } else {
@@ -304,7 +338,7 @@ pub async fn supervise(
     };
     state.ready.set(false);
     let _ = stop_tx.send(true);
-    if let Some(task) = reconciler {
+    for task in [reconciler, promoter].into_iter().flatten() {
         task.abort();
     }
     // The scheduler stops at its next wait; a scheduled save it is running (upload and
@@ -328,7 +362,7 @@ pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
 
 /// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
 /// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
-async fn detect_kubernetes(state: &ServerState) {
+pub(super) async fn detect_kubernetes(state: &ServerState) {
     if let Ok(Some(_)) = state.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
         state
             .kube

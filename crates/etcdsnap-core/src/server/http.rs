@@ -1,6 +1,6 @@
 //! The supervisor API over HTTPS: `POST /db/snapshot` (K3s's request/response, basic auth
 //! `server:<token secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and
-//! `GET /metrics`.
+//! `GET /metrics`; the cluster endpoints (join, members) are in [`super::cluster_api`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -102,6 +102,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/cacerts", get(cacerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            super::join::BOOTSTRAP_PATH,
+            get(super::cluster_api::bootstrap),
+        )
+        .route(super::join::INFO_PATH, get(super::cluster_api::info))
+        .route(super::join::REMOVE_PATH, post(super::cluster_api::remove))
         .fallback(move |req: axum::http::Request<Body>| {
             let (kube, hook) = (kube.clone(), hook.clone());
             async move {
@@ -115,12 +121,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Response {
+pub(super) fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn status(code: StatusCode, reason: &str, msg: impl Into<String>) -> Response {
+pub(super) fn status(code: StatusCode, reason: &str, msg: impl Into<String>) -> Response {
     json(code, &Status::failure(code.as_u16(), reason, msg))
 }
 
@@ -199,53 +205,70 @@ fn error_response(e: &Error) -> Response {
     status(code, reason, format!("etcd-snapshot error ID {id}: {e}"))
 }
 
+/// The token check every authenticated endpoint makes: `Some(answer)` refuses the request
+/// (401, or 429 for an address that failed too often; failures are counted per address).
+pub(super) fn gate(
+    state: &ServerState,
+    peer: Option<Extension<PeerAddr>>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let ip = peer.map(|Extension(PeerAddr(a))| a.ip());
+    if let Some(ip) = ip
+        && state.auth_guard.blocked(ip)
+    {
+        return Some(status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "too many failed authentications from this address; wait a minute and use the server's token",
+        ));
+    }
+    if authorized(state, headers) {
+        return None;
+    }
+    if let Some(ip) = ip {
+        state.auth_guard.failed(ip);
+    }
+    let mut r = status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "unauthorized: the token does not match this server's token",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"etcdsnap\""),
+    );
+    Some(r)
+}
+
+/// The body of an authenticated request, bounded in size and time.
+pub(super) async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response> {
+    match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(why)) => Err(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("cannot read the request body: {why}"),
+        )),
+        Err(_) => Err(status(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
+        )),
+    }
+}
+
 async fn snapshot(
     State(state): State<Arc<ServerState>>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let ip = peer.map(|Extension(PeerAddr(a))| a.ip());
-    if let Some(ip) = ip
-        && state.auth_guard.blocked(ip)
-    {
-        return status(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "too many failed authentications from this address; wait a minute and use the server's token",
-        );
+    if let Some(refused) = gate(&state, peer, &headers) {
+        return refused;
     }
-    if !authorized(&state, &headers) {
-        if let Some(ip) = ip {
-            state.auth_guard.failed(ip);
-        }
-        let mut r = status(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "unauthorized: the token does not match this server's token",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"etcdsnap\""),
-        );
-        return r;
-    }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(why)) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("cannot read the request body: {why}"),
-            );
-        }
-        Err(_) => {
-            return status(
-                StatusCode::REQUEST_TIMEOUT,
-                "Timeout",
-                format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
-            );
-        }
+    let body = match read_request_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let req: SnapshotRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -539,6 +562,8 @@ mod tests {
                 "kube-token".into(),
             )),
             owned_server_dir: None,
+            cluster: None,
+            learner_promotion_delay: Duration::ZERO,
         });
         state.ready.set(true);
         Api {

@@ -6,8 +6,10 @@
 //! Files: [`datastore`] starts and watches etcd, [`serve`] accepts TLS connections, [`http`]
 //! answers them, [`scheduler`] takes the scheduled snapshots.
 
+pub mod cluster_api;
 pub mod datastore;
 pub mod http;
+pub mod join;
 pub mod kubeconfig;
 pub mod reset;
 pub mod scheduler;
@@ -67,6 +69,10 @@ pub struct ServerConfig {
     pub reset: Option<reset::ResetSettings>,
     /// Where to write the kubeconfig of the Kubernetes API subset.
     pub kubeconfig: Option<kubeconfig::KubeconfigOut>,
+    /// `--server`: the supervisor URL of a server whose cluster this one joins.
+    pub join: Option<String>,
+    /// Least time a learner stays one before the leader promotes it (hidden flag; 0).
+    pub learner_promotion_delay: Duration,
 }
 
 impl ServerConfig {
@@ -98,6 +104,9 @@ pub struct ServerState {
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
     pub owned_server_dir: Option<PathBuf>,
+    /// The embedded etcd, for membership (join, promotion, removal); `None` when external.
+    pub cluster: Option<crate::etcd::EtcdTarget>,
+    pub learner_promotion_delay: Duration,
 }
 
 impl ServerState {
@@ -157,9 +166,34 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let _lock = lock_data_dir(&cfg)?;
     let server_dir = cfg.server_dir();
-    reset::remove_stale_staging(&server_dir.join("db"));
+    let db = server_dir.join("db");
+    // Joining is checked against the server named before anything here changes.
+    let joining = match &cfg.join {
+        Some(url) if cfg.datastore.is_none() && join::needs_join(&db) => {
+            let token = cfg.token.as_deref().ok_or_else(|| {
+                crate::Error::InvalidInput(
+                    "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)".into(),
+                )
+            })?;
+            Some(join::preflight(url, &Token::parse(token)?).await?)
+        }
+        Some(url) if cfg.datastore.is_none() => {
+            tracing::info!(
+                "this server's etcd is already a member of its cluster ({} holds its data); --server {url} is not used",
+                db.join("etcd").display()
+            );
+            None
+        }
+        _ => None,
+    };
+    join::check_tombstone(&db, joining.is_some())?;
+    let _lock = lock_data_dir(&cfg)?;
+    reset::remove_stale_staging(&db);
+    if let Some(cluster) = &joining {
+        join::back_up_removed_member(&db)?;
+        join::write_cluster_tls(&server_dir, &cluster.bootstrap)?;
+    }
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
     let token = crate::token::load_or_create(
@@ -167,7 +201,8 @@ pub async fn run(
         &server_dir.join("token"),
         sup.ca_pem.as_bytes(),
     )?;
-    let (target, mut child) = datastore::start(&cfg, &hosts).await?;
+    let (target, mut child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
+    let cluster = child.is_some().then(|| target.clone());
     let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
     let objects = crate::kubeapi::store::ObjectStore::new(etcd.clone());
     let records = Arc::new(crate::records::manager::Records::new(
@@ -212,6 +247,8 @@ pub async fn run(
         after_request: cfg.after_request.clone(),
         kube: Arc::new(kube),
         owned_server_dir: child.is_some().then(|| server_dir.clone()),
+        cluster,
+        learner_promotion_delay: cfg.learner_promotion_delay,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

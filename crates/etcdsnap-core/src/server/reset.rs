@@ -69,7 +69,7 @@ fn unix_now() -> i64 {
 
 /// `<dir>/<stem>-<unix>`, or with `-2`, `-3`… when that exists already (two resets within one
 /// second must not collide, and nothing kept is ever overwritten).
-fn unique_beside(dir: &Path, stem: &str) -> PathBuf {
+pub(super) fn unique_beside(dir: &Path, stem: &str) -> PathBuf {
     let base = format!("{stem}-{}", unix_now());
     let mut p = dir.join(&base);
     let mut n = 2;

@@ -93,6 +93,18 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait + jitter()) => {}
             _ = stop.changed() => return,
         }
+        if state
+            .engine
+            .etcd()
+            .status()
+            .await
+            .is_ok_and(|st| st.is_learner)
+        {
+            // K3s's words; a learner has no snapshot to give and records nothing.
+            tracing::warn!("Unable to take snapshot: not supported for learner");
+            after = next;
+            continue;
+        }
         let plan = scheduled_plan(&state).await;
         let deleted = match state.engine.save_after_running(&plan, SAVE_WAIT).await {
             Ok(r) => {
@@ -146,6 +158,19 @@ pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<b
     let s = &state.snapshots;
     let mut first = true;
     loop {
+        if state
+            .engine
+            .etcd()
+            .status()
+            .await
+            .is_ok_and(|st| st.is_learner)
+        {
+            // A learner cannot write records; its own files are reconciled once promoted.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = stop.changed() => return,
+            }
+        }
         let store = match &s.s3 {
             Some(target) => match state.engine.connect(target).await {
                 Ok(store) => Some(store),

@@ -149,11 +149,43 @@ impl SupervisorClient {
     }
 
     async fn post(&self, req: &SnapshotRequest) -> Result<Answer> {
-        let resp = self
+        self.call(
+            reqwest::Method::POST,
+            "/db/snapshot",
+            Some(serde_json::to_vec(req)?),
+        )
+        .await
+    }
+
+    /// An authenticated request to `path` of the supervisor; the body of a 2xx answer.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        match self.call(method, path, body).await? {
+            Answer::Body(b) => Ok(b),
+            Answer::NotReady(msg) => bail!("{msg} (HTTP 503 Service Unavailable)"),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer> {
+        let mut rb = self
             .http
-            .post(format!("{}/db/snapshot", self.server))
-            .basic_auth("server", Some(&self.token.password))
-            .json(req)
+            .request(method, format!("{}{path}", self.server))
+            .basic_auth("server", Some(&self.token.password));
+        if let Some(b) = body {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let resp = rb
             .send()
             .await
             .map_err(|e| {

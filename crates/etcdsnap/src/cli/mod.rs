@@ -7,6 +7,7 @@ pub mod client;
 pub mod config_file;
 pub mod etcd_snapshot;
 pub mod inspect;
+pub mod member;
 pub mod render;
 pub mod s3;
 pub mod server;
@@ -47,6 +48,9 @@ pub enum Command {
         arg_required_else_help = true
     )]
     EtcdSnapshot(Box<EtcdSnapshotCmd>),
+    /// List or remove the etcd members of the cluster of a running server
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Member(MemberCmd),
     /// Run kubectl with the kubeconfig the server wrote (KUBECONFIG, else the default
     /// --write-kubeconfig path), as `k3s kubectl` does
     #[command(disable_help_flag = true)]
@@ -73,6 +77,58 @@ pub fn default_kubeconfig() -> PathBuf {
             .join(".kube")
             .join("etcdsnap.yaml")
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MemberCmd {
+    #[command(subcommand)]
+    pub action: MemberAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberAction {
+    /// List the etcd members (name, id, peer and client URLs, learner or voter)
+    #[command(visible_aliases = ["list", "l"])]
+    Ls(MemberLsArgs),
+    /// Remove etcd members for good (a server stopped for good, or one to rejoin from
+    /// nothing); give member names as `member ls` prints them, or node names
+    Remove(MemberRemoveArgs),
+}
+
+/// How `member` reaches a server: the same flags as `etcd-snapshot`.
+#[derive(Debug, Args, Clone)]
+pub struct MemberFlags {
+    /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
+    #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Token of the server to talk to (default: <data-dir>/server/token)
+    #[arg(short = 't', long = "etcd-token")]
+    pub etcd_token: Option<String>,
+    /// Supervisor URL of the server to talk to
+    #[arg(
+        short = 's',
+        long = "etcd-server",
+        default_value = "https://127.0.0.1:9345"
+    )]
+    pub etcd_server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberLsArgs {
+    #[command(flatten)]
+    pub flags: MemberFlags,
+    /// Output format: table, json
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberRemoveArgs {
+    #[command(flatten)]
+    pub flags: MemberFlags,
+    /// Members to remove
+    #[arg(required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -336,9 +392,18 @@ pub struct ServerArgs {
     /// Path to the snapshot file to restore (with --etcd-s3: its name in the bucket)
     #[arg(long = "cluster-reset-restore-path")]
     pub cluster_reset_restore_path: Option<String>,
-    /// Server to join (joining is not built yet; a --cluster-reset refuses it, as K3s does)
+    /// Server to join: the supervisor URL of a server of the cluster (https://<host>:9345);
+    /// needs the cluster's --token
     #[arg(short = 's', long = "server", env = "ETCDSNAP_URL")]
     pub server: Option<String>,
+    /// Least time a joining etcd stays a learner before the leader promotes it (for tests
+    /// and for watching a join; etcd still promotes only a learner in sync)
+    #[arg(
+        long = "etcd-learner-promotion-delay",
+        default_value = "0s",
+        hide = true
+    )]
+    pub etcd_learner_promotion_delay: String,
     /// Shared secret used to authenticate to the server (default: generated, in <data-dir>/server/token)
     #[arg(
         short = 't',

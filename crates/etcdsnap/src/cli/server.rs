@@ -35,11 +35,30 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             "cannot perform cluster-reset while server URL is set - remove server from configuration before resetting"
         );
     }
-    if !a.cluster_reset && a.server.as_deref().is_some_and(|s| !s.is_empty()) {
-        bail!(
-            "joining a cluster with --server is not supported yet: start this server without --server (its own single-member cluster)"
-        );
+    let join = a
+        .server
+        .clone()
+        .filter(|s| !s.is_empty() && !a.cluster_reset);
+    if let Some(url) = &join {
+        if !url.starts_with("https://") {
+            bail!(
+                "--server must be the https:// supervisor URL of a server of the cluster (https://<host>:9345), got {url:?}"
+            );
+        }
+        if a.datastore_endpoint.is_some() {
+            bail!(
+                "--server joins the embedded etcd of another server; with --datastore-endpoint every server attaches to the external cluster itself: drop --server"
+            );
+        }
+        if a.token.is_none() && a.token_file.is_none() {
+            bail!(
+                "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)"
+            );
+        }
     }
+    let learner_promotion_delay =
+        etcdsnap_core::duration::parse_go_duration(&a.etcd_learner_promotion_delay)
+            .map_err(|e| anyhow::anyhow!("invalid --etcd-learner-promotion-delay: {e}"))?;
     let restoring = a.cluster_reset && a.cluster_reset_restore_path.is_some();
     if restoring && a.s3.s3 == Some(true) && a.s3.config_secret.is_some() {
         bail!(
@@ -163,6 +182,8 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         compression_level: DEFAULT_COMPRESSION_LEVEL,
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
         kubeconfig: (!a.cluster_reset).then_some(kubeconfig),
+        join,
+        learner_promotion_delay,
         reset: a.cluster_reset.then(|| ResetSettings {
             restore_path: a.cluster_reset_restore_path.clone(),
             s3: if restoring { s3.clone() } else { None },

@@ -1,0 +1,243 @@
+//! The supervisor's cluster endpoints, token-protected like `/db/snapshot` and, like the whole
+//! supervisor, served over TLS only:
+//! * `GET /v1-etcdsnap/server-bootstrap`: the CA certificates and keys a joining server needs
+//!   (K3s's bootstrap JSON); the only way they leave the server, and only to the token's holder;
+//! * `GET /db/info`: the etcd member list (`{"members": [...]}`, etcd's field names);
+//! * `POST /db/member-remove` `{"name": N}`: removes the member named N (a member name, or a
+//!   node name with exactly one member); this server's own member is refused.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::ServerState;
+use super::http::{gate, json, read_request_body, status};
+use super::join::{ClusterInfo, MemberInfo, is_member_of_node};
+use super::serve::PeerAddr;
+use crate::bootstrap::Bootstrap;
+use crate::etcd::{EtcdTarget, Member};
+
+/// An error of a cluster request, logged and answered with its status.
+fn error_response(e: &crate::Error) -> Response {
+    tracing::error!("cluster request failed: {e}");
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    status(code, "ClusterError", e.to_string())
+}
+
+fn no_cluster() -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "this server attaches to an etcd cluster it does not run (--datastore-endpoint): it has no embedded etcd cluster to join or change",
+    )
+}
+
+fn cluster_of(state: &ServerState) -> Option<&EtcdTarget> {
+    state.cluster.as_ref()
+}
+
+/// The member list from this server's etcd; a learner cannot give it.
+async fn members(state: &ServerState, cluster: &EtcdTarget) -> Result<Vec<Member>, Response> {
+    if state
+        .engine
+        .etcd()
+        .status()
+        .await
+        .is_ok_and(|s| s.is_learner)
+    {
+        return Err(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "this server's etcd is still a learner and cannot answer for the cluster; ask another server, or retry once it is promoted",
+        ));
+    }
+    cluster
+        .voting_members()
+        .await
+        .map_err(|e| error_response(&e))
+}
+
+pub async fn bootstrap(
+    State(state): State<Arc<ServerState>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    let who = peer
+        .as_ref()
+        .map(|Extension(PeerAddr(a))| a.to_string())
+        .unwrap_or_default();
+    if let Some(refused) = gate(&state, peer, &headers) {
+        return refused;
+    }
+    let Some(dir) = &state.owned_server_dir else {
+        return no_cluster();
+    };
+    match Bootstrap::read(&dir.join("tls")) {
+        Ok(data) if data.is_complete() => {
+            tracing::info!("sent the bootstrap data (cluster CAs) to a joining server at {who}");
+            json(StatusCode::OK, &data)
+        }
+        Ok(_) => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!(
+                "the CA files in {} are incomplete; this server cannot let others join",
+                dir.join("tls").display()
+            ),
+        ),
+        Err(e) => error_response(&e),
+    }
+}
+
+pub async fn info(
+    State(state): State<Arc<ServerState>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&state, peer, &headers) {
+        return refused;
+    }
+    let Some(cluster) = cluster_of(&state) else {
+        return no_cluster();
+    };
+    match members(&state, cluster).await {
+        Ok(list) => json(
+            StatusCode::OK,
+            &ClusterInfo {
+                members: list.iter().map(MemberInfo::from).collect(),
+            },
+        ),
+        Err(r) => r,
+    }
+}
+
+/// The body of `POST /db/member-remove`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRequest {
+    pub name: String,
+}
+
+/// The answer to a removal.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Removed {
+    pub removed: String,
+    #[serde(rename = "ID")]
+    pub id: u64,
+}
+
+pub async fn remove(
+    State(state): State<Arc<ServerState>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(refused) = gate(&state, peer, &headers) {
+        return refused;
+    }
+    let body = match read_request_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req: RemoveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!(
+                    "invalid member removal request: {e}; send {{\"name\": \"<member or node name>\"}}"
+                ),
+            );
+        }
+    };
+    if req.name.trim().is_empty() {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the member name is empty: give a name that `etcdsnap member ls` prints",
+        );
+    }
+    let Some(cluster) = cluster_of(&state) else {
+        return no_cluster();
+    };
+    let list = match members(&state, cluster).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let names = || {
+        list.iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let exact: Vec<&Member> = list.iter().filter(|m| m.name == req.name).collect();
+    let found: Vec<&Member> = if exact.is_empty() {
+        list.iter()
+            .filter(|m| is_member_of_node(&m.name, &req.name))
+            .collect()
+    } else {
+        exact
+    };
+    let m = match found.as_slice() {
+        [m] => *m,
+        [] => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "no etcd member named {:?}: the members are {}",
+                    req.name,
+                    names()
+                ),
+            );
+        }
+        _ => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!(
+                    "node {:?} has several etcd members ({}): give the member name",
+                    req.name,
+                    found
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    };
+    let own = state.engine.etcd().status().await.map(|s| s.member_id);
+    if own.as_ref().is_ok_and(|id| *id == m.id) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "{} is the etcd member of this server: run `etcdsnap member remove {}` against another server of the cluster (--etcd-server)",
+                m.name, m.name
+            ),
+        );
+    }
+    match cluster.remove_member(m.id).await {
+        Ok(()) => {
+            tracing::info!(
+                "removed etcd member {} ({:x}) from the cluster",
+                m.name,
+                m.id
+            );
+            json(
+                StatusCode::OK,
+                &Removed {
+                    removed: m.name.clone(),
+                    id: m.id,
+                },
+            )
+        }
+        Err(e) => error_response(&e),
+    }
+}
