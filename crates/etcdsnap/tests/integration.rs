@@ -6,6 +6,8 @@ mod harness;
 
 #[path = "integration/badinput.rs"]
 mod badinput;
+#[path = "integration/cluster.rs"]
+mod cluster;
 #[path = "integration/config_file.rs"]
 mod config_file;
 #[path = "integration/faults.rs"]

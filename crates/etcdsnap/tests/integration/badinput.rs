@@ -200,10 +200,41 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "invalid flag use; --cluster-reset required with --cluster-reset-restore-path",
         },
         Row {
-            what: "join not built",
+            what: "join without a token",
             input: server(&["--server", "https://10.0.0.1:9345"]),
             code: 1,
-            says: "not supported yet",
+            says: "joining a cluster with --server needs its token: pass --token or --token-file",
+        },
+        Row {
+            what: "join over plain http",
+            input: server(&["--server", "http://10.0.0.1:9345", "--token", "x"]),
+            code: 1,
+            says: "--server must be the https:// supervisor URL",
+        },
+        Row {
+            what: "join with an external datastore",
+            input: server(&[
+                "--server",
+                "https://10.0.0.1:9345",
+                "--token",
+                "x",
+                "--datastore-endpoint",
+                "https://127.0.0.1:2379",
+            ]),
+            code: 1,
+            says: "with --datastore-endpoint every server attaches to the external cluster itself",
+        },
+        Row {
+            what: "member ls output",
+            input: Input::Cli(strs(&["member", "ls", "-o", "yaml"])),
+            code: 1,
+            says: "invalid output format: yaml (use table or json)",
+        },
+        Row {
+            what: "member remove without names",
+            input: Input::Cli(strs(&["member", "remove"])),
+            code: 2,
+            says: "required arguments were not provided",
         },
         // --- config files ------------------------------------------------------------------
         Row {
@@ -460,13 +491,22 @@ fn every_bad_input_gets_a_clear_error_and_writes_nothing() {
                 (out.status.code().unwrap_or(-1), stderr(&out))
             }
             Input::Cli(args) => {
+                // `member <action>` or `etcd-snapshot <action>`, then the server's flags.
+                let (command, args) = match args[0].as_str() {
+                    "member" => (&args[..2], &args[2..]),
+                    _ => (&args[..1], &args[1..]),
+                };
                 let out = Command::new(etcdsnap_bin())
-                    .arg("etcd-snapshot")
-                    .arg(&args[0])
+                    .args(if command.len() == 1 {
+                        &["etcd-snapshot"][..]
+                    } else {
+                        &[][..]
+                    })
+                    .args(command)
                     .arg("-d")
                     .arg(s.data_dir())
                     .arg(format!("--etcd-server={}", s.url()))
-                    .args(&args[1..])
+                    .args(args)
                     .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
                     .output()
                     .unwrap();
