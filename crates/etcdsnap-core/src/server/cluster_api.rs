@@ -3,8 +3,9 @@
 //! * `GET /v1-etcdsnap/server-bootstrap`: the CA certificates and keys a joining server needs
 //!   (K3s's bootstrap JSON); the only way they leave the server, and only to the token's holder;
 //! * `GET /db/info`: the etcd member list (`{"members": [...]}`, etcd's field names);
-//! * `POST /db/member-remove` `{"name": N}`: removes the member named N (a member name, or a
-//!   node name with exactly one member); this server's own member is refused.
+//! * `POST /db/member-remove` `{"name": N}`: removes the member named N (a member name, the
+//!   hex id of a member not started yet, or a node name with exactly one member); this
+//!   server's own member is refused.
 
 use std::sync::Arc;
 
@@ -175,7 +176,12 @@ pub async fn remove(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let exact: Vec<&Member> = list.iter().filter(|m| m.name == req.name).collect();
+    // A member name, else a hex member id (a member not started has no name), else a node.
+    let id = u64::from_str_radix(&req.name, 16).ok();
+    let exact: Vec<&Member> = list
+        .iter()
+        .filter(|m| m.name == req.name || (m.name.is_empty() && Some(m.id) == id))
+        .collect();
     let found: Vec<&Member> = if exact.is_empty() {
         list.iter()
             .filter(|m| is_member_of_node(&m.name, &req.name))
