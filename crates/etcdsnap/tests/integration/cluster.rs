@@ -21,7 +21,7 @@ fn joiner(v: Etcd, first: &Server, node: &str) -> ServerBuilder {
 }
 
 /// `etcdsnap member ls -o json` against `s`: (name, is learner) per member.
-fn members(s: &Server) -> Vec<(String, bool)> {
+pub fn members(s: &Server) -> Vec<(String, bool)> {
     let o = Command::new(etcdsnap_bin())
         .args(["member", "ls", "-o", "json", "-d"])
         .arg(s.data_dir())
@@ -56,7 +56,7 @@ fn member_cmd(s: &Server, args: &[&str]) -> Output {
 }
 
 /// Waits until `s` lists `n` voting members whose names start with the given nodes.
-fn wait_voters(s: &Server, nodes: &[&str]) {
+pub fn wait_voters(s: &Server, nodes: &[&str]) {
     wait_for(
         Duration::from_secs(60),
         "every member to be a voter",
@@ -614,4 +614,36 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
         .unwrap();
     let err = fails(&o);
     assert!(err.contains("rejected the token"), "{err}");
+    // Guessing the token at the bootstrap endpoint is cut off like at /db/snapshot.
+    let last = rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let mut last = 0;
+        for i in 0..25 {
+            last = c
+                .get(format!("{url}/v1-etcdsnap/server-bootstrap"))
+                .basic_auth("server", Some(format!("guess-{i}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+        }
+        let right = c
+            .get(format!("{url}/v1-etcdsnap/server-bootstrap"))
+            .basic_auth("server", Some(&secret))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        (last, right)
+    });
+    assert_eq!(
+        last,
+        (429, 429),
+        "blocked, even with the right token, for the window"
+    );
 }

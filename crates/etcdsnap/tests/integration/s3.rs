@@ -500,8 +500,13 @@ fn delete_removes_local_file_object_and_metadata_object() {
 fn s3_retention_keeps_newest_objects_across_nodes() {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
+    // Two servers of one cluster: n2 joins n1.
     let s1 = Server::start(Etcd::V35);
-    let s2 = Server::builder(Etcd::V35).node("n2").start();
+    let s2 = Server::builder(Etcd::V35)
+        .node("n2")
+        .args(["--server", &s1.url(), "--token", &s1.token()])
+        .start();
+    crate::cluster::wait_voters(&s1, &["n1", "n2"]);
     let flags = with(&s3_flags(&fs, "shared"), &["--s3-retention=2"]);
     let mut order = Vec::new();
     for (i, s) in [&s1, &s2, &s1, &s2, &s1].into_iter().enumerate() {
@@ -528,6 +533,17 @@ fn s3_retention_keeps_newest_objects_across_nodes() {
         BTreeSet::from([order[3].clone(), order[4].clone()]),
         "{objects:?}"
     );
+    // `ls` on either server shows its own files and every node's objects.
+    for s in [&s1, &s2] {
+        let out = ok(&snap(s, "ls", &s3_flags(&fs, "shared")));
+        for name in &order[3..] {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with(name.as_str()) && l.contains("s3://")),
+                "{name}:\n{out}"
+            );
+        }
+    }
     // A CLI save never prunes local snapshots.
     assert_eq!(s1.snapshot_files().len(), 3);
     assert_eq!(s2.snapshot_files().len(), 2);
