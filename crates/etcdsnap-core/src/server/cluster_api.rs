@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::ServerState;
-use super::http::{gate, json, read_request_body, status};
+use super::http::{authed_json, gate, json, status};
 use super::join::{ClusterInfo, MemberInfo, is_member_of_node};
 use super::serve::PeerAddr;
 use crate::bootstrap::Bootstrap;
@@ -43,13 +43,7 @@ fn cluster_of(state: &ServerState) -> Option<&EtcdTarget> {
 
 /// The member list from this server's etcd; a learner cannot give it.
 async fn members(state: &ServerState, cluster: &EtcdTarget) -> Result<Vec<Member>, Response> {
-    if state
-        .engine
-        .etcd()
-        .status()
-        .await
-        .is_ok_and(|s| s.is_learner)
-    {
+    if state.is_learner().await {
         return Err(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -137,24 +131,18 @@ pub async fn remove(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers) {
-        return refused;
-    }
-    let body = match read_request_body(body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: RemoveRequest = match serde_json::from_slice(&body) {
+    let req: RemoveRequest = match authed_json(
+        &state,
+        peer,
+        &headers,
+        body,
+        "member removal request",
+        "; send {\"name\": \"<member or node name>\"}",
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!(
-                    "invalid member removal request: {e}; send {{\"name\": \"<member or node name>\"}}"
-                ),
-            );
-        }
+        Err(refused) => return refused,
     };
     if req.name.trim().is_empty() {
         return status(

@@ -233,13 +233,7 @@ async fn restart(
 /// start after a `--cluster-reset` removes `db/reset-flag`.
 async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Result<()> {
     // A learner cannot write; the data came from the cluster it joined, which keeps it.
-    if state
-        .engine
-        .etcd()
-        .status()
-        .await
-        .is_ok_and(|s| s.is_learner)
-    {
+    if state.is_learner().await {
         return Ok(());
     }
     crate::bootstrap::reconcile(

@@ -241,7 +241,7 @@ pub(super) fn gate(
 }
 
 /// The body of an authenticated request, bounded in size and time.
-pub(super) async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response> {
+async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response> {
     match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
         Ok(Ok(b)) => Ok(b),
         Ok(Err(why)) => Err(status(
@@ -257,29 +257,40 @@ pub(super) async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>
     }
 }
 
+/// An authenticated request's JSON body of type `T`: [`gate`], the bounded read, then the
+/// parse, whose error names `what` and ends with `hint`.
+pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    peer: Option<Extension<PeerAddr>>,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+    hint: &str,
+) -> std::result::Result<T, Response> {
+    if let Some(refused) = gate(state, peer, headers) {
+        return Err(refused);
+    }
+    let body = read_request_body(body).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("invalid {what}: {e}{hint}"),
+        )
+    })
+}
+
 async fn snapshot(
     State(state): State<Arc<ServerState>>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers) {
-        return refused;
-    }
-    let body = match read_request_body(body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: SnapshotRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return status(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!("invalid snapshot request: {e}"),
-            );
-        }
-    };
+    let req: SnapshotRequest =
+        match authed_json(&state, peer, &headers, body, "snapshot request", "").await {
+            Ok(r) => r,
+            Err(refused) => return refused,
+        };
     if req.operation.is_none() {
         return status(
             StatusCode::BAD_REQUEST,

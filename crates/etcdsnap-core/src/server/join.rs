@@ -396,6 +396,11 @@ pub async fn add_self(cluster: &Cluster, etcd: &mut EmbeddedEtcd, node: &str) ->
                 tracing::info!("etcd cannot add a member yet ({e}); retrying in 2s");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+            Err(e) if e.to_string().contains("too many learner") => {
+                return Err(Error::Etcd(format!(
+                    "{e}: another member has been a learner for 2 minutes; if `etcdsnap member ls` shows it `(not started)`, its server never started: remove it with `etcdsnap member remove <its hex id>` and join again"
+                )));
+            }
             Err(e) => return Err(e),
         }
     };

@@ -110,6 +110,15 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// Whether this server's etcd answers as a learner (it cannot write or snapshot).
+    pub async fn is_learner(&self) -> bool {
+        self.engine
+            .etcd()
+            .status()
+            .await
+            .is_ok_and(|s| s.is_learner)
+    }
+
     /// Whether etcd answers a status request now; when it does not, the reason is kept for
     /// the 503 answers.
     pub async fn etcd_healthy(&self) -> bool {

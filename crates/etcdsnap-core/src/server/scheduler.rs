@@ -93,13 +93,7 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait + jitter()) => {}
             _ = stop.changed() => return,
         }
-        if state
-            .engine
-            .etcd()
-            .status()
-            .await
-            .is_ok_and(|st| st.is_learner)
-        {
+        if state.is_learner().await {
             // K3s's words; a learner has no snapshot to give and records nothing.
             tracing::warn!("Unable to take snapshot: not supported for learner");
             after = next;
@@ -158,13 +152,7 @@ pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<b
     let s = &state.snapshots;
     let mut first = true;
     loop {
-        if state
-            .engine
-            .etcd()
-            .status()
-            .await
-            .is_ok_and(|st| st.is_learner)
-        {
+        if state.is_learner().await {
             // A learner cannot write records; its own files are reconciled once promoted.
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,

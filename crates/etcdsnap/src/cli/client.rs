@@ -59,6 +59,12 @@ fn unreachable(server: &str, e: &reqwest::Error) -> anyhow::Error {
 }
 
 impl SupervisorClient {
+    /// Connects with the `--etcd-server`, `--etcd-token` and `--data-dir` flags.
+    pub async fn from_flags(c: &super::Connection, timeout: Duration) -> Result<Self> {
+        let data_dir = c.data_dir.clone().unwrap_or_else(super::default_data_dir);
+        Self::connect(&c.etcd_server, c.etcd_token.as_deref(), &data_dir, timeout).await
+    }
+
     /// Loads the token and fetches and verifies the server's CA.
     pub async fn connect(
         server: &str,

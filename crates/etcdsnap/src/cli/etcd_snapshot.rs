@@ -12,7 +12,7 @@ use etcdsnap_core::store::s3::{S3Config, S3Target};
 
 use super::client::SupervisorClient;
 use super::render::{Format, render_list};
-use super::{RestoreArgs, SnapshotAction, SnapshotFlags, default_data_dir};
+use super::{RestoreArgs, SnapshotAction, SnapshotFlags};
 
 fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
     Ok(SnapshotRequest {
@@ -27,19 +27,12 @@ fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
 }
 
 async fn client(flags: &SnapshotFlags, s3: Option<&S3Config>) -> Result<SupervisorClient> {
-    let data_dir = flags.data_dir.clone().unwrap_or_else(default_data_dir);
     // K3s waits 2 minutes, plus the S3 timeout when S3 is in play.
     let mut timeout = Duration::from_secs(120);
     if let Some(s3) = s3 {
         timeout += s3.timeout;
     }
-    SupervisorClient::connect(
-        &flags.etcd_server,
-        flags.etcd_token.as_deref(),
-        &data_dir,
-        timeout,
-    )
-    .await
+    SupervisorClient::from_flags(&flags.server, timeout).await
 }
 
 fn print_result(r: &SnapshotResult, verb: &str) {

@@ -8,17 +8,10 @@ use etcdsnap_core::server::cluster_api::{RemoveRequest, Removed};
 use etcdsnap_core::server::join::{ClusterInfo, INFO_PATH, REMOVE_PATH};
 
 use super::client::SupervisorClient;
-use super::{MemberAction, MemberFlags, default_data_dir};
+use super::{Connection, MemberAction};
 
-async fn connect(flags: &MemberFlags) -> Result<SupervisorClient> {
-    let data_dir = flags.data_dir.clone().unwrap_or_else(default_data_dir);
-    SupervisorClient::connect(
-        &flags.etcd_server,
-        flags.etcd_token.as_deref(),
-        &data_dir,
-        Duration::from_secs(60),
-    )
-    .await
+async fn connect(flags: &Connection) -> Result<SupervisorClient> {
+    SupervisorClient::from_flags(flags, Duration::from_secs(60)).await
 }
 
 /// The member table: NAME, ID (hex, as etcdctl prints it), ROLE, PEER URLS, CLIENT URLS.

@@ -95,9 +95,9 @@ pub enum MemberAction {
     Remove(MemberRemoveArgs),
 }
 
-/// How `member` reaches a server: the same flags as `etcd-snapshot`.
+/// How the `etcd-snapshot` and `member` commands reach a server.
 #[derive(Debug, Args, Clone)]
-pub struct MemberFlags {
+pub struct Connection {
     /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
     #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -116,7 +116,7 @@ pub struct MemberFlags {
 #[derive(Debug, Args)]
 pub struct MemberLsArgs {
     #[command(flatten)]
-    pub flags: MemberFlags,
+    pub flags: Connection,
     /// Output format: table, json
     #[arg(short = 'o', long = "output", default_value = "table")]
     pub output: String,
@@ -125,7 +125,7 @@ pub struct MemberLsArgs {
 #[derive(Debug, Args)]
 pub struct MemberRemoveArgs {
     #[command(flatten)]
-    pub flags: MemberFlags,
+    pub flags: Connection,
     /// Members to remove
     #[arg(required = true)]
     pub names: Vec<String>,
@@ -334,19 +334,8 @@ pub struct SnapshotFlags {
     /// Node name (unused: the server names snapshots after its own node)
     #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME")]
     pub node_name: Option<String>,
-    /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
-    #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Token of the server to talk to (default: <data-dir>/server/token)
-    #[arg(short = 't', long = "etcd-token")]
-    pub etcd_token: Option<String>,
-    /// Supervisor URL of the server to talk to
-    #[arg(
-        short = 's',
-        long = "etcd-server",
-        default_value = "https://127.0.0.1:9345"
-    )]
-    pub etcd_server: String,
+    #[command(flatten)]
+    pub server: Connection,
     /// Directory to save snapshots to (default: the server's --etcd-snapshot-dir)
     #[arg(long = "dir", alias = "etcd-snapshot-dir")]
     pub dir: Option<String>,

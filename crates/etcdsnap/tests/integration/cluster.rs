@@ -224,13 +224,7 @@ fn removed_member(v: Etcd) {
     // Without --server the tombstone stops the start with what to do.
     let ports = s3.ports();
     let (dir, _) = (s3.dir, ());
-    let o = Command::new(etcdsnap_bin())
-        .args(["server", "-d"])
-        .arg(dir.path())
-        .args(["--node-name", "n3", "--bind-address", "127.0.0.1"])
-        .args(ports.args())
-        .arg(format!("--etcd-binary={}", v.etcd().display()))
-        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir.path()))
+    let o = server_cmd(Command::new(etcdsnap_bin()), v, dir.path(), "n3", ports)
         .output()
         .unwrap();
     let err = fails(&o);
@@ -253,16 +247,7 @@ fn removed_member(v: Etcd) {
 
 /// `etcdsnap server --cluster-reset` of node n1 on `dir`.
 fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
-    Command::new(etcdsnap_bin())
-        .args(["server", "-d"])
-        .arg(dir)
-        .args(["--node-name", "n1", "--bind-address", "127.0.0.1"])
-        .args(ports.args())
-        .arg(format!("--etcd-binary={}", v.etcd().display()))
-        .arg("--cluster-reset")
-        .args(extra)
-        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
-        .env("RUST_LOG", "info")
+    reset_cmd(Command::new(etcdsnap_bin()), v, dir, ports, extra)
         .output()
         .unwrap()
 }
@@ -456,15 +441,9 @@ fn joining_with_a_wrong_token_a_foreign_ca_or_no_server_changes_nothing() {
     let before = tree(dir.path());
     let ports = Ports::free();
     for (what, args, says) in cases {
-        let o = Command::new(etcdsnap_bin())
-            .args(["server", "-d"])
-            .arg(dir.path())
-            .args(["--node-name", "n2", "--bind-address", "127.0.0.1"])
-            .args(ports.args())
-            .arg(format!("--etcd-binary={}", v.etcd().display()))
+        let o = server_cmd(Command::new(etcdsnap_bin()), v, dir.path(), "n2", ports)
             .args(&args)
             .env("ETCDSNAP_CONFIG_FILE", &cfg)
-            .env_remove("ETCDSNAP_TOKEN")
             .output()
             .unwrap();
         let err = fails(&o);

@@ -712,3 +712,25 @@ pub fn noise(prefix: &str, mib: usize) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// `etcdsnap server` on `dir` as node `node` with these ports, on `cmd` (the etcdsnap binary,
+/// perhaps run through a namespace), for runs that end by themselves (resets, refusals).
+pub fn server_cmd(mut cmd: Command, v: Etcd, dir: &Path, node: &str, ports: Ports) -> Command {
+    cmd.arg("server")
+        .arg("-d")
+        .arg(dir)
+        .args(["--node-name", node, "--bind-address", "127.0.0.1"])
+        .args(ports.args())
+        .arg(format!("--etcd-binary={}", v.etcd().display()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
+        .env("RUST_LOG", "info")
+        .env_remove("ETCDSNAP_TOKEN");
+    cmd
+}
+
+/// `etcdsnap server --cluster-reset` of node n1, on `cmd`.
+pub fn reset_cmd(cmd: Command, v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Command {
+    let mut cmd = server_cmd(cmd, v, dir, "n1", ports);
+    cmd.arg("--cluster-reset").args(extra);
+    cmd
+}

@@ -90,22 +90,6 @@ fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The reset's command line on `cmd` (the etcdsnap binary, perhaps run through a namespace).
-fn reset_cmd(mut cmd: Command, v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Command {
-    cmd.arg("server")
-        .arg("-d")
-        .arg(dir)
-        .args(["--node-name", "n1", "--bind-address", "127.0.0.1"])
-        .args(ports.args())
-        .arg(format!("--etcd-binary={}", v.etcd().display()))
-        .arg("--cluster-reset")
-        .args(extra)
-        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
-        .env("RUST_LOG", "info")
-        .env_remove("ETCDSNAP_TOKEN");
-    cmd
-}
-
 fn restart(v: Etcd, dir: tempfile::TempDir, ports: Ports) -> Server {
     Server::builder(v).dir(dir).ports(ports).start()
 }
