@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the bench scripts; sourced, not run.
 #
 # Every process a script starts is registered with `track PID` and stopped by PID (TERM, then
@@ -109,17 +110,42 @@ etcdctl_() {
 
 db_size() { etcdctl_ endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["dbSize"])'; }
 
-# fill_db TARGET_BYTES: fills etcd until its db size is at least TARGET_BYTES.
+# fill_db TARGET_BYTES: fills etcd until its db size is at least TARGET_BYTES, with values of
+# the kind BENCH_DATA names (json, the default: Kubernetes-like, about 4x compressible; random:
+# incompressible). The kind is remembered in DATA/bench-data so that a kept dir (BENCH_DIR)
+# filled with one kind is never topped up or measured as the other.
+BENCH_DATA=${BENCH_DATA:-json}
 fill_db() {
-    local target=$1 cur
+    local target=$1 cur had
+    [[ $BENCH_DATA == json || $BENCH_DATA == random ]] || die "BENCH_DATA must be json or random"
     cur=$(db_size)
+    # No mark: a fresh db, or one filled before the mark existed (always json then).
+    had=$(cat "$DATA/bench-data" 2>/dev/null || { ((cur < 8 << 20)) && echo "$BENCH_DATA" || echo json; })
+    [[ $had == "$BENCH_DATA" ]] ||
+        die "$DATA holds $had values, BENCH_DATA=$BENCH_DATA: use another BENCH_DIR"
+    echo "$BENCH_DATA" >"$DATA/bench-data"
     if ((cur >= target)); then
-        log "db already $((cur / 1048576)) MiB >= target, not filling"
+        log "db already $((cur / 1048576)) MiB >= target ($BENCH_DATA values), not filling"
         return
     fi
-    log "filling etcd to >= $((target / 1048576)) MiB (now $((cur / 1048576)) MiB)"
+    log "filling etcd with $BENCH_DATA values to >= $((target / 1048576)) MiB (now $((cur / 1048576)) MiB)"
     python3 "$BENCH_LIB/fill.py" "$ETCDCTL35_BIN" "$ETCD_EP" "$TLS/server-ca.crt" \
-        "$TLS/client.crt" "$TLS/client.key" "$target" 1000000 4 >&2
+        "$TLS/client.crt" "$TLS/client.key" "$target" 1000000 4 "$BENCH_DATA" >&2
+}
+
+# snapshot_file DIR: the name of the one finished snapshot in DIR (not a .part), or nothing.
+snapshot_file() {
+    local p
+    for p in "$1"/*; do
+        [[ -f $p && $p != *.part ]] && { basename "$p"; return; }
+    done
+}
+
+# in_sequence CMD1... ';;' CMD2... [';;' ...]: sets SEQ to one command line (bash -c) that runs
+# CMD1, then CMD2 if CMD1 succeeded, and so on; for timing a sequence as one measured command.
+in_sequence() {
+    # shellcheck disable=SC2016,SC2034
+    SEQ=(bash -c 'c=(); for a; do if [[ $a == ";;" ]]; then "${c[@]}" || exit; c=(); else c+=("$a"); fi; done; "${c[@]}"' _ "$@")
 }
 
 # measure [--pid n=PID ...] -- CMD...: JSON figures of one run (see lib/measure.py).

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Fill an etcd with Kubernetes-like JSON values until its database reaches a target size.
 
-usage: fill.py ETCDCTL ENDPOINT CACERT CERT KEY TARGET_BYTES [VALUE_BYTES] [WORKERS]
+usage: fill.py ETCDCTL ENDPOINT CACERT CERT KEY TARGET_BYTES [VALUE_BYTES] [WORKERS] [DATA]
 
 Each value is a ~1 MiB ConfigMap-shaped JSON document: repeated field names and label text
 (compressible, like real objects) mixed with random UUIDs, hex ids, timestamps and short base64
 blobs (not compressible); zlib level 1 shrinks it about 4x. Values go in through
 `etcdctl put KEY` with the value on stdin, a few in parallel.
+DATA `random` (default `json`) fills with values of random bytes instead: incompressible, the
+case where a compressor, not the etcd stream, sets the pace of a compressed save.
 Prints progress lines and finally the db size reported by `etcdctl endpoint status`.
 """
 
@@ -34,6 +36,11 @@ def make_value(i, size):
     if t not in _cache:
         _cache[t] = _make_doc(t, size)
     return _cache[t].replace(b'"bench-TEMPLATE"', f'"bench-{i:05d}"'.encode(), 1)
+
+
+def random_value(i, size):
+    """Incompressible value: os.urandom bytes (deflate and zstd store them, ratio 1.00)."""
+    return os.urandom(size)
 
 
 def _make_doc(i, size):
@@ -84,20 +91,22 @@ def main():
     target = int(target)
     size = int(sys.argv[7]) if len(sys.argv) > 7 else 1_000_000
     workers = int(sys.argv[8]) if len(sys.argv) > 8 else 4
+    data = sys.argv[9] if len(sys.argv) > 9 else "json"
+    value = {"json": make_value, "random": random_value}[data]
     base = [etcdctl, "--endpoints", ep, "--cacert", ca, "--cert", cert, "--key", key,
             "--command-timeout", "60s"]
     env = dict(os.environ, ETCDCTL_API="3")
 
-    sample = make_value(0, size)
+    sample = value(0, size)
     ratio = len(sample) / len(zlib.compress(sample, 1))
-    print(f"value size {len(sample)} bytes, zlib-1 ratio {ratio:.2f}", flush=True)
+    print(f"{data} values of {len(sample)} bytes, zlib-1 ratio {ratio:.2f}", flush=True)
 
     def db_size():
         out = subprocess.check_output(base + ["endpoint", "status", "-w", "json"], env=env)
         return json.loads(out)[0]["Status"]["dbSize"]
 
     def put(i):
-        v = make_value(i, size)
+        v = value(i, size)
         subprocess.run(base + ["put", f"/registry/configmaps/bench/bench-{i:05d}"],
                        input=v, env=env, check=True, stdout=subprocess.DEVNULL)
         return len(v)

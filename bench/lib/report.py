@@ -78,7 +78,8 @@ class Verdicts:
         self.rows = []
 
     def check(self, name, value, op, target, unit=""):
-        ok = value <= target if op == "<=" else value >= target
+        ok = {"<=": value <= target, "<": value < target, ">=": value >= target,
+              ">": value > target}[op]
         self.rows.append([name, f"{value:.3f}{unit}", f"{op} {target}{unit}",
                           "PASS" if ok else "FAIL"])
         return ok
