@@ -7,6 +7,7 @@ For every upload id: the key, the number of parts, the time from the first to th
 UploadPart written, and the time from the last UploadPart to the last part copied by
 CompleteMultipartUpload (s3s-fs re-reads every part, MD5s it and copies it into the final
 file, one 64 KiB async read/write at a time: a cost real S3 does not have).
+Also a library: uploads(log) gives the same figures to the scripts' reports.
 """
 
 import re
@@ -22,11 +23,13 @@ def ts(s):
     return datetime.strptime(s[:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 
 
-def main():
+def uploads(path):
+    """One dict per multipart upload in the log, in the order they started: key, parts, parts_s
+    (first to last UploadPart written), complete_s (last UploadPart to the end of
+    CompleteMultipartUpload's copy; nan when it did not complete)."""
     ups = {}
     keys = {}
-    pending = None
-    for line in open(sys.argv[1], errors="replace"):
+    for line in open(path, errors="replace"):
         m = TS.match(line)
         if m:
             t, rest = ts(m[1]), m[2]
@@ -45,13 +48,20 @@ def main():
         k = KEY.search(line)
         if k and 'key: "' in line:
             keys[k[1]] = line.split('key: "', 1)[1].split('"', 1)[0]
-    print(f"{'key':58} {'parts':>5} {'parts s':>8} {'complete s':>10}")
+    out = []
     for uid, d in ups.items():
         if not d["last_part"]:
             continue
         comp = d["complete_end"] - d["last_part"] if d["complete_end"] else float("nan")
-        print(f"{keys.get(uid, uid):58} {len(d['parts']):5d} {d['last_part'] - d['first']:8.2f} "
-              f"{comp:10.2f}")
+        out.append({"key": keys.get(uid, uid), "parts": len(d["parts"]),
+                    "parts_s": d["last_part"] - d["first"], "complete_s": comp})
+    return out
+
+
+def main():
+    print(f"{'key':58} {'parts':>5} {'parts s':>8} {'complete s':>10}")
+    for u in uploads(sys.argv[1]):
+        print(f"{u['key']:58} {u['parts']:5d} {u['parts_s']:8.2f} {u['complete_s']:10.2f}")
 
 
 if __name__ == "__main__":
