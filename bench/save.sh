@@ -38,7 +38,7 @@ echo "== etcdsnap bench/save.sh  $(date -u +%FT%TZ)"
 machine_conditions
 echo "etcdsnap: $ETCDSNAP ($("$ETCDSNAP" --version))"
 echo "etcd:     $ETCD35_BIN ($("$ETCD35_BIN" --version | head -1))"
-echo "zstd:     $(zstd --version 2>/dev/null || echo 'none (no etcdctl + zstd baseline)')"
+echo "zstd:     $(zstd -V 2>/dev/null | tr -d '*' | sed 's/^ *//; s/ *$//' || echo 'none (no etcdctl + zstd baseline)')"
 echo "data:     $BENCH_DATA values"
 echo
 
