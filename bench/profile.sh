@@ -6,10 +6,18 @@
 #
 #   BENCH_DIR=/var/tmp/es-bench bench/save.sh      # once (keeps the dir)
 #   BENCH_DIR=/var/tmp/es-bench bench/profile.sh   # REPEAT=8 consecutive saves by default
+#   FLAME=1 BENCH_DIR=/var/tmp/es-bench bench/profile.sh   # + a flame graph of the server per save
+#
+# With FLAME=1 the server is recorded with call graphs (`perf record --call-graph dwarf`: the
+# release build has no frame pointers) and each save gets PROF/<save>-server-flame.svg through
+# `perf script | inferno-collapse-perf | inferno-flamegraph` (`cargo install inferno`); without
+# inferno on PATH the script prints that command instead.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 REPEAT=${REPEAT:-8}
+FLAME=${FLAME:-}
 [[ -n ${BENCH_DIR:-} && -d ${BENCH_DIR}/data ]] || die "set BENCH_DIR to a data dir kept by save.sh/s3.sh"
 command -v perf >/dev/null || die "perf not found"
 need_bins
@@ -27,11 +35,12 @@ save() { "$ETCDSNAP" etcd-snapshot save -d "$DATA" --etcd-server "$SUPERVISOR" "
 
 # profile NAME [save flags]: perf of server and etcd during one save, top symbols by self time.
 profile() {
-    local name=$1 p1 p2 t0 t1
+    local name=$1 p1 p2 t0 t1 graph=()
     shift
+    [[ -z $FLAME ]] || graph=(--call-graph "dwarf,16384")
     rm -f "$SNAPDIR"/*
     sync
-    perf record -F 499 -o "$PROF/$name-server.data" -p "$SERVER_PID" >/dev/null 2>&1 &
+    perf record -F 499 "${graph[@]}" -o "$PROF/$name-server.data" -p "$SERVER_PID" >/dev/null 2>&1 &
     p1=$!
     track "$p1"
     perf record -F 499 -o "$PROF/$name-etcd.data" -p "$ETCD_PID" >/dev/null 2>&1 &
@@ -47,7 +56,7 @@ profile() {
     echo "---- $name save: $(python3 -c "print(f'{$t1 - $t0:.2f}')") s"
     for who in server etcd; do
         echo "-- $who: CPU share by binary/library (kernel = syscalls, copies, TCP)"
-        perf report -i "$PROF/$name-$who.data" --stdio --no-children --sort dso 2>/dev/null |
+        perf report -i "$PROF/$name-$who.data" --stdio --no-children -g none --sort dso 2>/dev/null |
             grep -v '^#' | grep -v '^$' | sed -n 1,5p || true
         if [[ $who == etcd ]]; then # stripped Go binary: names from Go's own symbol table
             if command -v go >/dev/null; then
@@ -57,14 +66,27 @@ profile() {
             continue
         fi
         echo "-- $who: top symbols by self CPU (perf, 499 Hz)"
-        perf report -i "$PROF/$name-$who.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+        perf report -i "$PROF/$name-$who.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null |
             grep -v '^#' | grep -v '^$' | sed -n 1,18p | cut -c1-120 || true
     done
+    if [[ -n $FLAME ]]; then
+        if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
+            perf script -i "$PROF/$name-server.data" 2>/dev/null | inferno-collapse-perf |
+                inferno-flamegraph --title "etcdsnap server, $name save" >"$PROF/$name-server-flame.svg"
+            echo "-- server flame graph: $PROF/$name-server-flame.svg"
+        else
+            echo "-- no inferno on PATH (cargo install inferno); the flame graph is:"
+            echo "   perf script -i $PROF/$name-server.data | inferno-collapse-perf | inferno-flamegraph >$PROF/$name-server-flame.svg"
+        fi
+    fi
     rm -f "$SNAPDIR"/*
 }
 
 profile raw
 profile zip --snapshot-compress
+if "$ETCDSNAP" etcd-snapshot save --help 2>&1 | grep -q -- --snapshot-compress-format; then
+    profile zstd --snapshot-compress --snapshot-compress-format=zstd
+fi
 
 echo
 echo "---- $REPEAT consecutive uncompressed saves: server RSS after each (MiB)"
