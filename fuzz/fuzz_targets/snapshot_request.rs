@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use etcdsnap_core::api::{self, SnapshotRequest};
-use etcdsnap_core::naming::{validate_plain_name, validate_prefix};
+use etcdsnap_core::naming::{Compression, validate_plain_name, validate_prefix};
 use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::snapshot::plan::{Operation, SnapshotSettings, resolve};
 use etcdsnap_core::store::s3::S3Target;
@@ -27,6 +27,7 @@ fn settings() -> SnapshotSettings {
         retention: SERVER_RETENTION,
         dir: Some(SERVER_DIR.into()),
         compress: SERVER_COMPRESS,
+        compression: Compression::default(),
         s3: None,
         reconcile_interval: std::time::Duration::from_secs(600),
         idle_timeout: std::time::Duration::from_secs(120),
@@ -73,6 +74,7 @@ fn check_resolved(req: &SnapshotRequest, op: &Operation) {
             prefix,
             dir,
             compress,
+            compression,
             retention,
             ..
         } => {
@@ -81,6 +83,12 @@ fn check_resolved(req: &SnapshotRequest, op: &Operation) {
             assert_eq!(prefix, prefix_from_request());
             assert_eq!(*dir, expected_dir(req));
             assert_eq!(*compress, req.compress.unwrap_or(SERVER_COMPRESS));
+            let format = req.compress_format.as_deref().unwrap_or("zip");
+            assert_eq!(compression.format.name(), format);
+            assert!(compression.format.levels().contains(&compression.level));
+            if let Some(level) = req.compress_level {
+                assert_eq!(compression.level, level);
+            }
             assert_eq!(*retention, req.retention.unwrap_or(SERVER_RETENTION));
         }
         Operation::Prune {

@@ -1,5 +1,5 @@
-//! Restore's first step on a hostile file: `restore::prepare` on the input as `x.zip` and as a
-//! raw file `x`. It succeeds only when the (decompressed) bytes end with the SHA-256 of the rest
+//! Restore's first step on a hostile file: `restore::prepare` on the input as `x.zip`, as
+//! `x.zst` and as a raw file `x`. It succeeds only when the (decompressed) bytes end with the SHA-256 of the rest
 //! and are whole 512-byte pages plus that trailer; a success leaves exactly the raw snapshot in
 //! the work dir, removed when dropped, and a failure leaves nothing (no `.part` file).
 
@@ -119,6 +119,39 @@ fn check_zip(d: &Dirs, data: &[u8]) {
     }
 }
 
+/// `data` decompressed as zstd, read independently of the code under test (capped, so that a
+/// tiny input claiming a huge frame cannot exhaust memory here).
+fn zstd_bytes(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(data)
+        .ok()?
+        .take(64 << 20)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+fn check_zst(d: &Dirs, data: &[u8]) {
+    let source = d.src.join("x.zst");
+    std::fs::write(&source, data).unwrap();
+    let result = prepare(&source, &d.work, &d.parent, true);
+    let want = zstd_bytes(data).filter(|b| intact(b));
+    match result {
+        Ok(prepared) => {
+            assert_eq!(prepared.raw, d.work.join("x"));
+            let raw = std::fs::read(&prepared.raw).unwrap();
+            assert_eq!(Some(&raw), want.as_ref(), "accepted zstd bytes differ");
+            drop(prepared);
+            assert!(work_entries(&d.work).is_empty(), "the copy outlives the Prepared");
+        }
+        Err(e) => {
+            let left = work_entries(&d.work);
+            assert!(left.is_empty(), "{e}: left behind {left:?}");
+            assert!(want.is_none(), "an intact snapshot in zstd is refused: {e}");
+        }
+    }
+}
+
 fn check_raw(d: &Dirs, data: &[u8]) {
     let source = d.src.join("x");
     std::fs::write(&source, data).unwrap();
@@ -140,5 +173,6 @@ fn check_raw(d: &Dirs, data: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let d = dirs();
     check_zip(d, data);
+    check_zst(d, data);
     check_raw(d, data);
 });

@@ -1,15 +1,15 @@
 //! Measures the snapshot writer alone (checksum, optional deflate, `.part` → fsync → rename)
 //! on a raw snapshot file fed in etcd's 32 KiB chunks, without etcd or the network in the way.
 //!
-//! `cargo run --release -p etcdsnap-core --example pipeline -- <raw snapshot> [--compress] [--level N]`
+//! `cargo run --release -p etcdsnap-core --example pipeline -- <raw snapshot> [--compress] [--zstd] [--level N]`
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use etcdsnap_core::etcd::ChunkStream;
+use etcdsnap_core::naming::CompressFormat;
 use etcdsnap_core::snapfile::writer::{WriteSpec, write_stream};
-use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
 
 fn chunks_of(path: std::path::PathBuf) -> ChunkStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<etcdsnap_core::Result<Vec<u8>>>(64);
@@ -36,16 +36,22 @@ fn chunks_of(path: std::path::PathBuf) -> ChunkStream {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(input) = args.first().map(std::path::PathBuf::from) else {
-        eprintln!("usage: pipeline <raw snapshot> [--compress] [--level N]");
+        eprintln!("usage: pipeline <raw snapshot> [--compress] [--zstd] [--level N]");
         std::process::exit(2);
     };
-    let compress = args.iter().any(|a| a == "--compress");
+    let zstd = args.iter().any(|a| a == "--zstd");
+    let compress = zstd || args.iter().any(|a| a == "--compress");
+    let format = if zstd {
+        CompressFormat::Zstd
+    } else {
+        CompressFormat::Zip
+    };
     let level = args
         .iter()
         .position(|a| a == "--level")
         .and_then(|i| args.get(i + 1))
         .map(|l| l.parse().expect("--level takes a number"))
-        .unwrap_or(DEFAULT_COMPRESSION_LEVEL);
+        .unwrap_or(format.default_level());
     let size = std::fs::metadata(&input).expect("stat the snapshot").len();
     let out = tempfile::tempdir_in(input.parent().unwrap_or(std::path::Path::new(".")))
         .expect("temp dir next to the input");
@@ -53,6 +59,7 @@ async fn main() {
         dir: out.path().to_path_buf(),
         base_name: "pipeline-bench-1".into(),
         compress,
+        format,
         compression_level: level,
         created: Utc::now(),
         idle_timeout: Duration::from_secs(60),

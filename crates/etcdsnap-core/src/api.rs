@@ -27,6 +27,20 @@ pub struct SnapshotRequest {
     pub dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
+    /// etcdsnap extension for `save`: `zip` (K3s's) or `zstd`; the server's when absent.
+    #[serde(
+        rename = "compressFormat",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compress_format: Option<String>,
+    /// etcdsnap extension for `save`: the level of the format.
+    #[serde(
+        rename = "compressLevel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compress_level: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::bbolt::{Db, Heads, KeyHead};
 use crate::kube::{self, Encrypted, KubeObject};
 use crate::naming::{
-    DEFAULT_ON_DEMAND_PREFIX, DEFAULT_SCHEDULED_PREFIX, ZIP_SUFFIX, is_compressed,
-    parse_snapshot_time, validate_plain_name,
+    DEFAULT_ON_DEMAND_PREFIX, DEFAULT_SCHEDULED_PREFIX, is_compressed, parse_snapshot_time,
+    validate_plain_name,
 };
 use crate::snapfile::verify::TrailerHasher;
 use crate::store::s3::{S3Identity, S3Store, S3Target};
@@ -207,7 +207,7 @@ impl Opened {
 /// prefix the two cannot be told apart.
 pub fn node_from_name(name: &str) -> Option<String> {
     parse_snapshot_time(name)?;
-    let base = name.strip_suffix(ZIP_SUFFIX).unwrap_or(name);
+    let base = crate::naming::strip_compressed_suffix(name);
     let (rest, _) = base.rsplit_once('-')?;
     [DEFAULT_ON_DEMAND_PREFIX, DEFAULT_SCHEDULED_PREFIX]
         .iter()
@@ -311,30 +311,40 @@ fn open_local(
     })
 }
 
-/// Decompresses the single entry of `zip_path` into `dir`, checking its trailer on the way.
-fn decompress(zip_path: &Path, dir: &Path) -> Result<(PathBuf, u64, Trailer)> {
-    let bad = |m: String| Error::Integrity(format!("{}: {m}", zip_path.display()));
-    let mut archive = crate::snapfile::verify::open_zip(zip_path)?;
-    let mut entry = archive
-        .by_index(0)
-        .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;
-    let free = crate::fsutil::free_space(dir)?;
-    if free < entry.size() {
-        return Err(Error::InvalidInput(format!(
-            "not enough space in {} to decompress {}: it needs {} MiB, {} MiB are free; set TMPDIR to a directory with more space",
-            dir.display(),
-            zip_path.display(),
-            entry.size().div_ceil(1 << 20),
-            free >> 20
-        )));
-    }
-    let dest = dir.join("snapshot.db");
-    let mut out =
-        std::io::BufWriter::with_capacity(1 << 20, crate::fsutil::create_private_file(&dest)?);
-    let hasher = TrailerHasher::copy(&mut entry, &mut out, zip_path, &dest)?;
-    out.flush().map_err(|e| Error::io("write", &dest, e))?;
-    let (total, computed, tail) = hasher.into_parts();
-    Ok((dest, total, Trailer::from_parts(total, computed, &tail)))
+/// Decompresses the snapshot in `path` (`.zip` or `.zst`) into `dir`, checking its trailer on
+/// the way; a `.zst`, which records no size, is measured by a first pass for the space check.
+fn decompress(path: &Path, dir: &Path) -> Result<(PathBuf, u64, Trailer)> {
+    crate::snapfile::verify::with_decompressed(path, |raw| {
+        let free = crate::fsutil::free_space(dir)?;
+        let size = match raw.size {
+            Some(size) => size,
+            None => measure_raw(path)?,
+        };
+        if free < size {
+            return Err(Error::InvalidInput(format!(
+                "not enough space in {} to decompress {}: it needs {} MiB, {} MiB are free; set TMPDIR to a directory with more space",
+                dir.display(),
+                path.display(),
+                size.div_ceil(1 << 20),
+                free >> 20
+            )));
+        }
+        let dest = dir.join("snapshot.db");
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, crate::fsutil::create_private_file(&dest)?);
+        let hasher = TrailerHasher::copy(raw.reader, &mut out, path, &dest)?;
+        out.flush().map_err(|e| Error::io("write", &dest, e))?;
+        let (total, computed, tail) = hasher.into_parts();
+        Ok((dest, total, Trailer::from_parts(total, computed, &tail)))
+    })
+}
+
+/// The decompressed size of a compressed snapshot, read without writing anything.
+fn measure_raw(path: &Path) -> Result<u64> {
+    crate::snapfile::verify::with_decompressed(path, |raw| {
+        std::io::copy(raw.reader, &mut std::io::sink())
+            .map_err(|e| Error::Integrity(format!("{}: cannot decompress: {e}", path.display())))
+    })
 }
 
 /// Runs `a` here and `b` on a second thread, for a trailer check beside a database pass.

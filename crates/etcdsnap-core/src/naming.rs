@@ -1,14 +1,17 @@
 //! Snapshot file names and the names derived from them, in K3s's formats:
 //! `<prefix>-<node>-<unix seconds>[.zip]`, legacy map keys `local-…`/`s3-…`, and
-//! ETCDSnapshotFile object names. Pure functions; no I/O.
+//! ETCDSnapshotFile object names; beyond K3s, `.zst` for zstd-compressed snapshots, which K3s
+//! cannot read. Pure functions; no I/O.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// Suffix of compressed snapshots.
+/// Suffix of compressed snapshots in K3s's format (a zip archive of one deflated entry).
 pub const ZIP_SUFFIX: &str = ".zip";
+/// Suffix of zstd-compressed snapshots (one zstd stream of the raw snapshot; not K3s's).
+pub const ZSTD_SUFFIX: &str = ".zst";
 /// Suffix of a file being written; never listed as a snapshot.
 pub const PART_SUFFIX: &str = ".part";
 /// Default prefix of scheduled snapshots.
@@ -26,15 +29,144 @@ pub fn snapshot_base_name(prefix: &str, node: &str, t: DateTime<Utc>) -> String 
     format!("{prefix}-{node}-{}", rounded_unix(t))
 }
 
-/// Whether a file name is compressed (ends in `.zip`).
-pub fn is_compressed(name: &str) -> bool {
-    name.ends_with(ZIP_SUFFIX)
+/// How a compressed snapshot is packed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CompressFormat {
+    /// K3s's format: a zip archive holding the raw snapshot as one deflated entry.
+    #[default]
+    Zip,
+    /// A zstd stream of the raw snapshot (faster and smaller; K3s cannot read it).
+    Zstd,
 }
 
-/// The unix time encoded in a snapshot name: the digits after the last `-`, once `.zip` is
-/// stripped. `None` when they do not parse; callers fall back to mtime or LastModified.
+impl CompressFormat {
+    /// Every format, as the flags spell them.
+    pub const NAMES: [&'static str; 2] = ["zip", "zstd"];
+
+    /// The file suffix of this format.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            CompressFormat::Zip => ZIP_SUFFIX,
+            CompressFormat::Zstd => ZSTD_SUFFIX,
+        }
+    }
+
+    /// The flag value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressFormat::Zip => "zip",
+            CompressFormat::Zstd => "zstd",
+        }
+    }
+
+    /// The format a file name says, if it is compressed.
+    pub fn of_name(name: &str) -> Option<CompressFormat> {
+        if name.ends_with(ZIP_SUFFIX) {
+            Some(CompressFormat::Zip)
+        } else if name.ends_with(ZSTD_SUFFIX) {
+            Some(CompressFormat::Zstd)
+        } else {
+            None
+        }
+    }
+
+    /// Parses a flag value (`zip` or `zstd`).
+    pub fn parse(value: &str) -> Result<CompressFormat> {
+        match value {
+            "zip" => Ok(CompressFormat::Zip),
+            "zstd" => Ok(CompressFormat::Zstd),
+            other => Err(Error::InvalidInput(format!(
+                "invalid snapshot compression format {}: use zip (K3s's format) or zstd",
+                shown(other)
+            ))),
+        }
+    }
+
+    /// The level used when none is given: the fastest deflate level keeps a zip save near the
+    /// speed of etcd's stream; zstd's own default is already faster than that.
+    pub fn default_level(self) -> i64 {
+        match self {
+            CompressFormat::Zip => 1,
+            CompressFormat::Zstd => 3,
+        }
+    }
+
+    /// The levels this format takes.
+    pub fn levels(self) -> std::ops::RangeInclusive<i64> {
+        match self {
+            CompressFormat::Zip => 1..=9,
+            CompressFormat::Zstd => 1..=19,
+        }
+    }
+
+    /// Checks `level` against [`Self::levels`], with a message naming the flag.
+    pub fn check_level(self, level: i64) -> Result<i64> {
+        let range = self.levels();
+        if range.contains(&level) {
+            return Ok(level);
+        }
+        Err(Error::InvalidInput(format!(
+            "invalid compression level {level} for {}: use {} (fastest) to {} (smallest) with --etcd-snapshot-compress-level",
+            self.name(),
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// A compression format with its level, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Compression {
+    pub format: CompressFormat,
+    pub level: i64,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            format: CompressFormat::Zip,
+            level: CompressFormat::Zip.default_level(),
+        }
+    }
+}
+
+impl Compression {
+    /// `format` at `level`, or at its default level.
+    pub fn new(format: CompressFormat, level: Option<i64>) -> Result<Compression> {
+        let level = format.check_level(level.unwrap_or(format.default_level()))?;
+        Ok(Compression { format, level })
+    }
+
+    /// A request's choice over these settings: a format the request names keeps these settings'
+    /// level only when it is the same format (a zip level means nothing to zstd).
+    pub fn overridden(self, format: Option<&str>, level: Option<i64>) -> Result<Compression> {
+        let format = match format {
+            Some(f) => CompressFormat::parse(f)?,
+            None => self.format,
+        };
+        let level = level.or((format == self.format).then_some(self.level));
+        Compression::new(format, level)
+    }
+}
+
+/// Whether a file name is compressed (ends in `.zip` or `.zst`).
+pub fn is_compressed(name: &str) -> bool {
+    CompressFormat::of_name(name).is_some()
+}
+
+/// `name` without its compression suffix, if any.
+pub fn strip_compressed_suffix(name: &str) -> &str {
+    match CompressFormat::of_name(name) {
+        Some(f) => &name[..name.len() - f.suffix().len()],
+        None => name,
+    }
+}
+
+/// The unix time encoded in a snapshot name: the digits after the last `-`, once `.zip` or
+/// `.zst` is stripped. `None` when they do not parse; callers fall back to mtime or
+/// LastModified.
 pub fn parse_snapshot_time(name: &str) -> Option<DateTime<Utc>> {
-    let base = name.strip_suffix(ZIP_SUFFIX).unwrap_or(name);
+    let base = strip_compressed_suffix(name);
     let (_, digits) = base.rsplit_once('-')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -187,8 +319,8 @@ pub fn record_object_name(
     if !is_dns1123_subdomain(&body) || body.len() + 13 > 253 {
         let label = node.split('.').next().unwrap_or(node);
         body = format!("etcd-snapshot-{label}-{}", created.timestamp());
-        if is_compressed(file_name) {
-            body.push_str(ZIP_SUFFIX);
+        if let Some(f) = CompressFormat::of_name(file_name) {
+            body.push_str(f.suffix());
         }
     }
     format!("{kind}-{body}-{}", &digest[..6])
@@ -222,6 +354,9 @@ mod tests {
             ("etcd-snapshot-node1-1730308816.zip", Some(1730308816)),
             ("on-demand-ip-172-31-16-180-1713817190", Some(1713817190)),
             ("on-demand-n1.example.com-1713817190.zip", Some(1713817190)),
+            ("on-demand-n1-1713817190.zst", Some(1713817190)),
+            ("on-demand-n1-1713817190.zst.zip", None),
+            ("on-demand-n1-1713817190.gz", None),
             ("random-file", None),
             ("nodash", None),
             ("trailing-", None),
@@ -235,6 +370,64 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn compression_formats_and_levels() {
+        assert_eq!(CompressFormat::parse("zip").unwrap(), CompressFormat::Zip);
+        assert_eq!(CompressFormat::parse("zstd").unwrap(), CompressFormat::Zstd);
+        let e = CompressFormat::parse("gzip").unwrap_err().to_string();
+        assert!(
+            e.contains("\"gzip\"") && e.contains("zip") && e.contains("zstd"),
+            "{e}"
+        );
+        assert_eq!(
+            CompressFormat::of_name("a-1.zst"),
+            Some(CompressFormat::Zstd)
+        );
+        assert_eq!(
+            CompressFormat::of_name("a-1.zip"),
+            Some(CompressFormat::Zip)
+        );
+        assert_eq!(CompressFormat::of_name("a-1"), None);
+        assert!(is_compressed("a-1.zst") && is_compressed("a-1.zip") && !is_compressed("a-1"));
+        assert_eq!(strip_compressed_suffix("a-1.zst"), "a-1");
+        assert_eq!(strip_compressed_suffix("a-1.part"), "a-1.part");
+        for f in [CompressFormat::Zip, CompressFormat::Zstd] {
+            assert_eq!(CompressFormat::parse(f.name()).unwrap(), f);
+            assert!(f.check_level(f.default_level()).is_ok());
+            assert!(f.check_level(0).is_err());
+            let e = f
+                .check_level(*f.levels().end() + 1)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--etcd-snapshot-compress-level"), "{e}");
+        }
+        assert!(CompressFormat::Zstd.check_level(19).is_ok());
+        assert!(CompressFormat::Zip.check_level(10).is_err());
+
+        let zip5 = Compression::new(CompressFormat::Zip, Some(5)).unwrap();
+        let zstd = |level| Compression {
+            format: CompressFormat::Zstd,
+            level,
+        };
+        // (request format, request level) -> result over a server set to zip level 5
+        let cases: &[(Option<&str>, Option<i64>, Option<Compression>)] = &[
+            (None, None, Some(zip5)),
+            (None, Some(9), Some(Compression { level: 9, ..zip5 })),
+            (Some("zip"), None, Some(zip5)),
+            (Some("zstd"), None, Some(zstd(3))),
+            (Some("zstd"), Some(12), Some(zstd(12))),
+            (Some("zstd"), Some(20), None),
+            (None, Some(12), None),
+            (Some("lz4"), None, None),
+        ];
+        for (format, level, want) in cases {
+            let got = zip5.overridden(*format, *level).ok();
+            assert_eq!(got, *want, "{format:?} {level:?}");
+        }
+        assert!(Compression::new(CompressFormat::Zip, Some(0)).is_err());
+        assert_eq!(Compression::default().level, 1);
     }
 
     #[test]

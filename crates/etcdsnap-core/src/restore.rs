@@ -1,10 +1,12 @@
 //! Turning a snapshot file into an etcd data dir, verified before anything changes:
-//! * [`prepare`]: the file must exist and be a file (K3s's messages); a `.zip` is decompressed
-//!   next to it through a `.part` file while its SHA-256 trailer is checked; a raw file's
+//! * [`prepare`]: the file must exist and be a file (K3s's messages); a `.zip` (or a `.zst`,
+//!   beyond K3s) is decompressed next to it through a `.part` file while its SHA-256 trailer is
+//!   checked; a raw file's
 //!   trailer is checked by the restore tool itself as it reads the file (etcdutl's
 //!   `--skip-hash-check` is never used), and again by us when the tool fails, so the message
 //!   names the problem. A file without the trailer is refused, and so is a zip with other than
-//!   one entry or an entry name with a directory.
+//!   one entry or an entry name with a directory. A `.zst` records no raw size, so it is
+//!   decompressed and verified once without writing before the space check.
 //! * [`check_space`]: about twice the snapshot must be free (the restored db plus etcd's 64 MB
 //!   WAL, and the decompressed copy), checked before decompressing or restoring.
 //! * [`RestoreTool`]: the restore itself is etcd's own, `etcdutl snapshot restore` for etcd 3.5
@@ -17,8 +19,8 @@ use std::time::Instant;
 
 use crate::etcd::process::{find_on_path, is_executable};
 use crate::fsutil::{RemoveOnDrop, create_private_file, free_space, publish};
-use crate::naming::{PART_SUFFIX, ZIP_SUFFIX, validate_plain_name};
-use crate::snapfile::verify::{TrailerHasher, verify_file};
+use crate::naming::{PART_SUFFIX, is_compressed, validate_plain_name};
+use crate::snapfile::verify::{TrailerHasher, verify_file, with_decompressed};
 use crate::{Error, Result};
 
 /// etcd preallocates its first WAL file to this size.
@@ -87,7 +89,7 @@ pub fn prepare(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if !name.ends_with(ZIP_SUFFIX) {
+    if !is_compressed(name) {
         check_space(
             data_parent,
             space_needed(meta.len()),
@@ -126,52 +128,54 @@ impl Prepared {
     }
 }
 
-fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
-    let bad = |m: String| Error::Integrity(format!("{}: {m}", zip_path.display()));
-    let mut archive = crate::snapfile::verify::open_zip(zip_path)?;
-    let mut entry = archive
-        .by_index(0)
-        .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;
-    let entry_name = entry
-        .name()
-        .map_err(|e| bad(format!("unreadable zip entry name: {e}")))?
-        .to_string();
-    validate_plain_name(&entry_name).map_err(|_| {
-        bad(format!(
-            "the zip entry {entry_name:?} is not a plain file name"
-        ))
-    })?;
-    // The space for the decompressed copy plus the restore, before anything is written.
-    check_space(
-        data_parent,
-        space_needed(entry.size()),
-        "decompressing and restoring this snapshot",
-    )?;
-    let dest = work_dir.join(&entry_name);
-    let part = work_dir.join(format!("{entry_name}{PART_SUFFIX}"));
-    let _ = std::fs::remove_file(&part);
-    let part_guard = RemoveOnDrop::new(part.clone());
+fn decompress(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
+    let bad = |m: String| Error::Integrity(format!("{}: {m}", source.display()));
     let started = Instant::now();
+    let (dest, part, raw_size) = with_decompressed(source, |raw| {
+        validate_plain_name(&raw.name).map_err(|_| {
+            bad(format!(
+                "the compressed entry {:?} is not a plain file name",
+                raw.name
+            ))
+        })?;
+        let size = match raw.size {
+            Some(size) => size,
+            // A zstd stream does not record its size: a first pass checks it without writing.
+            None => verify_file(source)?,
+        };
+        // The space for the decompressed copy plus the restore, before anything is written.
+        check_space(
+            data_parent,
+            space_needed(size),
+            "decompressing and restoring this snapshot",
+        )?;
+        let dest = work_dir.join(&raw.name);
+        let part = work_dir.join(format!("{}{PART_SUFFIX}", raw.name));
+        let _ = std::fs::remove_file(&part);
+        let part_guard = RemoveOnDrop::new(part.clone());
+        tracing::info!(
+            "Restore: decompressing {} into {}",
+            source.display(),
+            dest.display()
+        );
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
+        let hasher = TrailerHasher::copy(raw.reader, &mut out, source, &part)?;
+        let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
+        let out = out
+            .into_inner()
+            .map_err(|e| Error::io("write", &part, e.into_error()))?;
+        out.sync_all().map_err(|e| Error::io("fsync", &part, e))?;
+        part_guard.disarm();
+        Ok((dest, part, raw_size))
+    })?;
+    let part_guard = RemoveOnDrop::new(part.clone());
     tracing::info!(
-        "Restore: decompressing {} into {}",
-        zip_path.display(),
-        dest.display()
+        "Restore: decompressed and verified {} MiB in {:.1?}",
+        mib(raw_size),
+        started.elapsed()
     );
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
-    let hasher = TrailerHasher::copy(&mut entry, &mut out, zip_path, &part)?;
-    let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
-    let out = out
-        .into_inner()
-        .map_err(|e| Error::io("write", &part, e.into_error()))?;
-    out.sync_all().map_err(|e| Error::io("fsync", &part, e))?;
-    drop(out);
     if dest.exists() {
         // A raw copy of the same name already there is left alone; ours stays a temporary file.
-        tracing::info!(
-            "Restore: decompressed and verified {} MiB in {:.1?}",
-            mib(raw_size),
-            started.elapsed()
-        );
         return Ok(Prepared {
             raw: part,
             raw_size,
@@ -181,11 +185,6 @@ fn decompress(zip_path: &Path, work_dir: &Path, data_parent: &Path) -> Result<Pr
     }
     publish(&part, &dest)?;
     part_guard.disarm();
-    tracing::info!(
-        "Restore: decompressed and verified {} MiB in {:.1?}",
-        mib(raw_size),
-        started.elapsed()
-    );
     Ok(Prepared {
         raw: dest.clone(),
         raw_size,

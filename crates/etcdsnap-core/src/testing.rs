@@ -438,7 +438,7 @@ impl MemStore {
             size,
             status: SnapshotStatus::Successful,
             message: None,
-            compressed: name.ends_with(".zip"),
+            compressed: crate::naming::is_compressed(name),
             metadata: None,
             token_hash: None,
             s3: None,

@@ -309,7 +309,7 @@ impl Records {
             size: 0,
             status: SnapshotStatus::Failed,
             message: Some(message.to_string()),
-            compressed: file_name.ends_with(".zip"),
+            compressed: crate::naming::is_compressed(file_name),
             metadata: None,
             token_hash: None,
             s3,
@@ -572,7 +572,7 @@ impl Records {
             "createdAt": cr["status"]["creationTime"],
             "size": cr["status"]["size"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
             "status": if cr["status"]["readyToUse"] == json!(true) { "successful" } else { "failed" },
-            "compressed": file.ends_with(".zip"),
+            "compressed": crate::naming::is_compressed(file),
         });
         if let Some(msg) = cr["status"]["error"]["message"].as_str() {
             rec["message"] = json!(base64::engine::general_purpose::STANDARD.encode(msg));

@@ -386,6 +386,7 @@ async fn run_request(state: &Arc<ServerState>, req: &SnapshotRequest) -> Result<
             prefix,
             dir,
             compress,
+            compression,
             retention,
             ..
         } => {
@@ -393,6 +394,7 @@ async fn run_request(state: &Arc<ServerState>, req: &SnapshotRequest) -> Result<
                 prefix,
                 dir: dir.clone(),
                 compress,
+                compression,
                 retention,
                 remote: save_remote,
             };
@@ -544,7 +546,6 @@ mod tests {
             EngineConfig {
                 node_name: "n1".into(),
                 data_dir: dir.path().to_path_buf(),
-                compression_level: 1,
                 token_hash: "0123456789ab".into(),
                 idle_timeout: Duration::from_secs(5),
                 owns_etcd: false,
@@ -561,6 +562,7 @@ mod tests {
                 retention: 5,
                 dir: None,
                 compress: false,
+                compression: Default::default(),
                 s3: None,
                 reconcile_interval: Duration::from_secs(600),
                 idle_timeout: Duration::from_secs(5),

@@ -63,7 +63,6 @@ pub struct ServerConfig {
     pub etcd_binary: Option<PathBuf>,
     pub datastore: Option<ExternalDatastore>,
     pub snapshots: SnapshotSettings,
-    pub compression_level: i64,
     pub after_request: Option<RequestHook>,
     /// `--cluster-reset`: run [`reset::run`] instead of serving.
     pub reset: Option<reset::ResetSettings>,
@@ -239,7 +238,6 @@ pub async fn run(
         EngineConfig {
             node_name: cfg.node_name.clone(),
             data_dir: cfg.data_dir.clone(),
-            compression_level: cfg.compression_level,
             token_hash: token.hash12(),
             idle_timeout: cfg.snapshots.idle_timeout,
             owns_etcd: child.is_some(),

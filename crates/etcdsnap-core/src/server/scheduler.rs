@@ -65,6 +65,7 @@ async fn scheduled_plan(state: &ServerState) -> SavePlan {
         prefix: s.name.clone(),
         dir: s.dir.clone(),
         compress: s.compress,
+        compression: s.compression,
         retention: s.retention,
         remote,
     }

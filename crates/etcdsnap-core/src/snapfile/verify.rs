@@ -1,6 +1,8 @@
 //! Integrity of etcd snapshot files. etcd ends its snapshot stream with the SHA-256 of the
 //! database bytes; a snapshot is intact when its last 32 bytes equal the SHA-256 of everything
-//! before them and its size is 32 more than a multiple of 512 (whole bbolt pages).
+//! before them and its size is 32 more than a multiple of 512 (whole bbolt pages). A compressed
+//! snapshot (`.zip` of one entry, or `.zst`) is checked on its decompressed bytes, as they
+//! stream: [`with_decompressed`] is the one place that opens either format.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -8,7 +10,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::naming::is_compressed;
+use crate::naming::{CompressFormat, PART_SUFFIX, strip_compressed_suffix};
 use crate::{Error, Result};
 
 const TRAILER: usize = 32;
@@ -27,10 +29,10 @@ impl TrailerHasher {
         Self::default()
     }
 
-    /// Copies `from` (a zip entry being decompressed) to `to`, hashing as it goes; `what`
+    /// Copies `from` (a snapshot being decompressed) to `to`, hashing as it goes; `what`
     /// names the source and `dest` the file `to` writes, for errors.
     pub fn copy(
-        from: &mut impl Read,
+        from: &mut (impl Read + ?Sized),
         to: &mut impl std::io::Write,
         what: &Path,
         dest: &Path,
@@ -40,7 +42,7 @@ impl TrailerHasher {
         loop {
             let n = from.read(&mut buf).map_err(|e| {
                 Error::Integrity(format!(
-                    "{}: cannot decompress the zip entry: {e}",
+                    "{}: cannot decompress the snapshot: {e}",
                     what.display()
                 ))
             })?;
@@ -119,26 +121,68 @@ fn hash_reader(mut r: impl Read, what: &Path) -> Result<u64> {
     })
 }
 
-/// Checks a snapshot file on disk: a raw snapshot must carry a matching SHA-256 trailer; a `.zip`
-/// (judged by the name with any `.part` suffix removed) must hold exactly one entry that does.
-/// Returns the size of the raw snapshot.
+/// Checks a snapshot file on disk: a raw snapshot must carry a matching SHA-256 trailer; a
+/// compressed one (judged by the name with any `.part` suffix removed) must decompress to one
+/// that does. Returns the size of the raw snapshot.
 pub fn verify_file(path: &Path) -> Result<u64> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name = name
-        .strip_suffix(crate::naming::PART_SUFFIX)
-        .unwrap_or(name);
-    if !is_compressed(name) {
+    let name = name.strip_suffix(PART_SUFFIX).unwrap_or(name);
+    if CompressFormat::of_name(name).is_none() {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         return hash_reader(BufReader::with_capacity(1 << 20, file), path);
     }
-    let mut archive = open_zip(path)?;
-    let entry = archive.by_index(0).map_err(|e| {
-        Error::Integrity(format!(
-            "{}: cannot read the zip entry: {e}",
+    with_decompressed(path, |raw| hash_reader(raw.reader, path))
+}
+
+/// A compressed snapshot opened for reading its raw bytes.
+pub struct RawEntry<'a> {
+    /// The raw snapshot's file name: the zip entry's name, or the `.zst` file's name without
+    /// the suffix. Not checked: callers that write it must validate it.
+    pub name: String,
+    /// The raw size, when the archive records it (zip); a zstd stream written while etcd sends
+    /// does not know its size in advance.
+    pub size: Option<u64>,
+    pub reader: &'a mut dyn Read,
+}
+
+/// Opens the compressed snapshot at `path` (`.zip` or `.zst`, by its name without `.part`)
+/// and hands its raw bytes to `f`. Decompression errors surface as read errors of the reader.
+pub fn with_decompressed<T>(path: &Path, f: impl FnOnce(RawEntry<'_>) -> Result<T>) -> Result<T> {
+    let bad = |m: String| Error::Integrity(format!("{}: {m}", path.display()));
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let file_name = file_name.strip_suffix(PART_SUFFIX).unwrap_or(file_name);
+    match CompressFormat::of_name(file_name) {
+        Some(CompressFormat::Zip) => {
+            let mut archive = open_zip(path)?;
+            let mut entry = archive
+                .by_index(0)
+                .map_err(|e| bad(format!("cannot read the zip entry: {e}")))?;
+            let name = entry
+                .name()
+                .map_err(|e| bad(format!("unreadable zip entry name: {e}")))?
+                .to_string();
+            let size = Some(entry.size());
+            f(RawEntry {
+                name,
+                size,
+                reader: &mut entry,
+            })
+        }
+        Some(CompressFormat::Zstd) => {
+            let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+            let mut decoder = zstd::stream::read::Decoder::new(file)
+                .map_err(|e| bad(format!("cannot start zstd decompression: {e}")))?;
+            f(RawEntry {
+                name: strip_compressed_suffix(file_name).to_string(),
+                size: None,
+                reader: &mut decoder,
+            })
+        }
+        None => Err(Error::InvalidInput(format!(
+            "{} is not a compressed snapshot (.zip or .zst)",
             path.display()
-        ))
-    })?;
-    hash_reader(entry, path)
+        ))),
+    }
 }
 
 /// Opens a compressed snapshot, which must hold exactly one entry (`by_index(0)`).
@@ -233,5 +277,34 @@ mod tests {
         bad[10] ^= 0xff;
         std::fs::write(&raw, &bad).unwrap();
         assert!(verify_file(&raw).is_err());
+    }
+
+    #[test]
+    fn verifies_zstd_files_and_refuses_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = snapshot(6);
+        let zst = dir.path().join("s-1.zst");
+        std::fs::write(&zst, zstd::encode_all(&data[..], 3).unwrap()).unwrap();
+        assert_eq!(verify_file(&zst).unwrap(), data.len() as u64);
+        // Named as it is while being written.
+        let part = dir.path().join("s-1.zst.part");
+        std::fs::copy(&zst, &part).unwrap();
+        assert_eq!(verify_file(&part).unwrap(), data.len() as u64);
+        let name = with_decompressed(&zst, |raw| Ok((raw.name, raw.size))).unwrap();
+        assert_eq!(name, ("s-1".to_string(), None));
+
+        // A valid zstd stream of a corrupt snapshot: the trailer catches it.
+        let mut bad = data.clone();
+        bad[77] ^= 1;
+        std::fs::write(&zst, zstd::encode_all(&bad[..], 3).unwrap()).unwrap();
+        let e = verify_file(&zst).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+        // A truncated zstd stream, and bytes that are not zstd at all.
+        let whole = zstd::encode_all(&data[..], 3).unwrap();
+        std::fs::write(&zst, &whole[..whole.len() / 2]).unwrap();
+        assert!(verify_file(&zst).is_err());
+        std::fs::write(&zst, b"not zstd at all").unwrap();
+        let e = verify_file(&zst).unwrap_err().to_string();
+        assert!(e.contains("s-1.zst"), "{e}");
     }
 }

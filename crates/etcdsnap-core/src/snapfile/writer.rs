@@ -4,8 +4,10 @@
 //! by a bounded channel, so memory stays bounded whatever the database size. If the stream fails,
 //! the checksum is wrong, or the caller is cancelled, the `.part` file is removed.
 //!
-//! Bytes are only ever appended (zip entries use data descriptors instead of seeking back), so a
-//! [`GrowthSender`] can let an uploader read the file while it is written.
+//! Bytes are only ever appended (zip entries use data descriptors instead of seeking back; a
+//! zstd stream is written front to back), so a [`GrowthSender`] can let an uploader read the
+//! file while it is written. zstd compresses on its own worker threads (one per core, at most
+//! [`ZSTD_MAX_WORKERS`]), so that the thread reading etcd's stream never waits on it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,21 +22,26 @@ use super::growing::GrowthSender;
 use super::verify::TrailerHasher;
 use crate::etcd::ChunkStream;
 use crate::fsutil::{create_private_file, publish};
-use crate::naming::{PART_SUFFIX, ZIP_SUFFIX};
+use crate::naming::{CompressFormat, PART_SUFFIX};
 use crate::{Error, Result};
 
 /// Chunks in flight between the network and the disk (etcd sends 32 KiB chunks: ~2 MiB).
 const CHANNEL_DEPTH: usize = 64;
 const WRITE_BUFFER: usize = 1 << 20;
+/// zstd worker threads at most: etcd sends ~150 MB/s at best, which two workers at level 3
+/// outrun several times; more only add memory (each holds a few MiB of window and job).
+pub const ZSTD_MAX_WORKERS: u32 = 4;
 
 /// What to write.
 #[derive(Debug, Clone)]
 pub struct WriteSpec {
     pub dir: PathBuf,
-    /// `<prefix>-<node>-<unix>`; the file is this name, or this name + `.zip`.
+    /// `<prefix>-<node>-<unix>`; the file is this name, or this name + `.zip`/`.zst`.
     pub base_name: String,
     pub compress: bool,
-    /// Deflate level for compressed snapshots (1 fastest … 9 smallest).
+    /// How a compressed snapshot is packed.
+    pub format: CompressFormat,
+    /// Level of the format (deflate 1 … 9, zstd 1 … 19), already checked.
     pub compression_level: i64,
     /// Modification time recorded in the zip entry.
     pub created: DateTime<Utc>,
@@ -47,7 +54,7 @@ pub struct WriteSpec {
 pub struct Written {
     pub path: PathBuf,
     pub file_name: String,
-    /// Bytes on disk (the zip when compressed).
+    /// Bytes on disk (the zip or zstd file when compressed).
     pub size: u64,
     /// Bytes of the raw etcd snapshot, trailer included.
     pub raw_size: u64,
@@ -83,6 +90,7 @@ type Buffered = BufWriter<Counted>;
 enum Sink {
     Raw(Buffered),
     Zip(Box<zip::ZipWriter<zip::write::StreamWriter<Buffered>>>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, Buffered>>),
 }
 
 impl Sink {
@@ -90,6 +98,7 @@ impl Sink {
         match self {
             Sink::Raw(w) => w.write_all(data),
             Sink::Zip(z) => z.write_all(data),
+            Sink::Zstd(z) => z.write_all(data),
         }
     }
 
@@ -97,6 +106,7 @@ impl Sink {
         let buffered = match self {
             Sink::Raw(w) => w,
             Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?.into_inner(),
+            Sink::Zstd(z) => z.finish()?,
         };
         let counted = buffered.into_inner().map_err(|e| e.into_error())?;
         counted.file.sync_all()?;
@@ -127,6 +137,14 @@ fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Res
     if !spec.compress {
         return Ok(Sink::Raw(w));
     }
+    if spec.format == CompressFormat::Zstd {
+        return zstd_sink(w, spec.compression_level).map_err(|e| {
+            Error::Other(format!(
+                "failed to start zstd compression at level {}: {e}",
+                spec.compression_level
+            ))
+        });
+    }
     let mut z = zip::ZipWriter::new_stream(w);
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -137,6 +155,18 @@ fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Res
     z.start_file(spec.base_name.as_str(), opts)
         .map_err(|e| Error::Other(format!("failed to start zip entry: {e}")))?;
     Ok(Sink::Zip(Box::new(z)))
+}
+
+fn zstd_sink(w: Buffered, level: i64) -> std::io::Result<Sink> {
+    let mut z = zstd::stream::write::Encoder::new(w, level as i32)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u32)
+        .clamp(1, ZSTD_MAX_WORKERS);
+    z.multithread(workers)?;
+    // zstd's own checksum of the frame: a damaged file fails at decompression, before the
+    // snapshot's trailer is reached.
+    z.include_checksum(true)?;
+    Ok(Sink::Zstd(Box::new(z)))
 }
 
 /// The disk side: consumes chunks until `End`, then verifies and publishes the file. Any early
@@ -202,7 +232,7 @@ fn disk_side(
 pub fn final_path(spec: &WriteSpec) -> PathBuf {
     let mut name = spec.base_name.clone();
     if spec.compress {
-        name.push_str(ZIP_SUFFIX);
+        name.push_str(spec.format.suffix());
     }
     spec.dir.join(name)
 }
@@ -276,6 +306,7 @@ mod tests {
             dir: dir.to_path_buf(),
             base_name: "on-demand-n1-1700000000".into(),
             compress,
+            format: CompressFormat::Zip,
             compression_level: 3,
             created: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             idle_timeout: Duration::from_secs(5),
@@ -324,18 +355,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn writes_zstd_that_decompresses_to_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several MiB, so that zstd's workers each get jobs.
+        let data = db(2048);
+        let mut s = spec(dir.path(), true);
+        s.format = CompressFormat::Zstd;
+        let z = write_stream(chunks(data.clone(), None), s, None)
+            .await
+            .unwrap();
+        assert_eq!(z.file_name, "on-demand-n1-1700000000.zst");
+        assert_eq!(z.raw_size, data.len() as u64);
+        assert!(z.size < data.len() as u64 / 10, "{} bytes", z.size);
+        assert_eq!(crate::fsutil::mode_of(&z.path), Some(0o600));
+        let back = zstd::decode_all(std::fs::File::open(&z.path).unwrap()).unwrap();
+        assert!(back == data, "decompressed bytes differ");
+        assert_eq!(verify_file(&z.path).unwrap(), data.len() as u64);
+    }
+
+    #[tokio::test]
     async fn failures_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut bad = db(10);
         bad[5] ^= 1;
         for (data, fail_at) in [(bad, None), (db(10), Some(1)), (vec![1u8; 1000], None)] {
-            for compress in [false, true] {
-                let r = write_stream(
-                    chunks(data.clone(), fail_at),
-                    spec(dir.path(), compress),
-                    None,
-                )
-                .await;
+            for (compress, format) in [
+                (false, CompressFormat::Zip),
+                (true, CompressFormat::Zip),
+                (true, CompressFormat::Zstd),
+            ] {
+                let mut s = spec(dir.path(), compress);
+                s.format = format;
+                let r = write_stream(chunks(data.clone(), fail_at), s, None).await;
                 assert!(r.is_err());
                 assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
             }

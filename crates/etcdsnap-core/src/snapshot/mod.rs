@@ -30,10 +30,6 @@ use crate::{Error, Result};
 use metrics::Metrics;
 use plan::{Remote, RemotePlan, SavePlan};
 
-/// Deflate level of compressed snapshots: fast levels keep a compressed save near disk speed
-/// while still shrinking etcd data several times.
-pub const DEFAULT_COMPRESSION_LEVEL: i64 = 1;
-
 /// How long the record of a failure may hold up the answer; a failure caused by etcd being
 /// down cannot be recorded in it, and is recorded later.
 const RECORD_FAILURE_WAIT: Duration = Duration::from_secs(3);
@@ -43,8 +39,6 @@ const RECORD_FAILURE_WAIT: Duration = Duration::from_secs(3);
 pub struct EngineConfig {
     pub node_name: String,
     pub data_dir: std::path::PathBuf,
-    /// Deflate level of compressed snapshots.
-    pub compression_level: i64,
     /// 12-hex hash of the server token, recorded in S3 metadata.
     pub token_hash: String,
     /// A snapshot stream silent this long is abandoned.
@@ -371,7 +365,8 @@ impl Engine {
             dir: local.dir().to_path_buf(),
             base_name: snapshot_base_name(&plan.prefix, &self.cfg.node_name, now),
             compress: plan.compress,
-            compression_level: self.cfg.compression_level,
+            format: plan.compression.format,
+            compression_level: plan.compression.level,
             created: now,
             idle_timeout: self.cfg.idle_timeout,
         }

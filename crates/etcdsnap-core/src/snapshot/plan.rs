@@ -5,13 +5,15 @@
 //! * save and prune take the prefix from `name[0]` (default `on-demand`);
 //! * `dir`, `compress` and `retention` override the server's values only when sent; unlike K3s,
 //!   the server's `--etcd-snapshot-dir` is the default for CLI requests too;
+//! * `compressFormat` and `compressLevel` (etcdsnap's) likewise; a format other than the
+//!   server's starts from its own default level;
 //! * S3 is the request's own `s3` object only, never the server's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::api::{self, SnapshotRequest};
-use crate::naming::{DEFAULT_ON_DEMAND_PREFIX, validate_plain_name, validate_prefix};
+use crate::naming::{Compression, DEFAULT_ON_DEMAND_PREFIX, validate_plain_name, validate_prefix};
 use crate::schedule::Schedule;
 use crate::store::s3::{S3Config, S3Target};
 use crate::store::{S3Spec, SnapshotStore};
@@ -28,6 +30,8 @@ pub struct SnapshotSettings {
     /// `None`: `<data-dir>/server/db/snapshots`.
     pub dir: Option<PathBuf>,
     pub compress: bool,
+    /// Format and level of compressed snapshots.
+    pub compression: Compression,
     /// The server's S3 settings, CA bundle loaded: used by scheduled snapshots only.
     pub s3: Option<S3Target>,
     /// How often the records are reconciled (`--etcd-snapshot-reconcile-interval`).
@@ -66,6 +70,8 @@ pub struct SavePlan {
     /// Snapshot directory; `None` is `<data-dir>/server/db/snapshots`.
     pub dir: Option<PathBuf>,
     pub compress: bool,
+    /// Format and level, when `compress`.
+    pub compression: Compression,
     /// Local retention after the save; below 1 keeps everything.
     pub retention: i64,
     pub remote: RemotePlan,
@@ -78,6 +84,7 @@ pub enum Operation {
         prefix: String,
         dir: Option<PathBuf>,
         compress: bool,
+        compression: Compression,
         retention: i64,
         s3: Option<S3Config>,
     },
@@ -143,6 +150,9 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
             prefix: prefix()?,
             dir,
             compress: req.compress.unwrap_or(settings.compress),
+            compression: settings
+                .compression
+                .overridden(req.compress_format.as_deref(), req.compress_level)?,
             retention: req.retention.unwrap_or(settings.retention),
             s3,
         },
@@ -185,6 +195,7 @@ mod tests {
             retention: 7,
             dir: Some("/srv/snaps".into()),
             compress: true,
+            compression: Compression::default(),
             s3: None,
             reconcile_interval: std::time::Duration::from_secs(600),
             idle_timeout: std::time::Duration::from_secs(120),
@@ -212,6 +223,7 @@ mod tests {
                     prefix: "on-demand".into(),
                     dir: srv.clone(),
                     compress: true,
+                    compression: Compression::default(),
                     retention: 7,
                     s3: None,
                 },
@@ -222,6 +234,7 @@ mod tests {
                     prefix: "nightly".into(),
                     dir: Some("/x".into()),
                     compress: false,
+                    compression: Compression::default(),
                     retention: 0,
                     s3: None,
                 },
@@ -232,6 +245,7 @@ mod tests {
                     prefix: "on-demand".into(),
                     dir: srv.clone(),
                     compress: true,
+                    compression: Compression::default(),
                     retention: 7,
                     s3: Some(S3Config {
                         endpoint: String::new(),
@@ -240,6 +254,20 @@ mod tests {
                         timeout: std::time::Duration::from_secs(60),
                         ..s3("b")
                     }),
+                },
+            ),
+            (
+                r#"{"operation":"save","compressFormat":"zstd","compressLevel":7}"#,
+                Operation::Save {
+                    prefix: "on-demand".into(),
+                    dir: srv.clone(),
+                    compress: true,
+                    compression: Compression {
+                        format: crate::naming::CompressFormat::Zstd,
+                        level: 7,
+                    },
+                    retention: 7,
+                    s3: None,
                 },
             ),
             (
@@ -309,6 +337,14 @@ mod tests {
             (
                 r#"{"operation":"save","s3":{"timeout":"5m"}}"#,
                 "s3 bucket name was not set",
+            ),
+            (
+                r#"{"operation":"save","compressFormat":"gzip"}"#,
+                "invalid snapshot compression format \"gzip\"",
+            ),
+            (
+                r#"{"operation":"save","compressFormat":"zstd","compressLevel":23}"#,
+                "invalid compression level 23 for zstd",
             ),
             (
                 r#"{"operation":"list","s3":{"bucket":"b","timeout":"0s"}}"#,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::plan::{Remote, RemotePlan, SavePlan};
 use super::*;
+use crate::naming::CompressFormat;
 use crate::snapfile::verify::verify_file;
 use crate::testing::{FakeEtcd, MemRemotes, MemStore, snapshot_bytes};
 
@@ -28,7 +29,6 @@ fn rig() -> Rig {
         EngineConfig {
             node_name: "n1".into(),
             data_dir: dir.path().to_path_buf(),
-            compression_level: 1,
             token_hash: "0123456789ab".into(),
             idle_timeout: Duration::from_secs(5),
             owns_etcd: false,
@@ -74,6 +74,7 @@ fn plan(prefix: &str, compress: bool, retention: i64, remote: RemotePlan) -> Sav
         prefix: prefix.into(),
         dir: None,
         compress,
+        compression: Default::default(),
         retention,
         remote,
     }
@@ -103,7 +104,14 @@ async fn save_writes_a_verified_file_raw_and_zip() {
         verify_file(&r.snapdir().join(zip)).unwrap(),
         raw.len() as u64
     );
-    assert_eq!(r.files().len(), 2, "{:?}", r.files());
+    let mut zstd = plan("on-demand", true, 0, RemotePlan::None);
+    zstd.compression = crate::naming::Compression::new(CompressFormat::Zstd, Some(5)).unwrap();
+    let res = r.engine.save(&zstd).await.unwrap();
+    let zst = &res.created[0];
+    assert!(zst.ends_with(".zst"), "{zst}");
+    let back = zstd::decode_all(std::fs::File::open(r.snapdir().join(zst)).unwrap()).unwrap();
+    assert!(back == raw, "the .zst does not decompress to the snapshot");
+    assert_eq!(r.files().len(), 3, "{:?}", r.files());
 }
 
 #[tokio::test]
@@ -135,12 +143,14 @@ async fn a_broken_or_corrupt_stream_leaves_nothing() {
     let mut bad = snapshot_bytes(8);
     bad[100] ^= 1;
     r.etcd.set_snapshot(bad);
-    for compress in [false, true] {
-        let err = r
-            .engine
-            .save(&plan("on-demand", compress, 0, RemotePlan::None))
-            .await
-            .unwrap_err();
+    for (compress, format) in [
+        (false, CompressFormat::Zip),
+        (true, CompressFormat::Zip),
+        (true, CompressFormat::Zstd),
+    ] {
+        let mut p = plan("on-demand", compress, 0, RemotePlan::None);
+        p.compression.format = format;
+        let err = r.engine.save(&p).await.unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
         assert_eq!(err.http_status(), 502);
     }

@@ -347,10 +347,10 @@ impl S3Store {
         check_file_name(&file_name).map_err(Error::InvalidInput)?;
         let key = self.key(&file_name);
         let location = self.location(&file_name);
-        let content_type = if file_name.ends_with(".zip") {
-            "application/zip"
-        } else {
-            "application/octet-stream"
+        let content_type = match crate::naming::CompressFormat::of_name(&file_name) {
+            Some(crate::naming::CompressFormat::Zip) => "application/zip",
+            Some(crate::naming::CompressFormat::Zstd) => "application/zstd",
+            None => "application/octet-stream",
         };
         tracing::info!("Uploading snapshot to {location}");
         let (size, e_tag) = self
@@ -399,7 +399,7 @@ impl S3Store {
         Ok(SnapshotRecord {
             created_at: parse_snapshot_time(&file_name).unwrap_or(now),
             modified: now,
-            compressed: file_name.ends_with(".zip"),
+            compressed: crate::naming::is_compressed(&file_name),
             key: file_name.clone(),
             name: file_name,
             location,
@@ -809,7 +809,7 @@ impl S3Store {
                     size: o.size,
                     status: SnapshotStatus::Successful,
                     message: None,
-                    compressed: name.ends_with(".zip"),
+                    compressed: crate::naming::is_compressed(name),
                     metadata: extra.get(key).cloned(),
                     token_hash: cached.and_then(|c| c.token_hash),
                     s3: Some(spec.clone()),

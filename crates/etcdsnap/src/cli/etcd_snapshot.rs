@@ -19,7 +19,12 @@ fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
         operation: Some(op),
         name: vec![flags.name.clone()],
         dir: flags.dir.clone(),
-        compress: flags.compress,
+        // Naming a format asks for compression, unless compression is turned off explicitly.
+        compress: flags
+            .compress
+            .or(flags.compress_format.as_ref().map(|_| true)),
+        compress_format: flags.compress_format.clone(),
+        compress_level: flags.compress_level,
         retention: flags.retention,
         s3: flags.s3.config(flags.retention)?,
         s3_node_metadata: None,

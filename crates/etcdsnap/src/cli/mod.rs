@@ -345,6 +345,18 @@ pub struct SnapshotFlags {
     /// Compress etcd snapshot
     #[arg(long = "snapshot-compress", alias = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub compress: Option<bool>,
+    /// Format of compressed snapshots: zip (K3s's) or zstd (faster and smaller, beyond K3s: K3s
+    /// cannot read .zst files) (default: the server's)
+    #[arg(long = "snapshot-compress-format", alias = "etcd-snapshot-compress-format", value_parser = ["zip", "zstd"])]
+    pub compress_format: Option<String>,
+    /// Compression level: zip 1 (fastest) to 9, zstd 1 to 19 (default: the server's, or 1 for
+    /// zip and 3 for zstd)
+    #[arg(
+        long = "snapshot-compress-level",
+        alias = "etcd-snapshot-compress-level",
+        allow_negative_numbers = true
+    )]
+    pub compress_level: Option<i64>,
     /// Number of snapshots to retain (default: the server's)
     #[arg(
         long = "snapshot-retention",
@@ -462,6 +474,13 @@ pub struct ServerArgs {
     /// Compress etcd snapshots
     #[arg(long = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub etcd_snapshot_compress: bool,
+    /// Format of compressed snapshots: zip (K3s's) or zstd (faster and smaller, beyond K3s: K3s
+    /// cannot read .zst files)
+    #[arg(long = "etcd-snapshot-compress-format", default_value = "zip", value_parser = ["zip", "zstd"])]
+    pub etcd_snapshot_compress_format: String,
+    /// Compression level: zip 1 (fastest) to 9, zstd 1 to 19 (default: 1 for zip, 3 for zstd)
+    #[arg(long = "etcd-snapshot-compress-level", allow_negative_numbers = true)]
+    pub etcd_snapshot_compress_level: Option<i64>,
     /// How often ETCDSnapshotFile records are reconciled with the files, a Go duration
     #[arg(long = "etcd-snapshot-reconcile-interval", default_value = "10m")]
     pub etcd_snapshot_reconcile_interval: String,

@@ -3,12 +3,11 @@
 
 use anyhow::{Context, Result, bail};
 use etcdsnap_core::etcd::ClientTls;
-use etcdsnap_core::naming::validate_prefix;
+use etcdsnap_core::naming::{CompressFormat, Compression, validate_prefix};
 use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::server::RequestHook;
 use etcdsnap_core::server::reset::ResetSettings;
 use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
-use etcdsnap_core::snapshot::DEFAULT_COMPRESSION_LEVEL;
 use etcdsnap_core::store::s3::S3Target;
 
 use super::{ServerArgs, default_data_dir};
@@ -175,11 +174,14 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             retention: a.etcd_snapshot_retention,
             dir: a.etcd_snapshot_dir.clone(),
             compress: a.etcd_snapshot_compress,
+            compression: Compression::new(
+                CompressFormat::parse(&a.etcd_snapshot_compress_format)?,
+                a.etcd_snapshot_compress_level,
+            )?,
             s3: s3.clone(),
             reconcile_interval,
             idle_timeout,
         },
-        compression_level: DEFAULT_COMPRESSION_LEVEL,
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
         kubeconfig: (!a.cluster_reset).then_some(kubeconfig),
         join,

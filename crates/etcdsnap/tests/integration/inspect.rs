@@ -352,6 +352,38 @@ fn oracle(v: Etcd) {
         "the decompressed copy is removed"
     );
 
+    // The same snapshot made into a .zst by the zstd command: the same figures again, and
+    // `verify` and `inspect --keys-only` read it.
+    let zst = work.path().join(format!("{name}.zst"));
+    ok(&Command::new("zstd")
+        .args(["-q", "-3", "-o"])
+        .arg(&zst)
+        .arg(&snap)
+        .output()
+        .expect("the zstd command (apt-get install zstd)"));
+    let zst_path = zst.to_str().unwrap();
+    let z = json(&cli(work.path(), &["status", "-w", "json", zst_path]));
+    for f in ["hash", "revision", "totalKey", "totalSize", "sha256"] {
+        assert_eq!(z[f], ours[f], "zst: {f}");
+    }
+    assert_eq!(z["trailer"], "valid");
+    assert_eq!(
+        z["compressedSize"].as_u64().unwrap(),
+        std::fs::metadata(&zst).unwrap().len()
+    );
+    assert_eq!(z["uncompressedSize"], ours["fileSize"]);
+    ok(&cli(work.path(), &["verify", zst_path]));
+    let keys = ok(&cli(work.path(), &["inspect", "--keys-only", zst_path]));
+    assert_eq!(
+        keys,
+        ok(&cli(work.path(), &["inspect", "--keys-only", path])),
+        "the keys of the .zst and of the raw file"
+    );
+    assert!(
+        list_files(&work.path().join("tmp")).is_empty(),
+        "the decompressed copy of the .zst is removed"
+    );
+
     // inspect at the latest and an older revision, against the live cluster.
     for (rev, live) in [(None, &live_latest), (Some(h.older), &live_older)] {
         let mut args = vec!["inspect", "-o", "json", path];

@@ -113,6 +113,127 @@ fn compressed_save(v: Etcd) {
     assert!(std::fs::metadata(&path).unwrap().len() < std::fs::metadata(&raw).unwrap().len());
 }
 
+/// Kubernetes-like JSON values: compressible, as etcd data is.
+fn json_values(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let v = format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm-{i}","namespace":"default","uid":"{:032x}"}},"data":{{"payload":"{}"}}}}"#,
+                i * 7919,
+                "abcdefghij".repeat(400 + i % 50)
+            );
+            (format!("/registry/configmaps/default/cm-{i}"), v.into_bytes())
+        })
+        .collect()
+}
+
+both!(zstd_save_is_smaller_than_zip_and_reads_back, zstd_save);
+fn zstd_save(v: Etcd) {
+    let s = Server::start(v);
+    s.put(&json_values(400));
+    let zip = ok(&s.cli(&["save", "--snapshot-compress", "--name", "z"]));
+    let zip = zip.split_whitespace().nth(1).unwrap().to_string();
+    // Naming the format turns compression on; the level is zstd's.
+    let out = ok(&s.cli(&[
+        "save",
+        "--snapshot-compress-format=zstd",
+        "--snapshot-compress-level=9",
+        "--name",
+        "zs",
+    ]));
+    let zst = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(zst.starts_with("zs-n1-") && zst.ends_with(".zst"), "{out}");
+    let (zip_path, zst_path) = (s.snapshot_dir().join(&zip), s.snapshot_dir().join(&zst));
+    assert_eq!(mode(&zst_path), 0o600);
+    let (zip_len, zst_len) = (
+        std::fs::metadata(&zip_path).unwrap().len(),
+        std::fs::metadata(&zst_path).unwrap().len(),
+    );
+    assert!(zst_len < zip_len, "zstd {zst_len} bytes, zip {zip_len}");
+
+    // The zstd command reads it, and what it reads is an intact etcd snapshot with the data.
+    let extract = tempfile::tempdir().unwrap();
+    let raw = extract.path().join("raw.db");
+    ok(&Command::new("zstd")
+        .args(["-q", "-d", "-o"])
+        .arg(&raw)
+        .arg(&zst_path)
+        .output()
+        .expect("the zstd command (apt-get install zstd)"));
+    let raw_len = etcdsnap_core::snapfile::verify::verify_file(&raw).unwrap();
+    assert!(zst_len * 5 < raw_len, "zstd {zst_len} of {raw_len} bytes");
+    let status = ok(&s.cli(&["status", "-w", "json", zst_path.to_str().unwrap()]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["trailer"], "valid");
+    assert_eq!(status["uncompressedSize"].as_u64(), Some(raw_len));
+
+    // Listed as compressed, by `ls` and in the records.
+    let ls = ok(&s.cli(&["ls", "-o", "json"]));
+    let ls: serde_json::Value = serde_json::from_str(&ls).unwrap();
+    let item = ls["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["spec"]["snapshotName"] == zst.as_str())
+        .unwrap_or_else(|| panic!("{zst} not in {ls}"));
+    assert_eq!(item["status"]["size"], zst_len.to_string(), "{item}");
+    assert_eq!(item["spec"]["metadata"], serde_json::Value::Null, "{item}");
+
+    // A level zstd does not have: refused, named, and nothing written.
+    let before = s.snapshot_files();
+    let err = fails(&s.cli(&[
+        "save",
+        "--snapshot-compress-format=zstd",
+        "--snapshot-compress-level=25",
+    ]));
+    assert!(
+        err.contains("invalid compression level 25 for zstd") && err.contains("1 (fastest) to 19"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_files(), before);
+
+    // Prune counts .zst files with the others of their prefix.
+    ok(&s.cli(&["prune", "--name", "zs", "--snapshot-retention", "1"]));
+    assert!(s.snapshot_files().contains(&zst));
+}
+
+#[test]
+fn zstd_scheduled_snapshots_follow_retention() {
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-compress",
+            "--etcd-snapshot-compress-format",
+            "zstd",
+            "--etcd-snapshot-schedule-cron",
+            "@every 1s",
+            "--etcd-snapshot-retention",
+            "2",
+        ])
+        .start();
+    s.put(&json_values(50));
+    // Four saves (the count is of the log's lines), so retention has run at least twice.
+    wait_for(Duration::from_secs(40), "four scheduled saves", || {
+        let log = std::fs::read_to_string(s.data_dir().join("server.log")).unwrap_or_default();
+        (log.matches(" bytes of database)").count() >= 4).then_some(())
+    });
+    let files = wait_for(
+        Duration::from_secs(5),
+        "retention after the last save",
+        || {
+            let f = s.snapshot_files();
+            (f.len() == 2).then_some(f)
+        },
+    );
+    assert_eq!(files.len(), 2, "retention 2: {files:?}");
+    for f in &files {
+        assert!(
+            f.starts_with("etcd-snapshot-n1-") && f.ends_with(".zst"),
+            "{files:?}"
+        );
+        etcdsnap_core::snapfile::verify::verify_file(&s.snapshot_dir().join(f)).unwrap();
+    }
+}
+
 #[test]
 fn zip_is_readable_by_go_archive_zip() {
     let s = Server::start(Etcd::V35);
