@@ -52,6 +52,9 @@ pub async fn resolve(cfg: &S3Config, objects: Option<&ObjectStore>) -> Result<S3
         }
     }
     let mut out = from_secret_data(&data);
+    // etcdsnap's upload settings are not part of K3s's Secret: they stay the caller's.
+    out.upload_concurrency = cfg.upload_concurrency;
+    out.checksum = cfg.checksum.clone();
     out.retention = if out.retention == 0 {
         cfg.retention.max(0)
     } else {

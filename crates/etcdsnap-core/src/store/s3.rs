@@ -37,13 +37,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use self::client::upload_integrity;
 pub use self::client::{
     CredentialEnv, ProcessEnv, StaticCredentials, load_endpoint_ca, parse_shared_credentials,
     resolve_credentials,
 };
 pub use self::config::{
-    BucketLookup, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION, DEFAULT_TIMEOUT, S3Config,
-    S3Target,
+    BucketLookup, ChecksumMode, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, S3Config, S3Target,
 };
 pub use self::keys::METADATA_DIR;
 use crate::duration::format_go_duration;
@@ -61,8 +62,6 @@ use crate::{Error, Result};
 
 /// Size of each multipart part; files up to this size go up in one PUT.
 pub const UPLOAD_CHUNK_SIZE: usize = 8 * 1024 * 1024;
-/// Parts in flight at once during an upload (K3s: 2 upload threads).
-const UPLOAD_CONCURRENCY: usize = 2;
 /// HEAD or GET requests in flight at once while listing.
 const LIST_CONCURRENCY: usize = 16;
 /// Connected stores kept by [`S3StoreCache`] (K3s keeps 5 clients).
@@ -352,7 +351,17 @@ impl S3Store {
             Some(crate::naming::CompressFormat::Zstd) => "application/zstd",
             None => "application/octet-stream",
         };
-        tracing::info!("Uploading snapshot to {location}");
+        tracing::info!(
+            "Uploading snapshot to {location} ({} parts in flight, {})",
+            self.cfg.effective_upload_concurrency(),
+            match upload_integrity(&self.cfg) {
+                Ok((Some(c), unsigned)) => format!(
+                    "{c} checksum, {} payload",
+                    if unsigned { "unsigned" } else { "signed" }
+                ),
+                _ => "no checksum".to_string(),
+            }
+        );
         let (size, e_tag) = self
             .upload_file(source, &key, self.attributes(content_type))
             .await?;
@@ -488,7 +497,7 @@ impl S3Store {
         let sent: Result<u64> = async {
             let mut offset = 0u64;
             loop {
-                while parts.len() >= UPLOAD_CONCURRENCY {
+                while parts.len() >= self.cfg.effective_upload_concurrency() {
                     Self::join_part(&mut parts, deadline, &timed_out, |e| self.err(&what, &e))
                         .await?;
                 }

@@ -68,6 +68,14 @@ pub struct S3Flags {
     /// Use plain HTTP to talk to S3
     #[arg(long = "s3-insecure", alias = "etcd-s3-insecure", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub insecure: Option<bool>,
+    /// Multipart upload parts (8 MiB each) sent at once, 1 to 16 (default: 4)
+    #[arg(long = "s3-upload-concurrency", alias = "etcd-s3-upload-concurrency", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub upload_concurrency: Option<u32>,
+    /// Checksum carried by every uploaded object and checked by the S3 server: auto (sha256 over
+    /// plain HTTP; crc64nvme with an unsigned payload over HTTPS), sha256, crc64nvme, or none for
+    /// servers that refuse checksum headers
+    #[arg(long = "s3-checksum", alias = "etcd-s3-checksum", value_parser = ["auto", "sha256", "crc64nvme", "none"])]
+    pub checksum: Option<String>,
     /// Bound on each S3 operation, a Go duration (default: 5m)
     #[arg(long = "s3-timeout", alias = "etcd-s3-timeout")]
     pub timeout: Option<String>,
@@ -113,6 +121,10 @@ impl S3Flags {
             cfg.timeout = etcdsnap_core::duration::parse_go_duration(t)
                 .map_err(|e| anyhow::anyhow!("invalid --etcd-s3-timeout {t:?}: {e}"))?;
         }
+        if let Some(n) = flags.upload_concurrency {
+            cfg.upload_concurrency = n;
+        }
+        set(&mut cfg.checksum, &flags.checksum);
         if let Some(b) = flags.skip_ssl_verify {
             cfg.skip_ssl_verify = b;
         }

@@ -261,7 +261,42 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             code: 2,
             says: "invalid YAML",
         },
+        Row {
+            what: "unknown compression format",
+            input: server(&["--etcd-snapshot-compress-format", "gzip"]),
+            code: 2,
+            says: "gzip",
+        },
+        Row {
+            what: "compression level out of range",
+            input: server(&[
+                "--etcd-snapshot-compress-format",
+                "zstd",
+                "--etcd-snapshot-compress-level",
+                "20",
+            ]),
+            code: 1,
+            says: "--etcd-snapshot-compress-level",
+        },
+        Row {
+            what: "upload concurrency 0",
+            input: server(&["--etcd-s3-upload-concurrency", "0"]),
+            code: 2,
+            says: "--etcd-s3-upload-concurrency",
+        },
+        Row {
+            what: "unknown S3 checksum",
+            input: server(&["--etcd-s3-checksum", "md5"]),
+            code: 2,
+            says: "md5",
+        },
         // --- CLI -------------------------------------------------------------------------
+        Row {
+            what: "zip level 0",
+            input: cli(&["save", "--snapshot-compress", "--snapshot-compress-level=0"]),
+            code: 1,
+            says: "invalid compression level 0 for zip",
+        },
         Row {
             what: "prefix ..",
             input: cli(&["save", "--name", ".."]),
@@ -440,6 +475,21 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             input: Input::Api(big_body.into_bytes()),
             code: 400,
             says: "cannot read the request body",
+        },
+        Row {
+            what: "API: unknown compression format",
+            input: Input::Api(br#"{"operation":"save","compressFormat":"lz4"}"#.to_vec()),
+            code: 400,
+            says: "invalid snapshot compression format",
+        },
+        Row {
+            what: "API: S3 upload concurrency too high",
+            input: Input::Api(
+                br#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","uploadConcurrency":99}}"#
+                    .to_vec(),
+            ),
+            code: 400,
+            says: "etcd-s3-upload-concurrency 99 is too high",
         },
         Row {
             what: "dir that does not exist",

@@ -337,6 +337,98 @@ fn restore_from_s3_zip_onto_an_empty_data_dir() {
     ok(&bs.cli(&["ls", "--etcd-token", &token]));
 }
 
+both!(reset_restores_a_zstd_snapshot, restore_zstd);
+fn restore_zstd(v: Etcd) {
+    let s = Server::start(v);
+    s.put(&kv("before", 20));
+    let out = ok(&s.cli(&["save", "--snapshot-compress-format=zstd"]));
+    let zst = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(zst.ends_with(".zst"), "{out}");
+    let at_snapshot = dump(&s);
+    s.put(&kv("after", 5));
+    let snapdir = s.snapshot_dir();
+    let (dir, ports) = s.stop();
+
+    let path = snapdir.join(&zst);
+    let out = reset(
+        v,
+        dir.path(),
+        ports,
+        &[&format!("--cluster-reset-restore-path={}", path.display())],
+    );
+    let text = ok(&out);
+    assert!(text.contains(MESSAGE), "{text}\n{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("Restore: decompressed and verified"), "{log}");
+    // The decompressed copy is gone; the .zst stays.
+    assert_eq!(list_files(&snapdir), vec![zst.clone()]);
+    let s = restart(v, dir, ports);
+    assert_eq!(dump(&s), at_snapshot);
+    assert!(s.cli(&["save"]).status.success());
+}
+
+/// A `.zst` over HTTPS (moto with a private CA): parts go up with CRC-64/NVME checksums and an
+/// unsigned payload, and the object restores onto an empty data dir.
+#[test]
+fn restore_from_s3_zstd_over_https_onto_an_empty_data_dir() {
+    use etcdsnap_testkit::s3::{ACCESS_KEY, MotoTls, SECRET_KEY};
+    let moto = MotoTls::start();
+    rt().block_on(moto.create_bucket("zbackups"));
+    let s3 = vec![
+        format!("--s3-endpoint={}", moto.endpoint()),
+        "--s3-bucket=zbackups".to_string(),
+        "--s3-folder=z".into(),
+        format!("--s3-endpoint-ca={}", moto.ca_path().display()),
+        format!("--s3-access-key={ACCESS_KEY}"),
+        format!("--s3-secret-key={SECRET_KEY}"),
+    ];
+    let a = Server::start(Etcd::V35);
+    // Incompressible, so that the .zst needs several 8 MiB parts.
+    let big = noise("big", 20);
+    a.put(&big);
+    a.put(&kv("small", 10));
+    let mut args = vec!["save".to_string(), "--s3".into()];
+    args.push("--snapshot-compress-format=zstd".into());
+    args.push("--s3-upload-concurrency=3".into());
+    args.extend(s3.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(&a.cli(&args));
+    let name = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(name.ends_with(".zst"), "{out}");
+    let log = std::fs::read_to_string(a.data_dir().join("server.log")).unwrap();
+    assert!(
+        log.contains("(3 parts in flight, crc64nvme checksum, unsigned payload)"),
+        "{log}"
+    );
+    let token = a.token();
+    a.put(&kv("later", 3));
+
+    let b = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let flags: Vec<String> = s3
+        .into_iter()
+        .map(|f| f.replacen("--s3", "--etcd-s3", 1))
+        .chain([
+            "--etcd-s3".to_string(),
+            format!("--token={token}"),
+            format!("--cluster-reset-restore-path={name}"),
+        ])
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let out = reset(Etcd::V35, b.path(), ports, &flags);
+    let text = ok(&out);
+    assert!(text.contains(MESSAGE), "{text}\n{}", stderr(&out));
+    assert!(!stderr(&out).contains(SECRET_KEY));
+    let bs = restart(Etcd::V35, b, ports);
+    // Key by key: the values are too big for one read of everything.
+    let (ca, cert, key) = bs.etcd_tls();
+    let get = |k: &str| get_key(&bs.etcd_endpoint(), Some((&ca, &cert, &key)), k);
+    for (k, v) in big.iter().step_by(7).chain(&kv("small", 10)) {
+        assert!(get(k).as_ref() == Some(v), "{k} differs after the restore");
+    }
+    assert_eq!(get("/later/0"), None, "a key written after the snapshot");
+}
+
 #[test]
 fn refused_snapshots_leave_the_data_dir_unchanged() {
     let s = Server::start(Etcd::V35);
@@ -395,6 +487,14 @@ fn refused_snapshots_leave_the_data_dir_unchanged() {
         write("zcorrupt.zip", &b)
     };
     cases.push((corrupt_zip, "zcorrupt.zip"));
+    // zstd: a flipped snapshot inside a valid stream, a cut stream, and bytes that are not zstd.
+    cases.push((
+        write("sflipped.zst", &zstd::encode_all(&flipped[..], 3).unwrap()),
+        "checksum mismatch",
+    ));
+    let whole = zstd::encode_all(&good[..], 3).unwrap();
+    cases.push((write("scut.zst", &whole[..whole.len() * 2 / 3]), "scut.zst"));
+    cases.push((write("snot.zst", b"PK\x03\x04 not zstd"), "snot.zst"));
     cases.push((
         bad.path().join("missing"),
         "etcd: snapshot path does not exist:",

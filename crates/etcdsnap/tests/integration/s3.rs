@@ -304,8 +304,30 @@ fn save_uploads_body(v: Etcd) {
     let h = raw.head(&key);
     assert_eq!(h.content_type.as_deref(), Some("application/zip"));
     assert_eq!(h.meta.get("k3s-node-name").map(String::as_str), Some("n1"));
+
+    // zstd (naming the format turns compression on): a .zst, as application/zstd.
+    next_second();
+    let before = s.snapshot_files();
+    let out = ok(&snap(
+        &s,
+        "save",
+        &with(&flags, &["--snapshot-compress-format=zstd"]),
+    ));
+    let zst = new_file(&s, &before);
+    assert!(zst.ends_with(".zst"), "{zst}");
+    assert_eq!(lines(&out), vec![format!("Snapshot {zst} saved."); 2]);
+    let key = format!("f/{zst}");
+    assert!(raw.get(&key) == std::fs::read(s.snapshot_dir().join(&zst)).unwrap());
+    let h = raw.head(&key);
+    assert_eq!(h.content_type.as_deref(), Some("application/zstd"));
+    // `ls --s3` lists it with the others.
+    let listed = ok(&snap(&s, "ls", &flags));
+    assert!(
+        listed.contains(&format!("s3://{BUCKET}/f/{zst}")),
+        "{listed}"
+    );
     // The local files are all kept.
-    assert_eq!(s.snapshot_files(), vec![name, zip]);
+    assert_eq!(s.snapshot_files(), vec![name, zip, zst]);
     assert_log_clean(&s, &[]);
 }
 
@@ -882,6 +904,17 @@ fn cli_session_token_reaches_the_wire_and_secrets_stay_out_of_logs() {
             .eq_ignore_ascii_case(&format!("x-amz-security-token: {token}"))),
         "no x-amz-security-token header on the wire; CLI stderr: {}\nwire:\n{wire}",
         stderr(&out)
+    );
+    // Over plain HTTP the object carries a SHA-256 checksum, which s3s-fs checks on arrival.
+    let heads: Vec<&str> = wire.split("\r\n\r\n").collect();
+    let put = heads
+        .iter()
+        .find(|h| h.starts_with("PUT ") && h.contains("/tok/"))
+        .unwrap_or_else(|| panic!("no PUT of the snapshot on the wire:\n{wire}"));
+    assert!(
+        put.to_ascii_lowercase()
+            .contains("\r\nx-amz-checksum-sha256: "),
+        "no SHA-256 checksum on the upload:\n{put}"
     );
     // s3s-fs takes the token as part of the signature; the save works end to end.
     let name = new_file(&s, &[]);

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::client::{HttpClient, HttpConnector};
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, RetryConfig};
 
-use super::config::{BucketLookup, S3Config, S3Target, redact_proxy};
+use super::config::{BucketLookup, ChecksumMode, S3Config, S3Target, redact_proxy};
 use crate::error::error_chain;
 use crate::{Error, Result};
 
@@ -455,6 +455,7 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
         max_retries: 5,
         retry_timeout: cfg.timeout.min(Duration::from_secs(180)),
     };
+    let (checksum, unsigned_payload) = upload_integrity(cfg)?;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&cfg.bucket)
         .with_region(cfg.effective_region())
@@ -463,7 +464,11 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
         .with_allow_http(cfg.insecure)
         .with_client_options(options)
         .with_retry(retry)
+        .with_unsigned_payload(unsigned_payload)
         .with_http_connector(transport);
+    if let Some(c) = checksum {
+        builder = builder.with_checksum_algorithm(c);
+    }
     let credential_source = match credentials(cfg, env)? {
         Credentials::Anonymous => {
             builder = builder.with_skip_signature(true);
@@ -514,6 +519,19 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
         store,
         addressing,
         credential_source,
+    })
+}
+
+/// The checksum uploads carry and whether their payload goes unsigned. A SHA-256 checksum
+/// reuses the digest that signing computes, so it keeps the payload signed; an unsigned payload
+/// is used only over TLS, which protects the bytes in transit.
+pub fn upload_integrity(cfg: &S3Config) -> Result<(Option<Checksum>, bool)> {
+    let tls = !cfg.insecure;
+    Ok(match cfg.checksum_mode()? {
+        ChecksumMode::Auto if tls => (Some(Checksum::CRC64NVME), true),
+        ChecksumMode::Auto | ChecksumMode::Sha256 => (Some(Checksum::SHA256), false),
+        ChecksumMode::Crc64Nvme => (Some(Checksum::CRC64NVME), tls),
+        ChecksumMode::None => (None, tls),
     })
 }
 
@@ -843,6 +861,63 @@ mod tests {
         assert_eq!(
             load_endpoint_ca(&link.display().to_string()).unwrap().len(),
             1
+        );
+    }
+
+    #[test]
+    fn upload_checksum_and_payload_signing() {
+        use object_store::aws::Checksum::{CRC64NVME, SHA256};
+        // (insecure, checksum) -> (checksum sent, unsigned payload)
+        let cases = [
+            (true, "", Some(SHA256), false),
+            (false, "", Some(CRC64NVME), true),
+            (false, "auto", Some(CRC64NVME), true),
+            (true, "sha256", Some(SHA256), false),
+            (false, "SHA256", Some(SHA256), false),
+            (true, "crc64nvme", Some(CRC64NVME), false),
+            (false, "crc64nvme", Some(CRC64NVME), true),
+            (true, "none", None, false),
+            (false, "none", None, true),
+        ];
+        for (insecure, checksum, want, unsigned) in cases {
+            let c = S3Config {
+                insecure,
+                checksum: checksum.into(),
+                ..cfg()
+            };
+            assert_eq!(
+                upload_integrity(&c).unwrap(),
+                (want, unsigned),
+                "{insecure} {checksum}"
+            );
+        }
+        let bad = S3Config {
+            checksum: "md5".into(),
+            ..cfg()
+        };
+        assert!(upload_integrity(&bad).is_err());
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("etcd-s3-checksum") && e.contains("md5"), "{e}");
+        let many = S3Config {
+            upload_concurrency: 17,
+            ..cfg()
+        };
+        let e = many.validate().unwrap_err().to_string();
+        assert!(e.contains("1 to 16"), "{e}");
+        assert_eq!(cfg().effective_upload_concurrency(), 4);
+        assert_eq!(
+            S3Config {
+                upload_concurrency: 1,
+                ..cfg()
+            }
+            .effective_upload_concurrency(),
+            1
+        );
+        // Not K3s's fields: absent from the JSON unless set.
+        let json = serde_json::to_string(&cfg()).unwrap();
+        assert!(
+            !json.contains("uploadConcurrency") && !json.contains("checksum"),
+            "{json}"
         );
     }
 
