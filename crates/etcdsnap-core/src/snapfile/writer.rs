@@ -6,8 +6,9 @@
 //!
 //! Bytes are only ever appended (zip entries use data descriptors instead of seeking back; a
 //! zstd stream is written front to back), so a [`GrowthSender`] can let an uploader read the
-//! file while it is written. zstd compresses on its own worker threads (one per core, at most
-//! [`ZSTD_MAX_WORKERS`]), so that the thread reading etcd's stream never waits on it.
+//! file while it is written. Both formats compress on worker threads (one per core, at most
+//! [`MAX_WORKERS`]): zstd's own, and [`super::parzip`] for deflate, so that compression keeps
+//! up with etcd's stream even on data that compresses poorly.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -19,6 +20,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::growing::GrowthSender;
+use super::parzip::{Entry, ParallelZip};
 use super::verify::TrailerHasher;
 use crate::etcd::ChunkStream;
 use crate::fsutil::{create_private_file, publish};
@@ -28,9 +30,9 @@ use crate::{Error, Result};
 /// Chunks in flight between the network and the disk (etcd sends 32 KiB chunks: ~2 MiB).
 const CHANNEL_DEPTH: usize = 64;
 const WRITE_BUFFER: usize = 1 << 20;
-/// zstd worker threads at most: etcd sends ~150 MB/s at best, which two workers at level 3
-/// outrun several times; more only add memory (each holds a few MiB of window and job).
-pub const ZSTD_MAX_WORKERS: u32 = 4;
+/// Compression threads at most (deflate or zstd): etcd sends ~150 MB/s at best, which two
+/// workers outrun on etcd's data; more only add memory (each holds a few MiB).
+pub const MAX_WORKERS: usize = 4;
 
 /// What to write.
 #[derive(Debug, Clone)]
@@ -89,7 +91,7 @@ type Buffered = BufWriter<Counted>;
 
 enum Sink {
     Raw(Buffered),
-    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<Buffered>>>),
+    Zip(Box<ParallelZip<Buffered>>),
     Zstd(Box<zstd::stream::write::Encoder<'static, Buffered>>),
 }
 
@@ -105,7 +107,7 @@ impl Sink {
     fn finish(self) -> std::io::Result<Counted> {
         let buffered = match self {
             Sink::Raw(w) => w,
-            Sink::Zip(z) => z.finish().map_err(std::io::Error::other)?.into_inner(),
+            Sink::Zip(z) => z.finish()?,
             Sink::Zstd(z) => z.finish()?,
         };
         let counted = buffered.into_inner().map_err(|e| e.into_error())?;
@@ -145,24 +147,29 @@ fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Res
             ))
         });
     }
-    let mut z = zip::ZipWriter::new_stream(w);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(spec.compression_level))
-        .unix_permissions(0o600)
-        .last_modified_time(zip_time(spec.created))
-        .large_file(true);
-    z.start_file(spec.base_name.as_str(), opts)
-        .map_err(|e| Error::Other(format!("failed to start zip entry: {e}")))?;
+    let t = zip_time(spec.created);
+    let entry = Entry {
+        name: spec.base_name.clone(),
+        mode: 0o600,
+        dos_time: t.timepart(),
+        dos_date: t.datepart(),
+        level: spec.compression_level.clamp(1, 9) as u32,
+    };
+    let z = ParallelZip::new(w, entry, workers())
+        .map_err(|e| Error::Other(format!("failed to start the zip entry: {e}")))?;
     Ok(Sink::Zip(Box::new(z)))
+}
+
+/// Compression threads: one per core, at most [`MAX_WORKERS`].
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS)
 }
 
 fn zstd_sink(w: Buffered, level: i64) -> std::io::Result<Sink> {
     let mut z = zstd::stream::write::Encoder::new(w, level as i32)?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get() as u32)
-        .clamp(1, ZSTD_MAX_WORKERS);
-    z.multithread(workers)?;
+    z.multithread(workers() as u32)?;
     // zstd's own checksum of the frame: a damaged file fails at decompression, before the
     // snapshot's trailer is reached.
     z.include_checksum(true)?;
