@@ -84,7 +84,7 @@ profile() {
 
 profile raw
 profile zip --snapshot-compress
-if "$ETCDSNAP" etcd-snapshot save --help 2>&1 | grep -q -- --snapshot-compress-format; then
+if save_has_flag --snapshot-compress-format; then
     profile zstd --snapshot-compress --snapshot-compress-format=zstd
 fi
 

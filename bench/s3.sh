@@ -27,7 +27,7 @@ MOTO=${MOTO:-1}                           # 0: no moto (HTTPS) rounds
 need_bins
 CONC=()
 if [[ -n $S3_CONCURRENCY ]]; then
-    "$ETCDSNAP" etcd-snapshot save --help 2>&1 | grep -q -- --s3-upload-concurrency ||
+    save_has_flag --s3-upload-concurrency ||
         die "S3_CONCURRENCY is set but this etcdsnap has no --s3-upload-concurrency"
     CONC=(--s3-upload-concurrency "$S3_CONCURRENCY")
 fi

@@ -52,7 +52,7 @@ ETCDCTL=("$ETCDCTL35_BIN" --endpoints "$ETCD_EP" --cacert "$TLS/server-ca.crt"
     --cert "$TLS/client.crt" --key "$TLS/client.key")
 
 KINDS=(etcdctl etcdsnap etcdsnap-zip)
-if "$ETCDSNAP" etcd-snapshot save --help 2>&1 | grep -q -- --snapshot-compress-format; then
+if save_has_flag --snapshot-compress-format; then
     KINDS+=(etcdsnap-zstd)
 else
     log "this etcdsnap has no --snapshot-compress-format: no zstd saves"

@@ -119,8 +119,13 @@ fill_db() {
     local target=$1 cur had
     [[ $BENCH_DATA == json || $BENCH_DATA == random ]] || die "BENCH_DATA must be json or random"
     cur=$(db_size)
-    # No mark: a fresh db, or one filled before the mark existed (always json then).
-    had=$(cat "$DATA/bench-data" 2>/dev/null || { ((cur < 8 << 20)) && echo "$BENCH_DATA" || echo json; })
+    if [[ -f $DATA/bench-data ]]; then
+        had=$(<"$DATA/bench-data")
+    elif ((cur < 8 << 20)); then
+        had=$BENCH_DATA # a fresh db
+    else
+        had=json # filled before the mark existed
+    fi
     [[ $had == "$BENCH_DATA" ]] ||
         die "$DATA holds $had values, BENCH_DATA=$BENCH_DATA: use another BENCH_DIR"
     echo "$BENCH_DATA" >"$DATA/bench-data"
@@ -132,6 +137,10 @@ fill_db() {
     python3 "$BENCH_LIB/fill.py" "$ETCDCTL35_BIN" "$ETCD_EP" "$TLS/server-ca.crt" \
         "$TLS/client.crt" "$TLS/client.key" "$target" 1000000 4 "$BENCH_DATA" >&2
 }
+
+# save_has_flag FLAG: whether this etcdsnap's `etcd-snapshot save` takes FLAG (an older build
+# may not; the scripts then skip what needs it).
+save_has_flag() { "$ETCDSNAP" etcd-snapshot save --help 2>&1 | grep -q -- "$1"; }
 
 # snapshot_file DIR: the name of the one finished snapshot in DIR (not a .part), or nothing.
 snapshot_file() {

@@ -39,7 +39,7 @@ def make_value(i, size):
 
 
 def random_value(i, size):
-    """Incompressible value: os.urandom bytes (deflate and zstd store them, ratio 1.00)."""
+    """Incompressible value: os.urandom bytes (compression ratio 1.00 at best)."""
     return os.urandom(size)
 
 
