@@ -71,6 +71,23 @@ async fn scheduled_plan(state: &ServerState) -> SavePlan {
     }
 }
 
+/// The longest time between two of the schedule's next 25 runs: what an alert on the age of
+/// the last snapshot must allow (a cron with uneven runs has uneven gaps).
+pub fn longest_gap(schedule: &crate::schedule::Schedule, from: chrono::DateTime<Utc>) -> Duration {
+    let mut longest = Duration::ZERO;
+    let Some(mut prev) = schedule.next_after(from) else {
+        return longest;
+    };
+    for _ in 0..24 {
+        let Some(next) = schedule.next_after(prev) else {
+            break;
+        };
+        longest = longest.max((next - prev).to_std().unwrap_or_default());
+        prev = next;
+    }
+    longest
+}
+
 /// Runs until `stop` flips.
 pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let s = &state.snapshots;
@@ -83,6 +100,11 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             .unwrap_or_else(|| "never".into()),
         s.retention
     );
+    state
+        .engine
+        .metrics
+        .schedule_interval
+        .set(longest_gap(&s.schedule, Utc::now()).as_secs_f64());
     let mut after = Utc::now();
     loop {
         let Some(next) = s.schedule.next_after(after) else {
@@ -199,6 +221,27 @@ pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<b
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    #[test]
+    fn longest_gap_allows_for_uneven_schedules() {
+        let from = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let cases = [
+            ("0 */12 * * *", 12 * 3600),
+            ("0 0,6 * * *", 18 * 3600),
+            ("@every 90s", 90),
+            ("*/5 * * * *", 300),
+        ];
+        for (spec, secs) in cases {
+            let s = Schedule::parse(spec).unwrap();
+            assert_eq!(longest_gap(&s, from), Duration::from_secs(secs), "{spec}");
         }
     }
 }

@@ -1,13 +1,21 @@
-//! Prometheus histograms of snapshot work, K3s's set with our prefix, each labelled
-//! `status=success|error`.
+//! Prometheus metrics of snapshot work: K3s's histograms with our prefix, each labelled
+//! `status=success|error`, and beyond K3s the gauges that alerts need, labelled
+//! `store=local|s3`: when the last snapshot succeeded and failed, its size, and how many
+//! snapshots each store holds (from the last listing). `deploy/prometheus-rules.yaml` alerts on
+//! them; `deploy/grafana-dashboard.json` draws them.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::store::SnapshotRecord;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -15,6 +23,20 @@ pub struct StatusLabel {
 }
 
 type Hist = Family<StatusLabel, Histogram, fn() -> Histogram>;
+
+/// Which store a gauge is about: `local` or `s3`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabel {
+    pub store: &'static str,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+type ByStore = Family<StoreLabel, Gauge>;
+type SecondsByStore = Family<StoreLabel, Seconds>;
+
+fn unix(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
 
 fn new_hist() -> Histogram {
     // 0.1 s … ~27 min.
@@ -30,6 +52,19 @@ pub struct Metrics {
     pub reconcile: Hist,
     pub reconcile_local: Hist,
     pub reconcile_s3: Hist,
+    /// Unix time of the last successful snapshot per store (at start: the newest one found).
+    pub last_success: SecondsByStore,
+    /// Unix time of the last failed save or upload per store.
+    pub last_failure: SecondsByStore,
+    /// Bytes of the last successful snapshot per store.
+    pub last_size: ByStore,
+    /// Snapshot files (objects) each store held at the last listing, and their bytes.
+    pub files: ByStore,
+    pub bytes: ByStore,
+    /// Seconds between two scheduled snapshots (0: none scheduled).
+    pub schedule_interval: Seconds,
+    /// Unix time the server started, so that alerts wait one interval after a fresh start.
+    pub started: Seconds,
 }
 
 impl Default for Metrics {
@@ -74,6 +109,54 @@ impl Default for Metrics {
             "etcdsnap_etcd_snapshot_reconcile_s3_duration_seconds",
             "Total time taken to list S3 snapshot files",
         );
+        let by_store = |registry: &mut Registry, name: &str, help: &str| {
+            let g = ByStore::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let seconds_by_store = |registry: &mut Registry, name: &str, help: &str| {
+            let g = SecondsByStore::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let last_success = seconds_by_store(
+            &mut registry,
+            "etcdsnap_snapshot_last_success_timestamp_seconds",
+            "Unix time of the last successful snapshot in each store (at start, the newest one found)",
+        );
+        let last_failure = seconds_by_store(
+            &mut registry,
+            "etcdsnap_snapshot_last_failure_timestamp_seconds",
+            "Unix time of the last failed snapshot save (local) or upload (s3)",
+        );
+        let last_size = by_store(
+            &mut registry,
+            "etcdsnap_snapshot_last_size_bytes",
+            "Bytes of the last successful snapshot in each store",
+        );
+        let files = by_store(
+            &mut registry,
+            "etcdsnap_snapshot_files",
+            "Snapshot files (objects) in each store at the last listing",
+        );
+        let bytes = by_store(
+            &mut registry,
+            "etcdsnap_snapshot_stored_bytes",
+            "Bytes of all snapshot files (objects) in each store at the last listing",
+        );
+        let schedule_interval = Seconds::default();
+        registry.register(
+            "etcdsnap_snapshot_schedule_interval_seconds",
+            "Seconds between two scheduled snapshots (0: none scheduled)",
+            schedule_interval.clone(),
+        );
+        let started = Seconds::default();
+        started.set(unix(Utc::now()));
+        registry.register(
+            "etcdsnap_server_start_time_seconds",
+            "Unix time the server started",
+            started.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             save,
@@ -82,6 +165,13 @@ impl Default for Metrics {
             reconcile,
             reconcile_local,
             reconcile_s3,
+            last_success,
+            last_failure,
+            last_size,
+            files,
+            bytes,
+            schedule_interval,
+            started,
         }
     }
 }
@@ -92,6 +182,47 @@ impl Metrics {
         let status = if ok { "success" } else { "error" };
         h.get_or_create(&StatusLabel { status })
             .observe(d.as_secs_f64());
+    }
+
+    /// A snapshot saved (local) or uploaded (s3) now.
+    pub fn succeeded(&self, store: &'static str, size: u64) {
+        let l = StoreLabel { store };
+        self.last_success.get_or_create(&l).set(unix(Utc::now()));
+        self.last_size.get_or_create(&l).set(size as i64);
+    }
+
+    /// A save (local) or upload (s3) failed now.
+    pub fn failed(&self, store: &'static str) {
+        self.last_failure
+            .get_or_create(&StoreLabel { store })
+            .set(unix(Utc::now()));
+    }
+
+    /// What a listing of `store` found: the counts, and the newest successful snapshot when it
+    /// is newer than the last one this process saw (a restarted server alerts on the snapshots
+    /// it has, not from zero).
+    pub fn listed(&self, store: &'static str, records: &[SnapshotRecord]) {
+        let l = StoreLabel { store };
+        let ok = records
+            .iter()
+            .filter(|r| r.status == crate::store::SnapshotStatus::Successful);
+        let (mut n, mut total, mut newest) = (0i64, 0i64, None::<&SnapshotRecord>);
+        for r in ok {
+            n += 1;
+            total += r.size as i64;
+            if newest.is_none_or(|b| r.created_at > b.created_at) {
+                newest = Some(r);
+            }
+        }
+        self.files.get_or_create(&l).set(n);
+        self.bytes.get_or_create(&l).set(total);
+        if let Some(r) = newest {
+            let last = self.last_success.get_or_create(&l);
+            if unix(r.created_at) > last.get() {
+                last.set(unix(r.created_at));
+                self.last_size.get_or_create(&l).set(r.size as i64);
+            }
+        }
     }
 
     /// The text exposition format.

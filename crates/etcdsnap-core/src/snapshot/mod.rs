@@ -207,6 +207,7 @@ impl Engine {
             RemotePlan::None => None,
             RemotePlan::Ready(r) => Some(r),
             RemotePlan::Failed { message, .. } => {
+                self.metrics.failed("s3");
                 tracing::error!("Error received during snapshot upload to S3: {message}");
                 result.warnings.push(format!("S3 upload failed: {message}"));
                 None
@@ -337,6 +338,7 @@ impl Engine {
     async fn open_stream(&self, started: Instant) -> Result<(MemberStatus, ChunkStream)> {
         self.etcd.snapshot().await.inspect_err(|e| {
             Metrics::observe(&self.metrics.save_local, false, started.elapsed());
+            self.metrics.failed("local");
             tracing::error!("Failed to take etcd snapshot: {e}");
         })
     }
@@ -400,6 +402,10 @@ impl Engine {
         let written = write_stream(stream, spec, growth).await;
         Metrics::observe(&self.metrics.save_local, written.is_ok(), started.elapsed());
         match &written {
+            Ok(w) => self.metrics.succeeded("local", w.size),
+            Err(_) => self.metrics.failed("local"),
+        }
+        match &written {
             Ok(w) => tracing::info!(
                 "Snapshot {} saved ({} bytes on disk, {} bytes of database)",
                 w.path.display(),
@@ -440,6 +446,10 @@ impl Engine {
             ),
         };
         Metrics::observe(&self.metrics.save_s3, up.is_ok(), took);
+        match &up {
+            Ok(rec) => self.metrics.succeeded("s3", rec.size),
+            Err(_) => self.metrics.failed("s3"),
+        }
         match up {
             Ok(rec) => {
                 tracing::info!("Uploaded snapshot to {}", rec.location);
@@ -553,9 +563,13 @@ impl Engine {
         };
         let started = Instant::now();
         let local = self.local(dir, true)?.list(ListDetail::Basic).await?;
+        self.metrics.listed("local", &local);
         let s3 = match remote {
             Some(store) => match store.list(ListDetail::Full).await {
-                Ok(recs) => Some(recs),
+                Ok(recs) => {
+                    self.metrics.listed("s3", &recs);
+                    Some(recs)
+                }
                 Err(e) => {
                     // K3s leaves S3 records alone when the listing fails.
                     tracing::error!("cannot list S3 for the snapshot records: {e}");
