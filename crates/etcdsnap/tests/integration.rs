@@ -14,6 +14,8 @@ mod config_file;
 mod faults;
 #[path = "integration/inspect.rs"]
 mod inspect;
+#[path = "integration/packaging.rs"]
+mod packaging;
 #[path = "integration/records.rs"]
 mod records;
 #[path = "integration/restore.rs"]

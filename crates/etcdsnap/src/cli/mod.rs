@@ -4,9 +4,11 @@
 
 pub mod argv;
 pub mod client;
+pub mod completion;
 pub mod config_file;
 pub mod etcd_snapshot;
 pub mod inspect;
+pub mod man;
 pub mod member;
 pub mod render;
 pub mod s3;
@@ -55,6 +57,26 @@ pub enum Command {
     /// --write-kubeconfig path), as `k3s kubectl` does
     #[command(disable_help_flag = true)]
     Kubectl(KubectlArgs),
+    /// Print a shell completion script, e.g. `etcdsnap completion bash >
+    /// /etc/bash_completion.d/etcdsnap`
+    Completion(CompletionArgs),
+    /// Write the man pages (etcdsnap.1 and one per subcommand) into a directory, for packaging
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages to (created if missing; existing pages are replaced)
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
