@@ -4,6 +4,8 @@
 #[macro_use]
 mod harness;
 
+#[path = "integration/alerts.rs"]
+mod alerts;
 #[path = "integration/badinput.rs"]
 mod badinput;
 #[path = "integration/cluster.rs"]
