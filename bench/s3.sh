@@ -8,6 +8,7 @@
 #   bench/s3.sh                        # N=3 save rounds, NLS=5 ls rounds, temp dir removed at exit
 #   BENCH_DIR=/var/tmp/es-bench bench/s3.sh    # reuse/keep a filled data dir (same as save.sh)
 #   S3_CONCURRENCY=8 MOTO=0 bench/s3.sh        # parts in flight; no moto rounds
+#   S3_CHECKSUM=none bench/s3.sh               # --s3-checksum for the uploads
 #
 # Targets: save+upload <= 1.5x save alone (medians); save+zip+upload <= 1.15x save alone once
 # s3s-fs's CompleteMultipartUpload (a copy of every part, which S3 does not do) is subtracted,
@@ -31,6 +32,11 @@ if [[ -n $S3_CONCURRENCY ]]; then
         die "S3_CONCURRENCY is set but this etcdsnap has no --s3-upload-concurrency"
     CONC=(--s3-upload-concurrency "$S3_CONCURRENCY")
 fi
+S3_CHECKSUM=${S3_CHECKSUM:-} # --s3-checksum auto|sha256|crc64nvme|none; empty = the server's default
+if [[ -n $S3_CHECKSUM ]]; then
+    save_has_flag --s3-checksum || die "S3_CHECKSUM is set but this etcdsnap has no --s3-checksum"
+    CONC+=(--s3-checksum "$S3_CHECKSUM")
+fi
 command -v zip >/dev/null || die "zip is needed (ci/install-deps.sh test installs it)"
 if [[ $MOTO == 1 ]] && { [[ ! -x ${MOTO_SERVER_BIN:-} ]] || ! command -v openssl >/dev/null; }; then
     log "no moto_server or openssl: no HTTPS rounds"
@@ -48,7 +54,7 @@ echo "== etcdsnap bench/s3.sh  $(date -u +%FT%TZ)"
 machine_conditions
 echo "etcdsnap: $ETCDSNAP ($("$ETCDSNAP" --version))"
 echo "s3s-fs:   $S3S_FS_BIN"
-echo "upload:   8 MiB parts in flight: ${S3_CONCURRENCY:-the server default (4)} (boto3: ${S3_CONCURRENCY:-4})"
+echo "upload:   8 MiB parts in flight: ${S3_CONCURRENCY:-the server default (4)} (boto3: ${S3_CONCURRENCY:-4}); checksum: ${S3_CHECKSUM:-the server default}"
 echo
 
 wait_port() { # PORT PID LOG NAME
@@ -105,7 +111,7 @@ SNAPDIR=$DATA/server/db/snapshots
 S3FLAGS=(--s3 --s3-endpoint "127.0.0.1:$S3_PORT" --s3-insecure --s3-bucket "$BUCKET"
     --s3-access-key "$AK" --s3-secret-key "$SK" --s3-region us-east-1
     --s3-bucket-lookup-type path)
-UP=(--s3-folder snaps "${CONC[@]}") # the saves' own S3 flags
+UP=(--s3-folder snaps "${CONC[@]}") # the saves' own S3 flags (folder, concurrency, checksum)
 MOTOFLAGS=()
 [[ $MOTO != 1 ]] || MOTOFLAGS=(--s3 --s3-endpoint "127.0.0.1:$MOTO_PORT" --s3-endpoint-ca "$PKI/ca.crt"
     --s3-bucket "$BUCKET" --s3-access-key "$AK" --s3-secret-key "$SK" --s3-region us-east-1
