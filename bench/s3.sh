@@ -310,8 +310,7 @@ adj = {k: med(r["seconds"] - (0 if math.isnan(r["complete_s"]) else r["complete_
        for k, rs in R.items()}
 mc = {k: med(r["complete_s"] for r in rs) for k, rs in R.items()}
 raw = med(r["file_bytes"] for r in R["save"])
-srv = lambda rs: max(max(mib(r["pids"]["server"]["rss_growth_kib"]),
-                         mib(r["pids"]["server"]["hwm_after_kib"] - r["pids"]["server"]["rss_before_kib"])) for r in rs)
+srv = rss_growth
 cpu = lambda rs, p: f"{med(r['pids'][p].get('cpu_seconds', 0) for r in rs):.2f}" if p in rs[0]["pids"] else "-"
 names = {"save": "save alone", "save+s3": "save --s3", "save+zip+s3": "save + zip + upload",
          "etcdctl+zip+boto3": "etcdctl + zip -6 + boto3", "boto3-upload": "boto3 upload_file (info)",

@@ -159,8 +159,7 @@ R = {k: by_kind(recs, k) for k in kinds}
 secs = {k: med(r["seconds"] for r in rs) for k, rs in R.items()}
 size = {k: med(r["file_bytes"] for r in rs) for k, rs in R.items()}
 raw = size["etcdsnap"] or db
-srv = lambda rs: max(max(mib(r["pids"]["server"]["rss_growth_kib"]),
-                         mib(r["pids"]["server"]["hwm_after_kib"] - r["pids"]["server"]["rss_before_kib"])) for r in rs)
+srv = rss_growth
 etcd = lambda rs: max(mib(r["pids"]["etcd"]["rss_growth_kib"]) for r in rs)
 cpu = lambda rs, p: med(r["pids"][p].get("cpu_seconds", 0) for r in rs)
 snaps = [k for k in ("etcdsnap", "etcdsnap-zip", "etcdsnap-zstd") if k in R]

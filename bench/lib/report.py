@@ -27,6 +27,12 @@ def mib(kib):
     return kib / 1024
 
 
+def rss_growth(recs, p="server"):
+    """Largest RSS growth of process p over runs, MiB: max(sampled VmRSS, VmHWM) - VmRSS before."""
+    return max(max(mib(r["pids"][p]["rss_growth_kib"]),
+                   mib(r["pids"][p]["hwm_after_kib"] - r["pids"][p]["rss_before_kib"])) for r in recs)
+
+
 def table(headers, rows):
     cols = [headers] + [[str(c) for c in r] for r in rows]
     w = [max(len(r[i]) for r in cols) for i in range(len(headers))]
