@@ -75,7 +75,44 @@ pub struct ParallelZip<W: Write> {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Bytes of a block's start deflated first to judge whether the block compresses at all.
+const PROBE: usize = 64 * 1024;
+/// A probe that deflates to more than this share (in %) of its size stores its block instead.
+const STORE_ABOVE_PERCENT: usize = 97;
+/// Bytes of one stored deflate block at most.
+const STORED_MAX: usize = 65535;
+
+/// `input` as stored (uncompressed) deflate blocks, none of them final. Each starts on a byte
+/// boundary (after the previous block's sync flush) with the 3 header bits in one byte.
+fn stored_blocks(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / STORED_MAX * 5 + 5);
+    for piece in input.chunks(STORED_MAX) {
+        let len = piece.len() as u16;
+        out.push(0x00);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+/// Deflates one block, ending on a byte boundary; a block whose start does not compress (random
+/// or encrypted values) is stored instead, as `zip` does, which costs neither size nor time.
 fn deflate_block(c: &mut Compress, input: &[u8]) -> io::Result<Vec<u8>> {
+    if input.len() >= 2 * PROBE {
+        let probe = deflate_sync(c, &input[..PROBE])?;
+        if probe.len() * 100 > PROBE * STORE_ABOVE_PERCENT {
+            return Ok(stored_blocks(input));
+        }
+    }
+    let out = deflate_sync(c, input)?;
+    if out.len() > input.len() + input.len() / STORED_MAX * 5 + 5 {
+        return Ok(stored_blocks(input));
+    }
+    Ok(out)
+}
+
+fn deflate_sync(c: &mut Compress, input: &[u8]) -> io::Result<Vec<u8>> {
     c.reset();
     let mut out = Vec::with_capacity(input.len() + input.len() / 16 + 1024);
     let mut used = 0usize;
@@ -371,6 +408,31 @@ mod tests {
                 assert!(back == data, "len {len}, {workers} workers: bytes differ");
             }
         }
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_not_expanded() {
+        // Random bytes, then compressible bytes, then random again: every block reads back.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut data: Vec<u8> = (0..2 * BLOCK + 100)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        data.extend((0..BLOCK).map(|i| (i % 13) as u8));
+        data.extend_from_slice(&data[..BLOCK / 2].to_vec());
+        let z = zip_of(&data, 2, 40_000);
+        let (_, back, _) = read_back(&z);
+        assert!(back == data, "bytes differ");
+        let random = 2 * BLOCK + 100 + BLOCK / 2;
+        // Stored: 5 bytes per 64 KiB of the random part, plus the headers; the rest shrinks.
+        assert!(z.len() < random + random / 1000 + 4096, "{} bytes", z.len());
+        assert_eq!(stored_blocks(&[]).len(), 0);
+        let one = stored_blocks(&[7u8; 10]);
+        assert_eq!(&one[..5], &[0, 10, 0, 0xf5, 0xff]);
     }
 
     #[test]
