@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bbolt;
 pub mod bootstrap;
+pub mod check;
 pub mod duration;
 pub mod error;
 pub mod etcd;

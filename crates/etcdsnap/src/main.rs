@@ -18,7 +18,7 @@ fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let given = argv.clone();
     let argv = match path.as_slice() {
-        ["server"] | ["etcd-snapshot", _] => {
+        ["server"] | ["check"] | ["etcd-snapshot", _] => {
             let src = cli::config_file::find_config(&argv, CONFIG_ENV, Path::new(DEFAULT_CONFIG));
             loaded = cli::config_file::load_config(&src)?;
             cli::config_file::check_single_values(&cli::command(), &path, &loaded)?;
@@ -102,8 +102,12 @@ fn kubectl(args: Vec<OsString>) -> anyhow::Result<()> {
     anyhow::bail!("cannot run kubectl: {err}; install kubectl and put it on PATH")
 }
 
-fn init_logging(debug: bool) {
-    let default = if debug { "debug" } else { "info" };
+fn init_logging(debug: bool, quiet: bool) {
+    let default = match (debug, quiet) {
+        (true, _) => "debug",
+        (false, true) => "warn",
+        (false, false) => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -124,13 +128,16 @@ fn main() {
     };
     let debug = match &cli.command {
         Command::Server(a) => a.debug,
+        Command::Check(a) => a.server.debug,
         Command::EtcdSnapshot(_)
         | Command::Member(_)
         | Command::Kubectl(_)
         | Command::Completion(_)
         | Command::Man(_) => false,
     };
-    init_logging(debug);
+    // `check` prints its own findings; the library's progress lines would only repeat them.
+    let quiet = matches!(cli.command, Command::Check(_));
+    init_logging(debug, quiet);
     etcdsnap_core::tls::install_crypto_provider();
     for w in warnings {
         tracing::warn!("{w}");
@@ -148,6 +155,7 @@ fn main() {
     let result = rt.block_on(async {
         match cli.command {
             Command::Server(a) => cli::server::run(*a).await,
+            Command::Check(a) => cli::check::run(*a).await,
             Command::EtcdSnapshot(c) => cli::etcd_snapshot::run(c.action).await,
             Command::Member(c) => cli::member::run(c.action).await,
             Command::Kubectl(k) => kubectl(k.args),

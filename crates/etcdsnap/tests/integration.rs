@@ -8,6 +8,8 @@ mod harness;
 mod alerts;
 #[path = "integration/badinput.rs"]
 mod badinput;
+#[path = "integration/check.rs"]
+mod check;
 #[path = "integration/cluster.rs"]
 mod cluster;
 #[path = "integration/config_file.rs"]

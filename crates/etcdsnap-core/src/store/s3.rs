@@ -828,6 +828,55 @@ impl S3Store {
     }
 
     /// Deletes one object; a missing object is not an error.
+    /// Writes a small object `<folder>/<name>`, reads it back, compares, and deletes it (also
+    /// when the comparison fails), all under the configured timeout: what `etcdsnap check`
+    /// asks of a bucket. Returns the object's `Last-Modified` as the server gave it.
+    pub async fn probe(&self, name: &str) -> Result<chrono::DateTime<Utc>> {
+        let key = self.key(name);
+        let path = self.obj_path(&key)?;
+        let location = keys::location(&self.cfg.bucket, &key);
+        let body = Bytes::from(format!("etcdsnap check probe {name}\n"));
+        let written = self
+            .bounded("probe write", async {
+                self.store
+                    .put_opts(&path, PutPayload::from(body.clone()), PutOptions::default())
+                    .await
+                    .map_err(|e| self.err(&format!("write of {location}"), &e))
+            })
+            .await;
+        if let Err(e) = written {
+            // A write that timed out may still land: do not leave it behind.
+            let _ = self.bounded("probe delete", self.delete_key(&key)).await;
+            return Err(e);
+        }
+        let read = self
+            .bounded("probe read", async {
+                let got = self
+                    .store
+                    .get(&path)
+                    .await
+                    .map_err(|e| self.err(&format!("read of {location}"), &e))?;
+                let modified = got.meta.last_modified;
+                let data = got
+                    .bytes()
+                    .await
+                    .map_err(|e| self.err(&format!("read of {location}"), &e))?;
+                Ok((data, modified))
+            })
+            .await;
+        let deleted = self.bounded("probe delete", self.delete_key(&key)).await;
+        let (data, modified) = read?;
+        if data != body {
+            return Err(Error::S3(format!(
+                "{location} read back {} bytes that differ from the {} bytes written",
+                data.len(),
+                body.len()
+            )));
+        }
+        deleted?;
+        Ok(modified)
+    }
+
     async fn delete_key(&self, key: &str) -> Result<()> {
         let path = self.obj_path(key)?;
         match self.store.delete(&path).await {

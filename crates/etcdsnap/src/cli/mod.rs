@@ -3,6 +3,7 @@
 //! call the library.
 
 pub mod argv;
+pub mod check;
 pub mod client;
 pub mod completion;
 pub mod config_file;
@@ -43,6 +44,10 @@ pub enum Command {
     /// Run the server: supervise an embedded etcd (or attach to an external one) and take
     /// scheduled snapshots
     Server(Box<ServerArgs>),
+    /// Diagnose a server's setup (etcd, certificates, snapshot dir, S3, schedule, last
+    /// snapshot): one line per check; takes the server's flags and config file; exits 1 when
+    /// a check fails
+    Check(Box<CheckArgs>),
     /// Manage etcd snapshots
     #[command(
         name = "etcd-snapshot",
@@ -529,11 +534,30 @@ pub struct ServerArgs {
     pub s3: S3Flags,
 }
 
+/// Flags of `etcdsnap check`: the server's own, so that its config file and command line work
+/// unchanged, plus the output format. (`-o` is the output format here; the server's
+/// `-o/--write-kubeconfig` is accepted in its long spelling only.)
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format: text (one line per check) or json (an array of {name, status, detail,
+    /// fix})
+    #[arg(long = "output", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+}
+
 /// The command line as parsed: the derived definition, with the server's S3 flags renamed to
 /// their `--etcd-s3-*` spelling (the `etcd-snapshot` subcommands spell them `--s3-*`, with the
 /// `--etcd-` spelling as an alias, as K3s does).
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommand("server", s3::server_spelling)
+    Cli::command()
+        .mut_subcommand("server", s3::server_spelling)
+        .mut_subcommand("check", |c| {
+            s3::server_spelling(c)
+                .mut_arg("write_kubeconfig", |a| a.short(None).hide(true))
+                .mut_arg("output", |a| a.short('o'))
+        })
 }
 
 /// The default data dir: `/var/lib/etcdsnap` for root, `~/.etcdsnap` otherwise.

@@ -1,0 +1,285 @@
+//! `etcdsnap check` against a real server (embedded etcd 3.5) and a real S3 server (s3s-fs):
+//! a healthy setup passes, and each broken piece (stopped etcd, wrong S3 secret, unwritable
+//! snapshot dir, bad cron) fails its own check with a fix, and exit code 1.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::harness::*;
+use etcdsnap_testkit::s3::{ACCESS_KEY, S3sFs, SECRET_KEY};
+
+const BUCKET: &str = "checkbucket";
+
+/// `etcdsnap check -d <dir> <args>` with an empty config file and no AWS variables.
+fn check(dir: &Path, args: &[String]) -> Output {
+    let mut cmd = Command::new(etcdsnap_bin());
+    cmd.arg("check")
+        .arg("-d")
+        .arg(dir)
+        .args(args)
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(dir));
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `check -o json`: the results by name, after checking that all six are there, in order.
+fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
+    let mut args = args.to_vec();
+    args.extend(["-o".to_string(), "json".to_string()]);
+    let o = check(dir, &args);
+    let v: Vec<Value> = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON array ({e}):\n{}", text(&o)));
+    let names: Vec<&str> = v.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "etcd",
+            "certificates",
+            "snapshot-dir",
+            "s3",
+            "schedule",
+            "last-snapshot"
+        ],
+        "{}",
+        text(&o)
+    );
+    for r in &v {
+        let st = r["status"].as_str().unwrap();
+        assert!(
+            ["ok", "skipped", "warn", "fail"].contains(&st),
+            "{r}: bad status"
+        );
+        assert_eq!(
+            r["fix"].is_string(),
+            st == "warn" || st == "fail",
+            "{r}: a fix exactly when not ok"
+        );
+    }
+    (o, v)
+}
+
+fn result<'a>(v: &'a [Value], name: &str) -> &'a Value {
+    v.iter().find(|r| r["name"] == name).unwrap()
+}
+
+#[test]
+fn check_passes_on_a_running_server_and_fails_once_it_stops() {
+    let s = Server::start(Etcd::V35);
+    let out = s.cli(&["save"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let port = vec![format!("--etcd-client-port={}", s.client_port)];
+
+    let o = check(s.data_dir(), &port);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    for line in stdout.lines() {
+        let status = line.split_whitespace().next().unwrap();
+        assert!(
+            ["ok", "warn", "skipped"].contains(&status),
+            "not ok: {line}"
+        );
+    }
+
+    let (o, v) = check_json(s.data_dir(), &port);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let etcd = result(&v, "etcd");
+    assert_eq!(etcd["status"], "ok", "{etcd}");
+    let detail = etcd["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("etcd 3.5") && detail.contains("leader (this member)"),
+        "{detail}"
+    );
+    assert!(detail.contains("no alarms"), "{detail}");
+    assert_eq!(result(&v, "certificates")["status"], "ok");
+    assert_eq!(result(&v, "snapshot-dir")["status"], "ok");
+    assert_eq!(result(&v, "s3")["status"], "skipped");
+    assert_eq!(result(&v, "schedule")["status"], "ok");
+    let last = result(&v, "last-snapshot");
+    assert_eq!(last["status"], "ok", "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("on-demand-n1-"),
+        "{last}"
+    );
+    // The check left no probe file in the snapshot dir.
+    assert_eq!(s.snapshot_files().len(), 1, "{:?}", s.snapshot_files());
+
+    // The same settings from a config file, as `server -c` reads it.
+    let cfg = s.data_dir().join("check.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data-dir: {}\netcd-client-port: {}\netcd-snapshot-schedule-cron: '@every 1h'\n",
+            s.data_dir().display(),
+            s.client_port
+        ),
+    )
+    .unwrap();
+    let (o, v) = check_json(s.data_dir(), &["-c".into(), cfg.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(result(&v, "etcd")["status"], "ok");
+    assert!(
+        result(&v, "schedule")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"@every 1h\""),
+        "{v:?}"
+    );
+
+    // With the server (and its etcd) stopped, the etcd check fails and says what to do.
+    let (dir, _ports) = s.stop();
+    let (o, v) = check_json(dir.path(), &port);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let etcd = result(&v, "etcd");
+    assert_eq!(etcd["status"], "fail", "{etcd}");
+    assert!(
+        etcd["fix"].as_str().unwrap().contains("etcdsnap server"),
+        "{etcd}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("checks failed: etcd"), "{stderr}");
+    // The other checks still judge what they can.
+    assert_eq!(result(&v, "certificates")["status"], "ok");
+    assert_eq!(result(&v, "last-snapshot")["status"], "ok");
+}
+
+fn s3_args(fs: &S3sFs, secret: &str) -> Vec<String> {
+    vec![
+        "--etcd-s3".into(),
+        format!("--etcd-s3-endpoint={}", fs.endpoint()),
+        "--etcd-s3-insecure".into(),
+        format!("--etcd-s3-bucket={BUCKET}"),
+        format!("--etcd-s3-access-key={ACCESS_KEY}"),
+        format!("--etcd-s3-secret-key={secret}"),
+        "--etcd-s3-folder=snaps/node1".into(),
+        "--etcd-s3-timeout=10s".into(),
+    ]
+}
+
+/// Every file below `dir`, as paths relative to it.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn check_s3_probe_and_wrong_secret() {
+    let fs = S3sFs::start(&[BUCKET]);
+    let dir = tempfile::tempdir().unwrap();
+    // No server here: the etcd check fails, the S3 check is judged on its own.
+    let (o, v) = check_json(dir.path(), &s3_args(&fs, SECRET_KEY));
+    let s3 = result(&v, "s3");
+    assert_eq!(s3["status"], "ok", "{}", text(&o));
+    let detail = s3["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("probe object written, read back and deleted")
+            && detail.contains(&format!("s3://{BUCKET}/snaps/node1/")),
+        "{detail}"
+    );
+    let left = files_below(&fs.root.path().join(BUCKET));
+    assert!(
+        !left.iter().any(|f| f.contains(".etcdsnap-check-")),
+        "probe object left behind: {left:?}"
+    );
+
+    let wrong = "wrongsecretkey0123456789wrongsecret";
+    let (o, v) = check_json(dir.path(), &s3_args(&fs, wrong));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s3 = result(&v, "s3");
+    assert_eq!(s3["status"], "fail", "{s3}");
+    assert!(
+        s3["fix"].as_str().unwrap().contains("--etcd-s3-secret-key"),
+        "{s3}"
+    );
+    let all = text(&o);
+    assert!(!all.contains(wrong), "the secret key was printed:\n{all}");
+    // The text form too.
+    let o = check(dir.path(), &s3_args(&fs, wrong));
+    let all = text(&o);
+    assert!(!all.contains(wrong), "the secret key was printed:\n{all}");
+    assert!(
+        all.lines().any(|l| l.starts_with("FAIL")
+            && l.contains(" s3 ")
+            && l.contains("--etcd-s3-secret-key")),
+        "{all}"
+    );
+}
+
+#[test]
+fn check_fails_an_unwritable_snapshot_dir_and_a_bad_cron() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (o, v) = check_json(
+        dir.path(),
+        &[format!(
+            "--etcd-snapshot-dir={}",
+            file.join("snapshots").display()
+        )],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let d = result(&v, "snapshot-dir");
+    assert_eq!(d["status"], "fail", "{d}");
+    assert!(
+        d["fix"].as_str().unwrap().contains("--etcd-snapshot-dir"),
+        "{d}"
+    );
+
+    let (o, v) = check_json(
+        dir.path(),
+        &["--etcd-snapshot-schedule-cron=0 25 * * *".to_string()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = result(&v, "schedule");
+    assert_eq!(s["status"], "fail", "{s}");
+    assert!(s["detail"].as_str().unwrap().contains("25"), "{s}");
+    assert!(
+        s["fix"]
+            .as_str()
+            .unwrap()
+            .contains("--etcd-snapshot-schedule-cron"),
+        "{s}"
+    );
+    // Scheduled snapshots off: the schedule is not judged.
+    let (_, v) = check_json(
+        dir.path(),
+        &[
+            "--etcd-snapshot-schedule-cron=0 25 * * *".to_string(),
+            "--etcd-disable-snapshots".to_string(),
+        ],
+    );
+    let s = result(&v, "schedule");
+    assert_eq!(s["status"], "ok", "{s}");
+    assert!(s["detail"].as_str().unwrap().starts_with("disabled"), "{s}");
+}
