@@ -423,14 +423,18 @@ mod tests {
             })
             .collect();
         data.extend((0..BLOCK).map(|i| (i % 13) as u8));
-        data.extend_from_slice(&data[..BLOCK / 2].to_vec());
+        data.extend_from_within(..BLOCK / 2);
         let z = zip_of(&data, 2, 40_000);
         let (_, back, _) = read_back(&z);
         assert!(back == data, "bytes differ");
         let random = 2 * BLOCK + 100 + BLOCK / 2;
         // Stored: 5 bytes per 64 KiB of the random part; the patterned MiB deflates to ~12 KiB
         // (deflate-1 uses fixed codes); the archive's records are ~200 bytes.
-        assert!(z.len() < random + random / 1000 + 16 * 1024, "{} bytes", z.len());
+        assert!(
+            z.len() < random + random / 1000 + 16 * 1024,
+            "{} bytes",
+            z.len()
+        );
         assert_eq!(stored_blocks(&[]).len(), 0);
         let one = stored_blocks(&[7u8; 10]);
         assert_eq!(&one[..5], &[0, 10, 0, 0xf5, 0xff]);
