@@ -30,6 +30,9 @@ use flate2::{Compress, Compression, FlushCompress};
 pub const BLOCK: usize = 1 << 20;
 /// Worker threads at most.
 pub const MAX_WORKERS: usize = 4;
+/// Niceness added to compression threads: etcd's stream goes first (see
+/// [`crate::fsutil::lower_thread_priority`]).
+pub const COMPRESSION_NICE: i32 = 10;
 
 const ZIP64_VERSION: u16 = 45;
 /// Made by Unix (high byte 3), so the external attributes carry Unix permissions.
@@ -132,6 +135,7 @@ fn deflate_sync(c: &mut Compress, input: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 fn worker(level: u32, jobs: Arc<Mutex<mpsc::Receiver<Job>>>, done: mpsc::Sender<Done>) {
+    crate::fsutil::lower_thread_priority(COMPRESSION_NICE);
     let mut c = Compress::new(Compression::new(level), false);
     loop {
         let job = match jobs.lock() {
