@@ -129,6 +129,22 @@ pub fn free_space(path: &Path) -> Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Lowers the calling thread's CPU priority by `nice` steps (Linux: niceness is per thread).
+/// Compression threads use it so that, on a machine with few cores, the etcd that streams the
+/// snapshot (whose speed bounds the save) gets the CPU first and compression takes what is left.
+/// Failure only means the thread keeps its priority.
+pub fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + nice).min(19));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,20 +177,4 @@ mod tests {
         RemoveOnDrop::new(a.clone()).disarm();
         assert!(a.exists());
     }
-}
-
-/// Lowers the calling thread's CPU priority by `nice` steps (Linux: niceness is per thread).
-/// Compression threads use it so that, on a machine with few cores, the etcd that streams the
-/// snapshot (whose speed bounds the save) gets the CPU first and compression takes what is left.
-/// Failure only means the thread keeps its priority.
-pub fn lower_thread_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + nice).min(19));
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }
