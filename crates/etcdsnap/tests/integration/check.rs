@@ -20,13 +20,7 @@ fn check(dir: &Path, args: &[String]) -> Output {
         .arg(dir)
         .args(args)
         .env("ETCDSNAP_CONFIG_FILE", empty_config(dir));
-    for k in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ] {
-        cmd.env_remove(k);
-    }
+    without_aws_env(&mut cmd);
     cmd.output().unwrap()
 }
 
@@ -176,23 +170,6 @@ fn s3_args(fs: &S3sFs, secret: &str) -> Vec<String> {
     ]
 }
 
-/// Every file below `dir`, as paths relative to it.
-fn files_below(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn check_s3_probe_and_wrong_secret() {
     let fs = S3sFs::start(&[BUCKET]);
@@ -209,7 +186,9 @@ fn check_s3_probe_and_wrong_secret() {
     );
     let left = files_below(&fs.root.path().join(BUCKET));
     assert!(
-        !left.iter().any(|f| f.contains(".etcdsnap-check-")),
+        !left
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".etcdsnap-check-")),
         "probe object left behind: {left:?}"
     );
 

@@ -221,13 +221,7 @@ impl ServerBuilder {
             .args(&self.args)
             .env("ETCDSNAP_CONFIG_FILE", dir.path().join("no-config.yaml"))
             .env("RUST_LOG", "info");
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ] {
-            cmd.env_remove(k);
-        }
+        without_aws_env(&mut cmd);
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -387,13 +381,7 @@ impl Server {
                 "ETCDSNAP_CONFIG_FILE",
                 self.dir.path().join("no-config.yaml"),
             );
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ] {
-            cmd.env_remove(k);
-        }
+        without_aws_env(&mut cmd);
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -733,4 +721,33 @@ pub fn reset_cmd(cmd: Command, v: Etcd, dir: &Path, ports: Ports, extra: &[&str]
     let mut cmd = server_cmd(cmd, v, dir, "n1", ports);
     cmd.arg("--cluster-reset").args(extra);
     cmd
+}
+
+/// Removes the AWS credential variables from `cmd`'s environment, so that a test's S3 settings
+/// are the only ones the command sees.
+pub fn without_aws_env(cmd: &mut Command) {
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        cmd.env_remove(k);
+    }
+}
+
+/// Every file below `dir` (not the directories), as paths relative to it.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
 }

@@ -39,13 +39,7 @@ fn cli(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
         .env("TMPDIR", &tmp);
-    for k in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ] {
-        cmd.env_remove(k);
-    }
+    without_aws_env(&mut cmd);
     cmd.output().unwrap()
 }
 

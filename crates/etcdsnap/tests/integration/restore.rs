@@ -96,20 +96,13 @@ fn restart(v: Etcd, dir: tempfile::TempDir, ports: Ports) -> Server {
 
 /// sha256 of every file below `dir`, by relative path.
 fn tree_hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let h = hex_of(&std::fs::read(&p).unwrap());
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), h);
-            }
-        }
-    }
-    out
+    files_below(dir)
+        .into_iter()
+        .map(|rel| {
+            let h = hex_of(&std::fs::read(dir.join(&rel)).unwrap());
+            (rel, h)
+        })
+        .collect()
 }
 
 fn hex_of(b: &[u8]) -> String {
