@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use etcdsnap_core::naming::{
-    MAX_FILE_NAME, MAX_PREFIX, PART_SUFFIX, ZIP_SUFFIX, check_name_length, legacy_key,
+    MAX_FILE_NAME, MAX_PREFIX, PART_SUFFIX, ZIP_SUFFIX, ZSTD_SUFFIX, check_name_length, legacy_key,
     parse_snapshot_time, record_object_name, rounded_unix, snapshot_base_name, validate_plain_name,
     validate_prefix,
 };
@@ -133,8 +133,11 @@ fn check_parse_time(s: &str) {
     let Some(t) = parse_snapshot_time(s) else {
         return;
     };
-    // The time is the run of digits after the last `-`, once `.zip` is gone.
-    let base = s.strip_suffix(ZIP_SUFFIX).unwrap_or(s);
+    // The time is the run of digits after the last `-`, once `.zip` or `.zst` is gone.
+    let base = s
+        .strip_suffix(ZIP_SUFFIX)
+        .or_else(|| s.strip_suffix(ZSTD_SUFFIX))
+        .unwrap_or(s);
     let (_, digits) = base
         .rsplit_once('-')
         .unwrap_or_else(|| panic!("{s:?} parsed to {t} without a '-'"));
@@ -219,8 +222,10 @@ fn check_record_name(kind: &str, file: &str, node: &str, location: &str, t: Date
         // K3s's fallback body.
         let label = node.split('.').next().unwrap_or(node);
         let mut want = format!("etcd-snapshot-{label}-{}", t.timestamp());
-        if file.ends_with(ZIP_SUFFIX) {
-            want.push_str(ZIP_SUFFIX);
+        for suffix in [ZIP_SUFFIX, ZSTD_SUFFIX] {
+            if file.ends_with(suffix) {
+                want.push_str(suffix);
+            }
         }
         assert_eq!(body, want, "{file:?} on {node:?} -> {name:?}");
     }

@@ -142,7 +142,10 @@ fn check_zst(d: &Dirs, data: &[u8]) {
             let raw = std::fs::read(&prepared.raw).unwrap();
             assert_eq!(Some(&raw), want.as_ref(), "accepted zstd bytes differ");
             drop(prepared);
-            assert!(work_entries(&d.work).is_empty(), "the copy outlives the Prepared");
+            assert!(
+                work_entries(&d.work).is_empty(),
+                "the copy outlives the Prepared"
+            );
         }
         Err(e) => {
             let left = work_entries(&d.work);
