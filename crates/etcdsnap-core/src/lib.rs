@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod kube;
 pub mod kubeapi;
 pub mod naming;
+pub mod progress;
 pub mod records;
 pub mod restore;
 pub mod retention;

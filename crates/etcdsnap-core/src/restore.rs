@@ -159,7 +159,10 @@ fn decompress(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prep
             dest.display()
         );
         let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
-        let hasher = TrailerHasher::copy(raw.reader, &mut out, source, &part)?;
+        let task = crate::progress::task(&format!("decompress {}", raw.name), raw.size);
+        let mut reader = crate::progress::ReadProgress::new(raw.reader, &task);
+        let hasher = TrailerHasher::copy(&mut reader, &mut out, source, &part)?;
+        drop(task);
         let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
         let out = out
             .into_inner()
@@ -321,7 +324,34 @@ impl RestoreTool {
         data_dir: &Path,
         m: &Membership,
     ) -> Result<()> {
-        let r = self.run(&snapshot.raw, data_dir, m).await;
+        let r = {
+            let task = std::sync::Arc::new(crate::progress::task(
+                &format!(
+                    "restore with {}",
+                    self.path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                Some(snapshot.raw_size),
+            ));
+            // The tool writes the database first: its size is the progress.
+            let watch = tokio::spawn({
+                let (task, db) = (task.clone(), data_dir.join("member/snap/db"));
+                async move {
+                    loop {
+                        if let Ok(m) = tokio::fs::metadata(&db).await {
+                            task.set_position(m.len());
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            });
+            let r = self.run(&snapshot.raw, data_dir, m).await;
+            watch.abort();
+            let _ = watch.await;
+            if r.is_ok() {
+                task.set_position(snapshot.raw_size);
+            }
+            r
+        };
         match r {
             Ok(()) => {
                 snapshot.verified = true;

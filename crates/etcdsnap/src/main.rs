@@ -102,7 +102,7 @@ fn kubectl(args: Vec<OsString>) -> anyhow::Result<()> {
     anyhow::bail!("cannot run kubectl: {err}; install kubectl and put it on PATH")
 }
 
-fn init_logging(debug: bool, quiet: bool) {
+fn init_logging(debug: bool, quiet: bool, bars: bool) {
     let default = match (debug, quiet) {
         (true, _) => "debug",
         (false, true) => "warn",
@@ -110,12 +110,17 @@ fn init_logging(debug: bool, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if bars {
+        // Log lines go above the progress bars.
+        fmt.with_writer(|| cli::progress::LogWriter).init();
+        cli::progress::install();
+    } else {
+        fmt.with_writer(std::io::stderr).init();
+    }
 }
 
 fn main() {
@@ -137,7 +142,9 @@ fn main() {
     };
     // `check` prints its own findings; the library's progress lines would only repeat them.
     let quiet = matches!(cli.command, Command::Check(_));
-    init_logging(debug, quiet);
+    // The server's log never carries progress; the commands that do work here show it.
+    let bars = matches!(cli.command, Command::EtcdSnapshot(_)) && cli::progress::enabled();
+    init_logging(debug, quiet, bars);
     etcdsnap_core::tls::install_crypto_provider();
     for w in warnings {
         tracing::warn!("{w}");

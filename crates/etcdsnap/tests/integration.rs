@@ -20,6 +20,8 @@ mod faults;
 mod inspect;
 #[path = "integration/packaging.rs"]
 mod packaging;
+#[path = "integration/progress.rs"]
+mod progress;
 #[path = "integration/records.rs"]
 mod records;
 #[path = "integration/restore.rs"]

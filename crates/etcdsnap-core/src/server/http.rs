@@ -99,6 +99,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let hook = state.after_request.clone();
     Router::new()
         .route("/db/snapshot", post(snapshot))
+        .route(PROGRESS_PATH, get(progress))
         .route("/cacerts", get(cacerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -278,6 +279,22 @@ pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
             format!("invalid {what}: {e}{hint}"),
         )
     })
+}
+
+/// Where `etcd-snapshot save` reads the progress of the save it asked for.
+pub const PROGRESS_PATH: &str = "/db/snapshot/progress";
+
+/// The running (or last) save's progress, for the client's bar. Authenticated: file names and
+/// the bucket are not for everyone.
+async fn progress(
+    State(state): State<Arc<ServerState>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&state, peer, &headers) {
+        return refused;
+    }
+    json(StatusCode::OK, &state.engine.progress.snapshot())
 }
 
 async fn snapshot(
@@ -614,6 +631,57 @@ mod tests {
         async fn post(&self, body: &str) -> (u16, serde_json::Value) {
             self.call(Some(&basic("server", SECRET)), body).await
         }
+    }
+
+    #[tokio::test]
+    async fn progress_needs_the_token_and_follows_the_last_save() {
+        let a = api();
+        let get = |auth: Option<String>| {
+            let state = a.state.clone();
+            async move {
+                let mut req = Request::get(PROGRESS_PATH);
+                if let Some(auth) = auth {
+                    req = req.header(header::AUTHORIZATION, auth);
+                }
+                let resp = router(state)
+                    .oneshot(req.body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let code = resp.status().as_u16();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (
+                    code,
+                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+                )
+            }
+        };
+        let (code, body) = get(None).await;
+        assert_eq!(code, 401);
+        assert!(body.get("seq").is_none(), "{body}");
+        let (code, body) = get(Some(basic("server", SECRET))).await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            (body["seq"].as_u64(), body["active"].as_bool()),
+            (Some(0), Some(false))
+        );
+        let (code, saved) = a.post(r#"{"operation":"save"}"#).await;
+        assert_eq!(code, 200, "{saved}");
+        let (_, body) = get(Some(basic("server", SECRET))).await;
+        let name = saved["created"][0].as_str().unwrap();
+        assert_eq!(body["seq"], 1);
+        assert_eq!(body["name"], name);
+        assert_eq!(
+            (body["active"].as_bool(), body["ok"].as_bool()),
+            (Some(false), Some(true))
+        );
+        let file = a._dir.path().join("server/db/snapshots").join(name);
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert_eq!(body["fileBytes"], size);
+        // An uncompressed save's file is the database etcd sent, byte for byte.
+        assert_eq!(body["savedBytes"], size);
+        assert!(body["expectedBytes"].as_u64().unwrap() > 0, "{body}");
     }
 
     #[tokio::test]

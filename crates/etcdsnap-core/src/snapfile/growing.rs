@@ -26,12 +26,16 @@ pub struct GrowthSender(watch::Sender<Growth>);
 
 /// The reader's side.
 #[derive(Debug, Clone)]
-pub struct GrowingFile(watch::Receiver<Growth>);
+pub struct GrowingFile(
+    watch::Receiver<Growth>,
+    /// Counts the bytes read, for progress.
+    Option<Arc<std::sync::atomic::AtomicU64>>,
+);
 
 /// A connected pair.
 pub fn growing() -> (GrowthSender, GrowingFile) {
     let (tx, rx) = watch::channel(Growth::default());
-    (GrowthSender(tx), GrowingFile(rx))
+    (GrowthSender(tx), GrowingFile(rx, None))
 }
 
 impl GrowthSender {
@@ -71,7 +75,12 @@ impl GrowingFile {
             end: Some(Ok(size)),
         });
         drop(tx);
-        Ok(GrowingFile(rx))
+        Ok(GrowingFile(rx, None))
+    }
+
+    /// The same file, adding the bytes read from it to `counter`.
+    pub fn counting(self, counter: Arc<std::sync::atomic::AtomicU64>) -> GrowingFile {
+        GrowingFile(self.0, Some(counter))
     }
 
     /// Waits until `want` bytes past `offset` can be read or the end is known. Returns the bytes
@@ -114,9 +123,13 @@ impl GrowingFile {
             .file
             .clone()
             .ok_or_else(|| Error::Other("the snapshot file is not open yet".into()))?;
+        let counter = self.1.clone();
         tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; len];
             file.read_exact_at(&mut buf, offset)?;
+            if let Some(c) = counter {
+                c.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok::<_, std::io::Error>(buf)
         })
         .await

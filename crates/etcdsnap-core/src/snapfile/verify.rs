@@ -11,6 +11,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::naming::{CompressFormat, PART_SUFFIX, strip_compressed_suffix};
+use crate::progress;
 use crate::{Error, Result};
 
 const TRAILER: usize = 32;
@@ -127,11 +128,17 @@ fn hash_reader(mut r: impl Read, what: &Path) -> Result<u64> {
 pub fn verify_file(path: &Path) -> Result<u64> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let name = name.strip_suffix(PART_SUFFIX).unwrap_or(name);
+    let what = format!("verify {name}");
     if CompressFormat::of_name(name).is_none() {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        return hash_reader(BufReader::with_capacity(1 << 20, file), path);
+        let task = progress::task(&what, file.metadata().ok().map(|m| m.len()));
+        let reader = progress::ReadProgress::new(BufReader::with_capacity(1 << 20, file), &task);
+        return hash_reader(reader, path);
     }
-    with_decompressed(path, |raw| hash_reader(raw.reader, path))
+    with_decompressed(path, |raw| {
+        let task = progress::task(&what, raw.size);
+        hash_reader(progress::ReadProgress::new(raw.reader, &task), path)
+    })
 }
 
 /// A compressed snapshot opened for reading its raw bytes.

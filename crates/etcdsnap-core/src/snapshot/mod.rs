@@ -65,6 +65,8 @@ pub struct Engine {
     /// Cluster identity recorded in S3 metadata (`K3s-Cluster-Id`), known once etcd answers.
     cluster_id: std::sync::OnceLock<String>,
     pub metrics: Arc<Metrics>,
+    /// The running (or last) save's progress, for `GET /db/snapshot/progress`.
+    pub progress: crate::progress::SaveBoard,
 }
 
 impl Engine {
@@ -81,6 +83,7 @@ impl Engine {
             save_lock: tokio::sync::Mutex::new(()),
             cluster_id: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
+            progress: Default::default(),
         }
     }
 
@@ -238,6 +241,12 @@ impl Engine {
                 return Err(e);
             }
         };
+        let board = self.progress.start(
+            &file_name,
+            member.db_size.max(0) as u64,
+            remote.map(|r| r.store.location(&file_name)),
+        );
+        let stream = count_chunks(stream, self.progress.saved_counter());
         tracing::info!(
             "Saving etcd snapshot to {} (from member {:x} at {}, etcd {})",
             writer::final_path(&spec).display(),
@@ -265,6 +274,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.progress.written(written.size);
         result.created.push(written.file_name.clone());
         // The records of this save, to which its status figures are added afterwards.
         let mut recorded = Vec::new();
@@ -296,6 +306,7 @@ impl Engine {
         if written.size == written.raw_size {
             self.add_figures(written.path.clone(), recorded);
         }
+        board.succeeded();
         Ok(result)
     }
 
@@ -381,6 +392,7 @@ impl Engine {
         local: &LocalStore,
     ) -> (GrowthSender, UploadTask) {
         let (tx, rx) = growing();
+        let rx = rx.counting(self.progress.uploaded_counter());
         let store = remote.store.clone();
         let name = file_name.to_string();
         let sidecar = local.sidecar_path(file_name);
@@ -745,6 +757,16 @@ impl Engine {
 pub const EXTRA_METADATA: &str = "k3s-etcd-snapshot-extra-metadata";
 
 /// The node of an etcd member named `<node>-<8 hex>` (K3s's naming), else the whole name.
+/// Adds the size of each chunk of `stream` to `counter` as it passes.
+fn count_chunks(stream: ChunkStream, counter: Arc<std::sync::atomic::AtomicU64>) -> ChunkStream {
+    use futures::StreamExt;
+    Box::pin(stream.inspect(move |c| {
+        if let Ok(c) = c {
+            counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }))
+}
+
 pub fn node_of_member(member: &str) -> &str {
     match member.rsplit_once('-') {
         Some((node, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) => {

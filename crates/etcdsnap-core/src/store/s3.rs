@@ -593,9 +593,11 @@ impl S3Store {
             };
             self.remember_attributes(&got.meta, &got.attributes);
             let mut out = tokio::fs::File::from_std(crate::fsutil::create_private_file(&part)?);
+            let task = crate::progress::task(&format!("download {file_name}"), Some(got.meta.size));
             let mut stream = got.into_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.err(&what, &e))?;
+                task.advance(chunk.len() as u64);
                 out.write_all(&chunk)
                     .await
                     .map_err(|e| Error::io("write", &part, e))?;

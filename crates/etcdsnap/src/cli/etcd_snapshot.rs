@@ -63,7 +63,7 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
             // On-demand saves never prune local snapshots (K3s sends retention 0).
             req.retention = Some(0);
             let c = client(&a.flags, req.s3.as_ref()).await?;
-            let body = c.snapshot(&req).await?;
+            let body = super::progress::follow_save(&c, c.snapshot(&req)).await?;
             let r: SnapshotResult = serde_json::from_slice(&body)?;
             if r.created.is_empty() {
                 bail!("the server took no snapshot; see the server log for details");

@@ -11,6 +11,7 @@ pub mod etcd_snapshot;
 pub mod inspect;
 pub mod man;
 pub mod member;
+pub mod progress;
 pub mod render;
 pub mod s3;
 pub mod server;

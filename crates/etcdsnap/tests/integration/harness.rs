@@ -362,6 +362,11 @@ impl Server {
             .to_string()
     }
 
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
+
     /// `etcdsnap etcd-snapshot <args>` against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_env(args, &[])
