@@ -6,6 +6,7 @@ pub mod api;
 pub mod bbolt;
 pub mod bootstrap;
 pub mod check;
+pub mod drill;
 pub mod duration;
 pub mod error;
 pub mod etcd;

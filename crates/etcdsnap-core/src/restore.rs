@@ -306,7 +306,7 @@ impl RestoreTool {
             });
         }
         let path = locate(etcdctl, "--etcdctl-binary", "etcdctl", etcd_binary)?
-            .ok_or_else(|| not_found("neither etcdutl nor etcdctl was"))?;
+            .ok_or_else(|| not_found("etcdutl or etcdctl"))?;
         Ok(RestoreTool {
             kind: ToolKind::Etcdctl,
             path,

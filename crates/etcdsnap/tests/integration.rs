@@ -14,6 +14,8 @@ mod check;
 mod cluster;
 #[path = "integration/config_file.rs"]
 mod config_file;
+#[path = "integration/drill.rs"]
+mod drill;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/inspect.rs"]

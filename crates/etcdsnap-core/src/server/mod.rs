@@ -4,10 +4,11 @@
 //! an in-flight save finish (bounded), stop serving, then stop etcd with SIGTERM.
 //!
 //! Files: [`datastore`] starts and watches etcd, [`serve`] accepts TLS connections, [`http`]
-//! answers them, [`scheduler`] takes the scheduled snapshots.
+//! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills.
 
 pub mod cluster_api;
 pub mod datastore;
+pub mod drills;
 pub mod http;
 pub mod join;
 pub mod kubeconfig;
@@ -72,6 +73,40 @@ pub struct ServerConfig {
     pub join: Option<String>,
     /// Least time a learner stays one before the leader promotes it (hidden flag; 0).
     pub learner_promotion_delay: Duration,
+    /// `--etcd-snapshot-drill-schedule-cron`: scheduled restore drills, if any.
+    pub drill: Option<DrillRequest>,
+}
+
+/// Restore drills as asked for; the tools are found when the server starts.
+#[derive(Debug, Clone)]
+pub struct DrillRequest {
+    pub schedule: crate::schedule::Schedule,
+    pub etcdutl_binary: Option<PathBuf>,
+    pub etcdctl_binary: Option<PathBuf>,
+}
+
+impl DrillRequest {
+    /// Finds etcd and the restore tool for its version; the error names the flag to set.
+    pub async fn resolve(
+        &self,
+        etcd_binary: Option<&std::path::Path>,
+    ) -> Result<drills::DrillSettings> {
+        let binary = crate::etcd::process::find_binary(etcd_binary).map_err(|e| {
+            crate::Error::InvalidInput(format!("restore drills start an etcd of their own: {e}"))
+        })?;
+        let version = crate::etcd::process::binary_version(&binary).await?;
+        let tool = crate::restore::RestoreTool::for_etcd(
+            &binary,
+            &version,
+            self.etcdutl_binary.as_deref(),
+            self.etcdctl_binary.as_deref(),
+        )?;
+        Ok(drills::DrillSettings {
+            schedule: self.schedule.clone(),
+            etcd_binary: binary,
+            tool,
+        })
+    }
 }
 
 impl ServerConfig {
@@ -196,6 +231,10 @@ pub async fn run(
         _ => None,
     };
     join::check_tombstone(&db, joining.is_some())?;
+    let drill = match &cfg.drill {
+        Some(d) => Some(d.resolve(cfg.etcd_binary.as_deref()).await?),
+        None => None,
+    };
     let _lock = lock_data_dir(&cfg)?;
     reset::remove_stale_staging(&db);
     if let Some(cluster) = &joining {
@@ -275,7 +314,13 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let drills = drill.map(|d| tokio::spawn(drills::run(state.clone(), d, stop_rx.clone())));
     let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
+    if let Some(t) = drills {
+        // A drill cleans up after itself when dropped: its etcd dies and its files go.
+        t.abort();
+        let _ = t.await;
+    }
 
     let _ = stop_tx.send(true);
     // Let an on-demand save in flight finish, but not forever.

@@ -65,6 +65,12 @@ pub struct Metrics {
     pub schedule_interval: Seconds,
     /// Unix time the server started, so that alerts wait one interval after a fresh start.
     pub started: Seconds,
+    /// Restore drills: the last success and failure (Unix time), how long the last successful
+    /// one took, and the seconds between scheduled drills (0: none scheduled).
+    pub drill_last_success: Seconds,
+    pub drill_last_failure: Seconds,
+    pub drill_duration: Seconds,
+    pub drill_interval: Seconds,
 }
 
 impl Default for Metrics {
@@ -157,7 +163,36 @@ impl Default for Metrics {
             "Unix time the server started",
             started.clone(),
         );
+        let seconds = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Seconds::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let drill_last_success = seconds(
+            &mut registry,
+            "etcdsnap_restore_drill_last_success_timestamp_seconds",
+            "Unix time of the last restore drill that passed (0: none yet)",
+        );
+        let drill_last_failure = seconds(
+            &mut registry,
+            "etcdsnap_restore_drill_last_failure_timestamp_seconds",
+            "Unix time of the last restore drill that failed (0: none)",
+        );
+        let drill_duration = seconds(
+            &mut registry,
+            "etcdsnap_restore_drill_duration_seconds",
+            "Seconds the last passing restore drill took",
+        );
+        let drill_interval = seconds(
+            &mut registry,
+            "etcdsnap_restore_drill_interval_seconds",
+            "Seconds between two scheduled restore drills (0: none scheduled)",
+        );
         Metrics {
+            drill_last_success,
+            drill_last_failure,
+            drill_duration,
+            drill_interval,
             registry: Mutex::new(registry),
             save,
             save_local,
@@ -222,6 +257,16 @@ impl Metrics {
                 last.set(unix(r.created_at));
                 self.last_size.get_or_create(&l).set(r.size as i64);
             }
+        }
+    }
+
+    /// A restore drill ended now.
+    pub fn drilled(&self, ok: bool, d: Duration) {
+        if ok {
+            self.drill_last_success.set(unix(Utc::now()));
+            self.drill_duration.set(d.as_secs_f64());
+        } else {
+            self.drill_last_failure.set(unix(Utc::now()));
         }
     }
 

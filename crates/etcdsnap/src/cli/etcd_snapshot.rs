@@ -102,6 +102,7 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
         SnapshotAction::Status(a) => super::inspect::status(&a).await?,
         SnapshotAction::Verify(a) => super::inspect::verify(&a).await?,
         SnapshotAction::Inspect(a) => super::inspect::inspect(&a).await?,
+        SnapshotAction::Drill(a) => super::inspect::drill(&a).await?,
         SnapshotAction::Ls(a) => {
             let format = Format::parse(&a.output)?;
             let mut req = request(&a.flags, Operation::List)?;

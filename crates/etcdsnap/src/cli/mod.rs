@@ -187,6 +187,9 @@ pub enum SnapshotAction {
     /// List the keys of a snapshot at a revision, with Kubernetes objects decoded, or compare
     /// two snapshots (--diff); runs locally
     Inspect(Box<InspectArgs>),
+    /// Restore drill: restore a snapshot into a throwaway etcd, read every key back and compare
+    /// with the snapshot; nothing else is touched; runs locally
+    Drill(Box<DrillArgs>),
 }
 
 /// How `status`, `verify` and `inspect` find a snapshot. They read files on this machine and
@@ -275,6 +278,28 @@ pub struct InspectArgs {
     /// removed and changed from SNAPSHOT to OTHER
     #[arg(long = "diff", value_name = "OTHER")]
     pub diff: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub flags: ReadFlags,
+    /// Snapshot file (raw or compressed), a name in the snapshot dir, or with --s3 a name in
+    /// the bucket (default: the newest snapshot in the snapshot dir)
+    pub snapshot: Option<String>,
+    /// Output format: table or json
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+    /// etcd binary that serves the restored copy; its directory holds etcdutl/etcdctl
+    /// (default: PATH)
+    #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
+    pub etcd_binary: Option<PathBuf>,
+    /// etcdutl to restore with (etcd 3.5 and later)
+    #[arg(long = "etcdutl-binary", env = "ETCDSNAP_ETCDUTL_BINARY")]
+    pub etcdutl_binary: Option<PathBuf>,
+    /// etcdctl to restore with (etcd 3.4)
+    #[arg(long = "etcdctl-binary", env = "ETCDSNAP_ETCDCTL_BINARY")]
+    pub etcdctl_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -489,6 +514,10 @@ pub struct ServerArgs {
     /// Snapshot schedule in cron syntax, e.g. every 5 hours '0 */5 * * *'
     #[arg(long = "etcd-snapshot-schedule-cron", default_value = "0 */12 * * *")]
     pub etcd_snapshot_schedule_cron: String,
+    /// Restore drills in cron syntax, e.g. daily '30 3 * * *': the newest local snapshot is
+    /// restored into a throwaway etcd and every key is read back and compared (default: none)
+    #[arg(long = "etcd-snapshot-drill-schedule-cron", default_value = "")]
+    pub etcd_snapshot_drill_schedule_cron: String,
     /// Number of snapshots to retain
     #[arg(
         long = "etcd-snapshot-retention",

@@ -65,6 +65,15 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         );
     }
     let schedule = Schedule::parse(&a.etcd_snapshot_schedule_cron)?;
+    let drill = match a.etcd_snapshot_drill_schedule_cron.trim() {
+        "" => None,
+        spec => Some(etcdsnap_core::server::DrillRequest {
+            schedule: Schedule::parse(spec)
+                .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-drill-schedule-cron: {e}"))?,
+            etcdutl_binary: a.etcdutl_binary.clone(),
+            etcdctl_binary: a.etcdctl_binary.clone(),
+        }),
+    };
     let reconcile_interval =
         etcdsnap_core::duration::parse_go_duration(&a.etcd_snapshot_reconcile_interval)
             .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-reconcile-interval: {e}"))?;
@@ -186,6 +195,7 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         kubeconfig: (!a.cluster_reset).then_some(kubeconfig),
         join,
         learner_promotion_delay,
+        drill: drill.filter(|_| !a.cluster_reset),
         reset: a.cluster_reset.then(|| ResetSettings {
             restore_path: a.cluster_reset_restore_path.clone(),
             s3: if restoring { s3.clone() } else { None },

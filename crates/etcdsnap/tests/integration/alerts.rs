@@ -198,7 +198,7 @@ fn prometheus_rules_pass_promtool_checks_and_unit_tests() {
         .output()
         .unwrap();
     let out = ok(&check);
-    assert!(out.contains("SUCCESS: 3 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
     let test = Command::new(promtool())
         .args(["test", "rules"])
         .arg(deploy("prometheus-rules.test.yaml"))

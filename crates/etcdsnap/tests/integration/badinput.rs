@@ -75,6 +75,21 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "99",
         },
         Row {
+            what: "drill cron with a bad field",
+            input: server(&["--etcd-snapshot-drill-schedule-cron", "0 25 * * *"]),
+            code: 1,
+            says: "--etcd-snapshot-drill-schedule-cron",
+        },
+        Row {
+            what: "drills with no etcd to run them",
+            input: server(&[
+                "--etcd-snapshot-drill-schedule-cron=@every 1h",
+                "--etcdutl-binary=/nonexistent/etcdutl",
+            ]),
+            code: 1,
+            says: "/nonexistent/etcdutl",
+        },
+        Row {
             what: "non-numeric retention",
             input: server(&["--etcd-snapshot-retention", "abc"]),
             code: 2,
