@@ -121,12 +121,20 @@ async fn read(c: &SupervisorClient) -> Option<SaveProgress> {
 
 /// The bars of one save, drawn from the server's answers.
 struct SaveBars {
+    seq: u64,
     save: Option<ProgressBar>,
     upload: Option<ProgressBar>,
 }
 
 impl SaveBars {
     fn show(&mut self, p: &SaveProgress) {
+        if p.seq != self.seq {
+            // Another save (a scheduled one ran first, holding the lock): its bars end here.
+            for bar in [self.save.take(), self.upload.take()].into_iter().flatten() {
+                bar.finish();
+            }
+            self.seq = p.seq;
+        }
         let expected = p.expected_bytes.max(p.saved_bytes);
         let save = self
             .save
@@ -172,6 +180,7 @@ pub async fn follow_save<T>(c: &SupervisorClient, save: impl std::future::Future
         return save.await;
     };
     let mut shown = SaveBars {
+        seq: before,
         save: None,
         upload: None,
     };
