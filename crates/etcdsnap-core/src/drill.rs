@@ -32,7 +32,8 @@ pub struct Drill {
     /// The etcd binary that serves the restored data dir.
     pub etcd_binary: PathBuf,
     pub tool: RestoreTool,
-    /// Where the temporary data dir goes (it needs about the snapshot's raw size).
+    /// Where the temporary data dir and a decompressed copy of a local file go (about twice
+    /// the snapshot's raw size, briefly).
     pub work_parent: PathBuf,
 }
 
@@ -86,7 +87,23 @@ fn free_port() -> Result<u16> {
 impl Drill {
     pub async fn run(&self) -> Result<DrillReport> {
         let started = Instant::now();
-        let opened = inspect::open(&self.source).await?;
+        let opened = match &self.source {
+            // A local file is decompressed next to the drill's data dir, not in $TMPDIR
+            // (often a RAM disk).
+            Source::Path(p) => {
+                let scratch = tempfile::Builder::new()
+                    .prefix(".etcdsnap-drill-raw-")
+                    .tempdir_in(&self.work_parent)
+                    .map_err(|e| {
+                        Error::io("create a temporary directory in", &self.work_parent, e)
+                    })?;
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || inspect::open_path_in(&p, scratch))
+                    .await
+                    .map_err(|e| Error::Other(format!("drill task failed: {e}")))??
+            }
+            Source::S3 { .. } => inspect::open(&self.source).await?,
+        };
         let info = opened.info.clone();
         if info.trailer.is_none() {
             // A raw file: its SHA-256 trailer first (a compressed one was checked as it was
@@ -123,33 +140,47 @@ impl Drill {
             .prefix(".etcdsnap-drill-")
             .tempdir_in(&self.work_parent)
             .map_err(|e| Error::io("create a temporary directory in", &self.work_parent, e))?;
-        let data_dir = work.path().join("etcd");
-        let (client_port, peer_port) = (free_port()?, free_port()?);
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let restore_started = Instant::now();
-        DirRestore {
-            snapshot: opened.raw.display().to_string(),
-            s3: None,
-            output_dir: data_dir.clone(),
-            membership: Membership {
-                name: "drill".into(),
-                initial_cluster: None,
-                peer_urls: peer.clone(),
-                cluster_token: Some("etcdsnap-drill".into()),
-            },
-            tool: self.tool.clone(),
-        }
-        .run()
-        .await?;
-        let restore_seconds = restore_started.elapsed().as_secs_f64();
+        // Ports are picked free but may be taken before etcd binds them: then the restore
+        // (which records the peer URL) and the start are tried again with new ones.
+        let mut attempt = 0;
+        let (restore_seconds, outcome) = loop {
+            attempt += 1;
+            let data_dir = work.path().join(format!("etcd-{attempt}"));
+            let (client_port, peer_port) = (free_port()?, free_port()?);
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let restore_started = Instant::now();
+            DirRestore {
+                snapshot: opened.raw.display().to_string(),
+                s3: None,
+                output_dir: data_dir.clone(),
+                membership: Membership {
+                    name: "drill".into(),
+                    initial_cluster: None,
+                    peer_urls: peer.clone(),
+                    cluster_token: Some("etcdsnap-drill".into()),
+                },
+                tool: self.tool.clone(),
+            }
+            .run()
+            .await?;
+            let restore_seconds = restore_started.elapsed().as_secs_f64();
+            let client_url = format!("http://127.0.0.1:{client_port}");
+            let log = work.path().join(format!("etcd-{attempt}.log"));
+            let mut etcd = self.start_etcd(&data_dir, &client_url, &peer, &log)?;
+            let outcome = read_back(&client_url, revision, &mut etcd, &log).await;
+            let _ = etcd.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), etcd.wait()).await;
+            let port_taken = outcome.is_err()
+                && std::fs::read_to_string(&log)
+                    .is_ok_and(|l| l.contains("address already in use"));
+            if port_taken && attempt < 3 {
+                tracing::warn!("Drill: a port of the restored etcd was taken; trying others");
+                let _ = std::fs::remove_dir_all(&data_dir);
+                continue;
+            }
+            break (restore_seconds, outcome);
+        };
         drop(opened);
-
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let log = work.path().join("etcd.log");
-        let mut etcd = self.start_etcd(&data_dir, &client_url, &peer, &log)?;
-        let outcome = read_back(&client_url, revision, &mut etcd, &log).await;
-        let _ = etcd.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(10), etcd.wait()).await;
         let (etcd_version, got_n, got) = outcome?;
         if (got_n, &got) != (want_n, &want) {
             return Err(Error::Integrity(format!(

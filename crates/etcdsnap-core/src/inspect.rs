@@ -260,6 +260,12 @@ pub async fn open(source: &Source) -> Result<Opened> {
     }
 }
 
+/// [`open`] of a local file, decompressing (when it is compressed) into `scratch`, which goes
+/// with the returned value.
+pub fn open_path_in(path: &Path, scratch: tempfile::TempDir) -> Result<Opened> {
+    open_local(path, Some(scratch), None)
+}
+
 fn open_local(
     path: &Path,
     tmp: Option<tempfile::TempDir>,
