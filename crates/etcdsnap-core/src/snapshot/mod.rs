@@ -52,6 +52,9 @@ fn record_name(obj: &serde_json::Value) -> Option<String> {
     obj["metadata"]["name"].as_str().map(str::to_string)
 }
 
+/// How long a save waits for the extra-metadata ConfigMap.
+const EXTRA_METADATA_WAIT: Duration = Duration::from_secs(5);
+
 type UploadTask = tokio::task::JoinHandle<(Result<SnapshotRecord>, Duration)>;
 
 /// The snapshot engine over an etcd source and the remote stores it can connect.
@@ -527,15 +530,24 @@ impl Engine {
         file_name: &str,
     ) -> Option<std::path::PathBuf> {
         let records = self.records.as_ref()?;
-        let cm = match records
-            .store()
-            .get(
+        // Optional data: an etcd that does not answer is found by the stream next, and must
+        // not hold the save up for a connection's keep-alive timeout first.
+        let read = tokio::time::timeout(
+            EXTRA_METADATA_WAIT,
+            records.store().get(
                 &crate::kubeapi::resources::CONFIGMAPS,
                 Some("kube-system"),
                 EXTRA_METADATA,
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        let Ok(read) = read else {
+            tracing::warn!(
+                "cannot read ConfigMap kube-system/{EXTRA_METADATA}: etcd did not answer within {EXTRA_METADATA_WAIT:?}"
+            );
+            return None;
+        };
+        let cm = match read {
             Ok(Some(cm)) => cm,
             Ok(None) => return None,
             Err(e) => {

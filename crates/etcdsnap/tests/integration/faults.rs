@@ -464,8 +464,10 @@ fn a_scheduled_tick_while_etcd_is_stopped_fails_visibly_and_the_next_tick_saves(
     let etcd = etcd_pid(&s);
     signal(etcd, libc::SIGSTOP);
     let log_before = s.proc.log_text().len();
+    // The stop may land mid-cycle: that save's record, the reconcile after it, and then the
+    // next save each wait out etcd's timeouts (about 50 s in all here) before the failure.
     let failure = wait_for(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "a scheduled snapshot to fail",
         || {
             let log = s.proc.log_text();
