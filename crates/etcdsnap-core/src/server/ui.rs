@@ -274,7 +274,8 @@ pub async fn collect(state: &ServerState) -> UiStatus {
 
 fn save_view(e: SaveEntry) -> SaveView {
     SaveView {
-        started: rfc3339(e.started),
+        // Milliseconds: saves a second apart stay apart on the chart.
+        started: e.started.to_rfc3339_opts(SecondsFormat::Millis, true),
         seconds: e.duration.as_secs_f64(),
         size: e.file.as_ref().map(|f| f.1),
         file: e.file.map(|f| f.0),
@@ -300,7 +301,7 @@ pub fn escape(v: &str) -> String {
 
 const CSS: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
-table{border-collapse:collapse;margin:.5em 0}\
+table{border-collapse:collapse;margin:.5em 0}caption{text-align:left;padding:.2em 0}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}\
 td.size{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#17692b}.bad{color:#b3261e}.muted{color:#666}\
@@ -469,7 +470,7 @@ const CHART_W: f64 = 640.0;
 const CHART_H: f64 = 200.0;
 const PAD_L: f64 = 70.0;
 const PAD_R: f64 = 15.0;
-const PAD_T: f64 = 15.0;
+const PAD_T: f64 = 24.0;
 const PAD_B: f64 = 30.0;
 
 fn render_charts(h: &mut String, st: &UiStatus) {
@@ -483,7 +484,7 @@ fn render_charts(h: &mut String, st: &UiStatus) {
     }
     let ts = |s: &str| {
         DateTime::parse_from_rfc3339(s)
-            .map(|t| t.timestamp() as f64)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
             .unwrap_or(0.0)
     };
     let sizes: Vec<Point> = saves
@@ -556,7 +557,8 @@ fn chart(h: &mut String, id: &str, title: &str, pts: &[Point], fmt_y: fn(f64) ->
         "<line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{b}\" stroke=\"#888\"/>\
          <line x1=\"{PAD_L}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#888\"/>\
          <text x=\"4\" y=\"{ty}\">{top}</text><text x=\"4\" y=\"{b}\">0</text>\
-         <text x=\"4\" y=\"12\">{title}</text>",
+         <text x=\"{mid}\" y=\"14\" text-anchor=\"middle\">{title}</text>",
+        mid = CHART_W / 2.0,
         b = PAD_T + ph,
         r = PAD_L + pw,
         ty = PAD_T + 4.0,
