@@ -912,6 +912,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreachable_s3_store_is_a_message_on_the_page() {
+        let mut a = api();
+        let cfg = crate::store::s3::S3Config {
+            bucket: "gone".into(),
+            folder: "f".into(),
+            ..Default::default()
+        };
+        let target = crate::store::s3::S3Target::new(cfg).unwrap();
+        Arc::get_mut(&mut a.state).unwrap().snapshots.s3 = Some(target);
+        *a.remotes.fail_connect.lock().unwrap() = Some(|b| {
+            crate::Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b} <x>"))
+        });
+        let (resp, page) = get(&a.state, "/ui", Some(&basic("server", SECRET))).await;
+        assert_eq!(resp.status(), 200);
+        let s3 = &page[page.find("id=\"store-s3\"").unwrap()..];
+        assert!(s3.contains("<code>s3://gone/f</code>"), "{s3}");
+        let error = &s3[s3.find("Cannot list this store: ").expect(s3)..];
+        assert!(error.contains("gone &lt;x&gt;"), "{error}");
+        assert!(!s3.contains("<x>"), "{s3}");
+        // The local store is listed all the same.
+        assert!(page.contains("id=\"store-local\""));
+    }
+
+    #[tokio::test]
+    async fn a_table_shows_the_newest_rows_only() {
+        let a = api();
+        let dir = a
+            .state
+            .engine
+            .local(None, true)
+            .unwrap()
+            .dir()
+            .to_path_buf();
+        for i in 0..(MAX_ROWS + 3) {
+            let name = format!("etcd-snapshot-n1-{}", 1_700_000_000 + i);
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        let st = collect(&a.state).await;
+        let local = &st.stores[0];
+        assert_eq!(local.snapshots.len(), MAX_ROWS);
+        assert_eq!(local.omitted, 3);
+        let newest = format!("etcd-snapshot-n1-{}", 1_700_000_000 + MAX_ROWS + 2);
+        assert_eq!(local.snapshots[0].name, newest, "newest first");
+        assert!(render(&st).contains("3 older snapshots are not shown"));
+    }
+
+    #[tokio::test]
     async fn the_s3_listing_is_cached() {
         let mut a = api();
         let cfg = crate::store::s3::S3Config {

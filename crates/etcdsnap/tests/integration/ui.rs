@@ -107,7 +107,8 @@ fn ui_url(server: &Server, password: &str) -> String {
 /// The server token's secret part (`K10<hash>::server:<secret>`).
 fn secret(server: &Server) -> String {
     let token = server.token();
-    token.rsplit_once(':').unwrap().1.to_string()
+    let (_, creds) = token.split_once("::").unwrap();
+    creds.split_once(':').unwrap().1.to_string()
 }
 
 fn unescape(s: &str) -> String {
