@@ -759,6 +759,11 @@ mod tests {
         let empty = render(&status(Vec::new()));
         assert!(empty.contains("id=\"no-saves\""));
         assert!(!empty.contains("<svg"));
+        let mut off = status(Vec::new());
+        off.schedule.disabled = true;
+        let off = render(&off);
+        assert!(off.contains("Scheduled snapshots are disabled"), "{off}");
+        assert!(!off.contains("next-run"));
     }
 
     #[test]
