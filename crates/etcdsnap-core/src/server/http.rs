@@ -1,6 +1,7 @@
 //! The supervisor API over HTTPS: `POST /db/snapshot` (K3s's request/response, basic auth
 //! `server:<token secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and
-//! `GET /metrics`; the cluster endpoints (join, members) are in [`super::cluster_api`].
+//! `GET /metrics`; the cluster endpoints (join, members) are in [`super::cluster_api`], the
+//! status page (`GET /ui`, `GET /ui.json`) in [`super::ui`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -103,6 +104,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/cacerts", get(cacerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/ui", get(super::ui::page))
+        .route("/ui.json", get(super::ui::data))
         .route(
             super::join::BOOTSTRAP_PATH,
             get(super::cluster_api::bootstrap),
@@ -529,7 +532,7 @@ async fn stored_list(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
@@ -544,16 +547,17 @@ mod tests {
     use crate::testing::{FakeEtcd, MemRemotes};
     use crate::token::Token;
 
-    const SECRET: &str = "s3cr3t-token-value";
+    pub(crate) const SECRET: &str = "s3cr3t-token-value";
 
-    struct Api {
-        _dir: tempfile::TempDir,
-        etcd: Arc<FakeEtcd>,
-        remotes: Arc<MemRemotes>,
-        state: Arc<ServerState>,
+    /// A server state over a fake etcd and in-memory remote stores (also used by `ui`'s tests).
+    pub(crate) struct Api {
+        pub(crate) _dir: tempfile::TempDir,
+        pub(crate) etcd: Arc<FakeEtcd>,
+        pub(crate) remotes: Arc<MemRemotes>,
+        pub(crate) state: Arc<ServerState>,
     }
 
-    fn api() -> Api {
+    pub(crate) fn api() -> Api {
         let dir = tempfile::tempdir().unwrap();
         let etcd = Arc::new(FakeEtcd::new(4));
         let remotes = Arc::new(MemRemotes::default());
@@ -594,6 +598,7 @@ mod tests {
             owned_server_dir: None,
             cluster: None,
             learner_promotion_delay: Duration::ZERO,
+            ui: Default::default(),
         });
         state.ready.set(true);
         Api {
@@ -604,7 +609,7 @@ mod tests {
         }
     }
 
-    fn basic(user: &str, pass: &str) -> String {
+    pub(crate) fn basic(user: &str, pass: &str) -> String {
         format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
@@ -628,7 +633,7 @@ mod tests {
             (code, serde_json::from_slice(&bytes).unwrap_or_default())
         }
 
-        async fn post(&self, body: &str) -> (u16, serde_json::Value) {
+        pub(crate) async fn post(&self, body: &str) -> (u16, serde_json::Value) {
             self.call(Some(&basic("server", SECRET)), body).await
         }
     }

@@ -4,7 +4,8 @@
 //! an in-flight save finish (bounded), stop serving, then stop etcd with SIGTERM.
 //!
 //! Files: [`datastore`] starts and watches etcd, [`serve`] accepts TLS connections, [`http`]
-//! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills.
+//! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills,
+//! [`ui`] renders the status page.
 
 pub mod cluster_api;
 pub mod datastore;
@@ -15,6 +16,7 @@ pub mod kubeconfig;
 pub mod reset;
 pub mod scheduler;
 pub mod serve;
+pub mod ui;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -141,6 +143,8 @@ pub struct ServerState {
     /// The embedded etcd, for membership (join, promotion, removal); `None` when external.
     pub cluster: Option<crate::etcd::EtcdTarget>,
     pub learner_promotion_delay: Duration,
+    /// What the status page keeps between loads.
+    pub ui: ui::UiCache,
 }
 
 impl ServerState {
@@ -295,6 +299,7 @@ pub async fn run(
         owned_server_dir: child.is_some().then(|| server_dir.clone()),
         cluster,
         learner_promotion_delay: cfg.learner_promotion_delay,
+        ui: ui::UiCache::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -2,8 +2,10 @@
 //! `status=success|error`, and beyond K3s the gauges that alerts need, labelled
 //! `store=local|s3`: when the last snapshot succeeded and failed, its size, and how many
 //! snapshots each store holds (from the last listing). `deploy/prometheus-rules.yaml` alerts on
-//! them; `deploy/grafana-dashboard.json` draws them.
+//! them; `deploy/grafana-dashboard.json` draws them. The status page (`/ui`) also reads the
+//! last failure's message per store and a bounded history of the last [`HISTORY`] saves.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -43,6 +45,21 @@ fn new_hist() -> Histogram {
     Histogram::new(exponential_buckets(0.1, 2.0, 15))
 }
 
+/// How many saves [`Metrics::history`] keeps (the oldest is dropped first).
+pub const HISTORY: usize = 100;
+
+/// One save of this process, as the status page charts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaveEntry {
+    pub started: DateTime<Utc>,
+    /// From the lock being taken to the answer (local file, upload, retention).
+    pub duration: Duration,
+    /// The local file written and its bytes on disk; `None` when no file was written.
+    pub file: Option<(String, u64)>,
+    /// Why the save failed.
+    pub error: Option<String>,
+}
+
 /// The engine's metrics and the registry that renders them.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -71,6 +88,10 @@ pub struct Metrics {
     pub drill_last_failure: Seconds,
     pub drill_duration: Seconds,
     pub drill_interval: Seconds,
+    /// The message of the last failure per store.
+    failure_messages: Mutex<HashMap<&'static str, String>>,
+    /// The last [`HISTORY`] saves, oldest first.
+    history: Mutex<VecDeque<SaveEntry>>,
 }
 
 impl Default for Metrics {
@@ -207,6 +228,8 @@ impl Default for Metrics {
             bytes,
             schedule_interval,
             started,
+            failure_messages: Mutex::default(),
+            history: Mutex::default(),
         }
     }
 }
@@ -226,11 +249,52 @@ impl Metrics {
         self.last_size.get_or_create(&l).set(size as i64);
     }
 
-    /// A save (local) or upload (s3) failed now.
-    pub fn failed(&self, store: &'static str) {
+    /// A save (local) or upload (s3) failed now, because of `why`.
+    pub fn failed(&self, store: &'static str, why: &str) {
         self.last_failure
             .get_or_create(&StoreLabel { store })
             .set(unix(Utc::now()));
+        self.failure_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(store, why.to_string());
+    }
+
+    /// When `store` last succeeded and last failed (as the gauges say), and the message of
+    /// that failure. Reading creates no series: a store never used stays out of `/metrics`.
+    pub fn last_outcomes(
+        &self,
+        store: &'static str,
+    ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<String>) {
+        let l = StoreLabel { store };
+        let time = |g: Option<f64>| {
+            g.filter(|t| *t > 0.0)
+                .and_then(|t| DateTime::from_timestamp_millis((t * 1000.0) as i64))
+        };
+        let success = time(self.last_success.get(&l).map(|g| g.get()));
+        let failure = time(self.last_failure.get(&l).map(|g| g.get()));
+        let message = self
+            .failure_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(store)
+            .cloned();
+        (success, failure, message)
+    }
+
+    /// Adds a finished save to the history, dropping the oldest beyond [`HISTORY`].
+    pub fn saved(&self, entry: SaveEntry) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() >= HISTORY {
+            h.pop_front();
+        }
+        h.push_back(entry);
+    }
+
+    /// The saves of this process, oldest first (at most [`HISTORY`]).
+    pub fn history(&self) -> Vec<SaveEntry> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter().cloned().collect()
     }
 
     /// What a listing of `store` found: the counts, and the newest successful snapshot when it

@@ -199,13 +199,26 @@ impl Engine {
         _guard: tokio::sync::MutexGuard<'_, ()>,
         plan: &SavePlan,
     ) -> Result<SnapshotResult> {
-        let started = Instant::now();
-        let r = self.save_locked(plan).await;
-        Metrics::observe(&self.metrics.save, r.is_ok(), started.elapsed());
+        let (started, at) = (Instant::now(), Utc::now());
+        let mut file = None;
+        let r = self.save_locked(plan, &mut file).await;
+        let duration = started.elapsed();
+        Metrics::observe(&self.metrics.save, r.is_ok(), duration);
+        self.metrics.saved(metrics::SaveEntry {
+            started: at,
+            duration,
+            file,
+            error: r.as_ref().err().map(|e| e.to_string()),
+        });
         r
     }
 
-    async fn save_locked(&self, plan: &SavePlan) -> Result<SnapshotResult> {
+    /// Saves as `plan` says; `file` is set to the local file's name and size once it is written.
+    async fn save_locked(
+        &self,
+        plan: &SavePlan,
+        file: &mut Option<(String, u64)>,
+    ) -> Result<SnapshotResult> {
         validate_prefix(&plan.prefix)?;
         let local = self.local(plan.dir.as_deref(), true)?;
         let mut result = SnapshotResult::default();
@@ -213,7 +226,7 @@ impl Engine {
             RemotePlan::None => None,
             RemotePlan::Ready(r) => Some(r),
             RemotePlan::Failed { message, .. } => {
-                self.metrics.failed("s3");
+                self.metrics.failed("s3", message);
                 tracing::error!("Error received during snapshot upload to S3: {message}");
                 result.warnings.push(format!("S3 upload failed: {message}"));
                 None
@@ -278,6 +291,7 @@ impl Engine {
             }
         };
         self.progress.written(written.size);
+        *file = Some((written.file_name.clone(), written.size));
         result.created.push(written.file_name.clone());
         // The records of this save, to which its status figures are added afterwards.
         let mut recorded = Vec::new();
@@ -352,7 +366,7 @@ impl Engine {
     async fn open_stream(&self, started: Instant) -> Result<(MemberStatus, ChunkStream)> {
         self.etcd.snapshot().await.inspect_err(|e| {
             Metrics::observe(&self.metrics.save_local, false, started.elapsed());
-            self.metrics.failed("local");
+            self.metrics.failed("local", &e.to_string());
             tracing::error!("Failed to take etcd snapshot: {e}");
         })
     }
@@ -418,7 +432,7 @@ impl Engine {
         Metrics::observe(&self.metrics.save_local, written.is_ok(), started.elapsed());
         match &written {
             Ok(w) => self.metrics.succeeded("local", w.size),
-            Err(_) => self.metrics.failed("local"),
+            Err(e) => self.metrics.failed("local", &e.to_string()),
         }
         match &written {
             Ok(w) => tracing::info!(
@@ -463,7 +477,7 @@ impl Engine {
         Metrics::observe(&self.metrics.save_s3, up.is_ok(), took);
         match &up {
             Ok(rec) => self.metrics.succeeded("s3", rec.size),
-            Err(_) => self.metrics.failed("s3"),
+            Err(e) => self.metrics.failed("s3", &e.to_string()),
         }
         match up {
             Ok(rec) => {
