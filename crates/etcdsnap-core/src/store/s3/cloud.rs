@@ -7,8 +7,11 @@
 //!   credentials file is given; an `http://` endpoint allows plain HTTP.
 //! * The Azure account key is a secret: it is scrubbed from every error text.
 
+use std::sync::Arc;
+
+use object_store::StaticCredentialProvider;
 use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
 
 use super::client::{Addressing, BuiltClient, ProxyMode, Transport, request_policy, scrub};
 use super::config::S3Config;
@@ -57,7 +60,14 @@ pub fn build_gcs(cfg: &S3Config) -> Result<BuiltClient> {
         b = b.with_service_account_path(&cfg.credentials_file);
         cfg.credentials_file.clone()
     } else if !endpoint.is_empty() {
-        b = b.with_skip_signature(true);
+        // Unsigned: object_store skips signing for reads only when told to, and its writes and
+        // deletes always ask the credential provider, so that one must answer without going to
+        // the metadata server (an empty bearer, as its `disable_oauth` key files give).
+        b = b
+            .with_skip_signature(true)
+            .with_credentials(Arc::new(StaticCredentialProvider::new(GcpCredential {
+                bearer: String::new(),
+            })));
         "anonymous (emulator endpoint)".to_string()
     } else {
         "application default".to_string()
