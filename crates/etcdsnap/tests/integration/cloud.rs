@@ -14,6 +14,7 @@ use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayloa
 use crate::check::{check_json, result, text};
 use crate::harness::*;
 use crate::restore::{MESSAGE, dump, kv, reset, restart};
+use crate::s3::with;
 use etcdsnap_testkit::azure::{ACCOUNT, ACCOUNT_KEY, Azurite};
 use etcdsnap_testkit::gcs::FakeGcs;
 
@@ -36,13 +37,6 @@ fn azure_flags(az: &Azurite, folder: &str) -> Vec<String> {
 fn sub(name: &str, flags: &[String], extra: &[&str]) -> Vec<String> {
     std::iter::once(name.to_string())
         .chain(with(flags, extra))
-        .collect()
-}
-
-fn with(base: &[String], extra: &[&str]) -> Vec<String> {
-    base.iter()
-        .cloned()
-        .chain(extra.iter().map(|a| a.to_string()))
         .collect()
 }
 
@@ -132,6 +126,25 @@ impl Raw {
                 .unwrap();
         });
     }
+}
+
+/// `server --cluster-reset --cluster-reset-restore-path=<name>` with the store's `flags` on an
+/// empty data dir (a new machine with the old token), then the restored server, started.
+fn restore_on_a_new_machine(flags: &[String], token: &str, name: &str, store: &str) -> Server {
+    let b = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let token_flag = format!("--token={token}");
+    let path_flag = format!("--cluster-reset-restore-path={name}");
+    let args = with(flags, &[&token_flag, &path_flag]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = reset(Etcd::V35, b.path(), ports, &args);
+    let text = ok(&out);
+    assert!(text.contains(MESSAGE), "{text}");
+    let log = stderr(&out);
+    let fetched = format!("Retrieving etcd snapshot {name} from {store}");
+    assert!(log.contains(&fetched), "{log}");
+    assert!(!log.contains(ACCOUNT_KEY) && !text.contains(ACCOUNT_KEY));
+    restart(Etcd::V35, b, ports)
 }
 
 /// Saves, retention, metadata, `ls` (table and JSON), and `delete` of object and metadata.
@@ -228,6 +241,19 @@ fn azure_scheduled_snapshots_follow_retention() {
     wait_for(Duration::from_secs(45), "three scheduled uploads", || {
         (s.proc.log_text().matches(&marker).count() >= 3).then_some(())
     });
+    // The records of the Azure objects reach kubectl (remote storage node, azure:// location).
+    let loc = format!("azure://{CONTAINER}/sched/");
+    let table = wait_for(Duration::from_secs(30), "Azure records in kubectl", || {
+        let out = s.kubectl(&["get", "etcdsnapshotfile", "-o", "wide"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && text.contains(&loc)).then_some(text)
+    });
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("s3-") && l.contains(&loc)),
+        "{table}"
+    );
     s.proc.terminate(Duration::from_secs(20));
     let log = s.proc.log_text();
     let ups: Vec<String> = log
@@ -278,26 +304,7 @@ fn azure_restore_onto_an_empty_data_dir() {
     let at_snapshot = dump(&a);
     let token = a.token();
 
-    let b = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let args = with(
-        &flags,
-        &[
-            &format!("--token={token}"),
-            &format!("--cluster-reset-restore-path={name}"),
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = reset(Etcd::V35, b.path(), ports, &args);
-    let text = ok(&out);
-    assert!(text.contains(MESSAGE), "{text}");
-    let log = stderr(&out);
-    assert!(
-        log.contains(&format!("Retrieving etcd snapshot {name} from Azure Blob")),
-        "{log}"
-    );
-    assert!(!log.contains(ACCOUNT_KEY) && !text.contains(ACCOUNT_KEY));
-    let bs = restart(Etcd::V35, b, ports);
+    let bs = restore_on_a_new_machine(&flags, &token, &name, "Azure Blob");
     assert_eq!(dump(&bs), at_snapshot);
 }
 
@@ -499,24 +506,6 @@ fn gcs_ls_prune_delete_and_restore() {
 
     // Restore the second snapshot from the bucket onto an empty data dir.
     let token = a.token();
-    let b = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let args = with(
-        &flags,
-        &[
-            &format!("--token={token}"),
-            &format!("--cluster-reset-restore-path={}", names[1]),
-        ],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = reset(Etcd::V35, b.path(), ports, &args);
-    let text = ok(&out);
-    assert!(text.contains(MESSAGE), "{text}");
-    assert!(
-        stderr(&out).contains(&format!("Retrieving etcd snapshot {} from GCS", names[1])),
-        "{}",
-        stderr(&out)
-    );
-    let bs = restart(Etcd::V35, b, ports);
+    let bs = restore_on_a_new_machine(&flags, &token, &names[1], "GCS");
     assert_eq!(Some(dump(&bs)), at_second);
 }
