@@ -210,6 +210,19 @@ fn azure_save_ls_retention_and_delete() {
     assert!(item["spec"]["s3"].is_null(), "no S3 settings: {item}");
     assert_eq!(item["spec"]["metadata"]["k"], "v", "{item}");
 
+    // `status` downloads the object (here, not on the server) and reads it.
+    let out = ok(&snap(
+        &s,
+        &sub("status", &flags, &["-w", "json", &names[1]]),
+    ));
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        st["location"],
+        format!("azure://{CONTAINER}/cl/a/{}", names[1]),
+        "{st}"
+    );
+    assert_eq!(st["trailer"], "valid", "{st}");
+
     // delete: the object and its metadata go, the other snapshot stays.
     let out = ok(&snap(&s, &sub("delete", &flags, &[&names[2]])));
     assert!(
@@ -223,24 +236,42 @@ fn azure_save_ls_retention_and_delete() {
     assert_log_clean(&s);
 }
 
-/// Scheduled snapshots from the server's own flags go up and are pruned to the retention.
+/// Scheduled snapshots from the server's config file (the flags' names as keys) go up and are
+/// pruned to the retention; the CLI reads the same file.
 #[test]
 fn azure_scheduled_snapshots_follow_retention() {
     let az = rt().block_on(Azurite::start(&[CONTAINER]));
     let raw = Raw::new(&az);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "etcd-azure: true\n\
+             etcd-azure-account: {ACCOUNT}\n\
+             etcd-azure-container: {CONTAINER}\n\
+             etcd-azure-folder: sched\n\
+             etcd-azure-access-key: {ACCOUNT_KEY}\n\
+             etcd-azure-endpoint: {}\n\
+             etcd-snapshot-schedule-cron: '@every 1s'\n\
+             etcd-snapshot-retention: 2\n",
+            az.endpoint()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
     let mut s = Server::builder(Etcd::V35)
-        .args(azure_flags(&az, "sched"))
-        .args([
-            "--etcd-snapshot-schedule-cron",
-            "@every 1s",
-            "--etcd-snapshot-retention",
-            "2",
-        ])
+        .env("ETCDSNAP_CONFIG_FILE", cfg)
         .start();
     let marker = format!("Uploaded snapshot azure://{CONTAINER}/sched/");
     wait_for(Duration::from_secs(45), "three scheduled uploads", || {
         (s.proc.log_text().matches(&marker).count() >= 3).then_some(())
     });
+    let out = ok(&s.cli_env(&["ls"], &[("ETCDSNAP_CONFIG_FILE", cfg)]));
+    assert!(
+        out.contains(&format!("azure://{CONTAINER}/sched/")),
+        "{out}"
+    );
     // The records of the Azure objects reach kubectl (remote storage node, azure:// location).
     let loc = format!("azure://{CONTAINER}/sched/");
     let table = wait_for(Duration::from_secs(30), "Azure records in kubectl", || {
