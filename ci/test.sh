@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and integration tests against real etcd 3.4 and 3.5,
-# s3s-fs and moto. Installs what the tests need first (ci/install-deps.sh test; idempotent).
+# s3s-fs, moto, azurite and fake-gcs-server. Installs what the tests need first
+# (ci/install-deps.sh test; idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/install-deps.sh test

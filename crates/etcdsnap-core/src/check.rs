@@ -17,7 +17,7 @@ use crate::etcd::{ClientTls, EtcdTarget};
 use crate::naming::parse_snapshot_time;
 use crate::schedule::Schedule;
 use crate::store::local::LocalStore;
-use crate::store::s3::{S3Identity, S3Store, S3Target};
+use crate::store::s3::{Provider, S3Identity, S3Store, S3Target};
 
 /// A certificate expiring within this many days is a warning.
 pub const EXPIRY_WARN_DAYS: i64 = 30;
@@ -647,11 +647,21 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
             .filter(|x| !x.is_empty())
             .fold(s, |acc, x| acc.replace(x.as_str(), "<redacted>"))
     };
+    let fix_for = |msg: &str| match cfg.provider {
+        Provider::S3 => s3_fix(msg),
+        // Their messages name the flag to fix.
+        Provider::Gcs => {
+            "fix the --etcd-gcs-* setting the message names, and check that the endpoint is up"
+        }
+        Provider::Azure => {
+            "fix the --etcd-azure-* setting the message names, and check that the endpoint is up"
+        }
+    };
     let store = match S3Store::connect(target, S3Identity::default()).await {
         Ok(s) => s,
         Err(e) => {
             let msg = scrub(e.to_string());
-            let fix = s3_fix(&msg);
+            let fix = fix_for(&msg);
             return CheckResult::fail(NAME, msg, fix);
         }
     };
@@ -661,22 +671,24 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
         Ok(m) => m,
         Err(e) => {
             let msg = scrub(e.to_string());
-            let fix = s3_fix(&msg);
+            let fix = fix_for(&msg);
             return CheckResult::fail(NAME, msg, fix);
         }
     };
     let after = now();
-    let place = format!("s3://{}/{}", cfg.bucket, store.key(""));
+    let place = store.location("");
     let detail = format!(
-        "{} reachable, bucket {} exists, probe object written, read back and deleted in {place}",
+        "{} reachable, {} {} exists, probe object written, read back and deleted in {place}",
         store.endpoint_url(),
+        cfg.provider.bucket_noun(),
         cfg.bucket
     );
     match clock_skew(before, after, modified) {
         Some(skew) => CheckResult::warn(
             NAME,
             format!(
-                "{detail}; the S3 server's clock is {}s off ours",
+                "{detail}; the {} server's clock is {}s off ours",
+                cfg.provider.label(),
                 skew.num_seconds()
             ),
             "synchronize this machine's clock (NTP); S3 refuses signed requests more than 15 minutes off",

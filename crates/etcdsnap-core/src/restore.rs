@@ -493,7 +493,11 @@ impl DirRestore {
                     ))
                 })?;
                 let store = crate::store::s3::S3Store::connect(target, Default::default()).await?;
-                tracing::info!("Retrieving etcd snapshot {} from S3", self.snapshot);
+                tracing::info!(
+                    "Retrieving etcd snapshot {} from {}",
+                    self.snapshot,
+                    target.config().provider.label()
+                );
                 crate::store::SnapshotStore::get(&store, &self.snapshot, work.path()).await?
             }
             None => PathBuf::from(&self.snapshot),

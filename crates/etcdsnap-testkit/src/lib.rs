@@ -1,8 +1,11 @@
 //! The test harness both of etcdsnap's test suites use (a dev-only crate): a guard for the
 //! real server processes the tests start (killed on drop, and by the kernel if the test process
 //! dies first), free loopback ports, the binary paths that `ci/install-deps.sh --env` exports,
-//! and the real S3 servers ([`s3`]). A missing server binary fails the test; it never skips it.
+//! the real S3 servers ([`s3`]), and the Azure Blob and GCS emulators ([`azure`], [`gcs`]). A
+//! missing server binary fails the test; it never skips it.
 
+pub mod azure;
+pub mod gcs;
 pub mod s3;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -10,6 +10,8 @@ mod alerts;
 mod badinput;
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/cloud.rs"]
+mod cloud;
 #[path = "integration/cluster.rs"]
 mod cluster;
 #[path = "integration/config_file.rs"]

@@ -104,9 +104,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Storage kind of a record: `s3` or `local`.
+/// Storage kind of a record: `s3` (any remote store: S3, and GCS or Azure Blob beyond K3s) or
+/// `local`.
 pub fn storage_kind(r: &SnapshotRecord) -> &'static str {
-    if r.location.starts_with("s3://") || (r.location.is_empty() && r.node_name == "s3") {
+    if crate::store::s3::is_remote_location(&r.location)
+        || (r.location.is_empty() && r.node_name == "s3")
+    {
         "s3"
     } else {
         "local"

@@ -390,7 +390,7 @@ async fn run_request(state: &Arc<ServerState>, req: &SnapshotRequest) -> Result<
             let r = Remote {
                 store: state.engine.connect(&S3Target::new(cfg.clone())?).await?,
                 retention: cfg.retention,
-                spec: Some(cfg.spec()),
+                spec: cfg.record_spec(),
             };
             (Some(r.clone()), RemotePlan::Ready(r))
         }

@@ -217,7 +217,8 @@ async fn restore(
                 ))
             })?;
             let existed = snapdir.join(path).exists();
-            tracing::info!("Retrieving etcd snapshot {path} from S3");
+            let label = target.config().provider.label();
+            tracing::info!("Retrieving etcd snapshot {path} from {label}");
             let started = Instant::now();
             let store = S3Store::connect(
                 target,
@@ -233,7 +234,7 @@ async fn restore(
             }
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
             tracing::info!(
-                "S3 download complete for {} ({} bytes in {:.1?})",
+                "{label} download complete for {} ({} bytes in {:.1?})",
                 file.display(),
                 size,
                 started.elapsed()

@@ -36,7 +36,7 @@ pub(super) async fn remote_plan(
         Ok(store) => RemotePlan::Ready(Remote {
             store,
             retention: target.config().retention,
-            spec: Some(target.config().spec()),
+            spec: target.config().record_spec(),
         }),
         Err(e)
             if scheduled
@@ -48,7 +48,7 @@ pub(super) async fn remote_plan(
         }
         Err(e) => RemotePlan::Failed {
             message: e.to_string(),
-            spec: Some(target.config().spec()),
+            spec: target.config().record_spec(),
         },
     }
 }

@@ -519,7 +519,8 @@ impl Engine {
 
     async fn record_failure(&self, name: &str, location: &str, message: &str, s3: Option<S3Spec>) {
         if let Some(records) = &self.records {
-            let s3 = s3.or_else(|| location.starts_with("s3://").then(S3Spec::default));
+            let s3 =
+                s3.or_else(|| crate::store::s3::is_remote_location(location).then(S3Spec::default));
             records
                 .failed_or_later(name, location, message, s3, RECORD_FAILURE_WAIT)
                 .await;

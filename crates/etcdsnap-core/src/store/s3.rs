@@ -13,6 +13,7 @@
 //! * Secrets never appear in errors, logs or `Debug` output.
 
 mod client;
+mod cloud;
 mod config;
 mod keys;
 
@@ -26,7 +27,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::{
@@ -44,7 +44,8 @@ pub use self::client::{
 };
 pub use self::config::{
     BucketLookup, ChecksumMode, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION,
-    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, S3Config, S3Target,
+    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, Provider, S3Config,
+    S3Target, is_remote_location,
 };
 pub use self::keys::METADATA_DIR;
 use crate::duration::format_go_duration;
@@ -104,11 +105,13 @@ impl CachedMeta {
     }
 }
 
-/// A connected bucket and folder.
+/// A connected bucket and folder: S3, or (beyond K3s) a GCS bucket or an Azure Blob container
+/// with the same layout and metadata, through the same object_store verbs.
 pub struct S3Store {
     cfg: S3Config,
     identity: S3Identity,
-    store: Arc<AmazonS3>,
+    store: Arc<dyn ObjectStore>,
+    lister: Arc<dyn PaginatedListStore>,
     folder: String,
     endpoint_url: String,
     secrets: Vec<String>,
@@ -118,6 +121,7 @@ pub struct S3Store {
 impl fmt::Debug for S3Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Store")
+            .field("provider", &self.cfg.provider)
             .field("endpoint", &self.endpoint_url)
             .field("bucket", &self.cfg.bucket)
             .field("folder", &self.folder)
@@ -141,19 +145,22 @@ impl S3Store {
         let secrets = cfg.secrets();
         let built = client::build_client(target, &ProcessEnv).map_err(|e| match e {
             Error::S3Init(m) => Error::S3Init(scrub(&m, &secrets)),
+            Error::InvalidInput(m) => Error::InvalidInput(scrub(&m, &secrets)),
             other => Error::S3Init(scrub(&other.to_string(), &secrets)),
         })?;
         tracing::debug!(
+            provider = cfg.provider.label(),
             endpoint = %built.addressing.endpoint_url,
             bucket = %cfg.bucket,
             virtual_hosted = built.addressing.virtual_hosted,
             credentials = %built.credential_source,
-            "Built S3 client"
+            "Built object store client"
         );
         Ok(S3Store {
             folder: cfg.folder_trimmed().to_string(),
             endpoint_url: built.addressing.endpoint_url,
-            store: Arc::new(built.store),
+            store: built.store,
+            lister: built.lister,
             cfg: cfg.clone(),
             identity,
             secrets,
@@ -161,11 +168,29 @@ impl S3Store {
         })
     }
 
+    /// A configuration that cannot work: K3s's S3 text for S3, the store's own name otherwise.
+    fn init_error(&self, msg: String) -> Error {
+        match self.cfg.provider {
+            Provider::S3 => Error::S3Init(msg),
+            p => Error::InvalidInput(format!("failed to initialize {} client: {msg}", p.label())),
+        }
+    }
+
+    /// An endpoint that cannot be reached or refuses us while the client starts.
+    fn unavailable_error(&self, msg: String) -> Error {
+        match self.cfg.provider {
+            Provider::S3 => Error::S3Unavailable(msg),
+            p => Error::S3(format!("failed to initialize {} client: {msg}", p.label())),
+        }
+    }
+
     async fn check_bucket(&self) -> Result<()> {
         let bucket = &self.cfg.bucket;
-        tracing::info!("Checking if S3 bucket {bucket} exists");
+        let label = self.cfg.provider.label();
+        let noun = self.cfg.provider.bucket_noun();
+        tracing::info!("Checking if {label} {noun} {bucket} exists");
         let prefix = self.dir_prefix();
-        let request = self.store.list_paginated(
+        let request = self.lister.list_paginated(
             prefix.as_deref(),
             PaginatedListOptions {
                 max_keys: Some(1),
@@ -173,29 +198,39 @@ impl S3Store {
                 ..Default::default()
             },
         );
-        let what = format!("failed to test for existence of bucket {bucket}");
+        let what = format!("failed to test for existence of {noun} {bucket}");
         match tokio::time::timeout(self.cfg.timeout, request).await {
             Err(_) => Err(Error::Timeout(format!(
-                "failed to initialize S3 client: {what}: no answer from {} within {}",
+                "failed to initialize {label} client: {what}: no answer from {} within {}",
                 self.endpoint_url,
                 format_go_duration(self.cfg.timeout)
             ))),
             Ok(Err(e)) => {
-                let (cause, msg) =
-                    describe_error(&what, &e, bucket, &self.endpoint_url, &self.secrets);
+                let (cause, msg) = describe_error(
+                    &what,
+                    &e,
+                    self.cfg.provider,
+                    bucket,
+                    &self.endpoint_url,
+                    &self.secrets,
+                );
                 match cause {
                     // A 404 on the bucket URL without an S3 error body is a missing bucket too.
                     Cause::NoSuchBucket | Cause::NotFound => {
-                        Err(Error::S3Init(format!("bucket {bucket} does not exist")))
+                        let fix = match self.cfg.provider {
+                            Provider::S3 => String::new(),
+                            p => format!(": create it, or fix --{}-{noun}", p.flag_prefix()),
+                        };
+                        Err(self.init_error(format!("{noun} {bucket} does not exist{fix}")))
                     }
                     Cause::Timeout => Err(Error::Timeout(format!(
-                        "failed to initialize S3 client: {msg}"
+                        "failed to initialize {label} client: {msg}"
                     ))),
-                    _ => Err(Error::S3Unavailable(msg)),
+                    _ => Err(self.unavailable_error(msg)),
                 }
             }
             Ok(Ok(_)) => {
-                tracing::info!("S3 bucket {bucket} exists");
+                tracing::info!("{label} {noun} {bucket} exists");
                 Ok(())
             }
         }
@@ -230,9 +265,13 @@ impl S3Store {
             .and_then(|c| c.node_name.clone())
     }
 
-    /// `s3://<bucket>/<key>`.
+    /// `s3://<bucket>/<key>` (`gs://`, `azure://` for the other stores).
     pub fn location(&self, file_name: &str) -> String {
-        keys::location(&self.cfg.bucket, &self.key(file_name))
+        self.key_location(&self.key(file_name))
+    }
+
+    fn key_location(&self, key: &str) -> String {
+        keys::location(self.cfg.provider.scheme(), &self.cfg.bucket, key)
     }
 
     fn metadata_key(&self, file_name: &str) -> String {
@@ -246,12 +285,18 @@ impl S3Store {
 
     fn obj_path(&self, key: &str) -> Result<ObjPath> {
         ObjPath::parse(key)
-            .map_err(|e| Error::InvalidInput(format!("invalid S3 object key {key:?}: {e}")))
+            .map_err(|e| Error::InvalidInput(format!("invalid object key {key:?}: {e}")))
     }
 
     fn err(&self, what: &str, e: &object_store::Error) -> Error {
-        let (cause, msg) =
-            describe_error(what, e, &self.cfg.bucket, &self.endpoint_url, &self.secrets);
+        let (cause, msg) = describe_error(
+            what,
+            e,
+            self.cfg.provider,
+            &self.cfg.bucket,
+            &self.endpoint_url,
+            &self.secrets,
+        );
         match cause {
             Cause::Timeout => Error::Timeout(msg),
             _ => Error::S3(msg),
@@ -260,7 +305,8 @@ impl S3Store {
 
     fn timed_out(&self, op: &str) -> Error {
         Error::Timeout(format!(
-            "S3 {op} timed out after {}",
+            "{} {op} timed out after {}",
+            self.cfg.provider.label(),
             format_go_duration(self.cfg.timeout)
         ))
     }
@@ -285,6 +331,11 @@ impl S3Store {
             (META_TOKEN_HASH, &self.identity.token_hash),
         ] {
             if !v.is_empty() {
+                let k = match self.cfg.provider {
+                    // Azure metadata names are C# identifiers: no `-` (K3s_Node_Name).
+                    Provider::Azure => k.replace('-', "_"),
+                    _ => k.to_string(),
+                };
                 attrs.insert(Attribute::Metadata(k.into()), v.clone().into());
             }
         }
@@ -355,6 +406,7 @@ impl S3Store {
             "Uploading snapshot to {location} ({} parts in flight, {})",
             self.cfg.effective_upload_concurrency(),
             match upload_integrity(&self.cfg) {
+                _ if self.cfg.provider != Provider::S3 => "store's own checksum".to_string(),
                 Ok((Some(c), unsigned)) => format!(
                     "{c} checksum, {} payload",
                     if unsigned { "unsigned" } else { "signed" }
@@ -381,7 +433,7 @@ impl S3Store {
             match tokio::fs::read(sidecar).await {
                 Ok(json) => {
                     let meta_key = self.metadata_key(&file_name);
-                    let meta_loc = keys::location(&self.cfg.bucket, &meta_key);
+                    let meta_loc = self.key_location(&meta_key);
                     let b64 = base64::engine::general_purpose::STANDARD.encode(&json);
                     match self
                         .put_small(&meta_key, json, self.attributes("application/json"))
@@ -419,7 +471,7 @@ impl S3Store {
             message: None,
             metadata,
             token_hash: Some(self.identity.token_hash.clone()).filter(|t| !t.is_empty()),
-            s3: Some(self.cfg.spec()),
+            s3: self.cfg.record_spec(),
         })
     }
 
@@ -430,7 +482,7 @@ impl S3Store {
         attributes: Attributes,
     ) -> Result<Option<String>> {
         let path = self.obj_path(key)?;
-        let what = format!("upload of {}", keys::location(&self.cfg.bucket, key));
+        let what = format!("upload of {}", self.key_location(key));
         self.bounded("upload", async {
             let opts = PutOptions {
                 attributes,
@@ -456,7 +508,7 @@ impl S3Store {
         let timeout = self.cfg.timeout;
         let timed_out = || self.timed_out("upload");
         let path = self.obj_path(key)?;
-        let what = format!("upload of {}", keys::location(&self.cfg.bucket, key));
+        let what = format!("upload of {}", self.key_location(key));
         let chunk = UPLOAD_CHUNK_SIZE as u64;
 
         // A snapshot that fits in one part goes up in one request.
@@ -537,12 +589,12 @@ impl S3Store {
                     Ok(Ok(())) => {}
                     Ok(Err(ae)) => tracing::warn!(
                         "Failed to abort multipart upload of {}: {}",
-                        keys::location(&self.cfg.bucket, key),
+                        self.key_location(key),
                         self.err("abort", &ae)
                     ),
                     Err(_) => tracing::warn!(
                         "Abort of multipart upload of {} timed out",
-                        keys::location(&self.cfg.bucket, key)
+                        self.key_location(key)
                     ),
                 }
                 Err(e)
@@ -574,11 +626,8 @@ impl S3Store {
         let part = dest_dir.join(format!("{file_name}.part"));
         let _ = std::fs::remove_file(&part);
         let guard = RemoveOnDrop::new(part.clone());
-        let what = format!("download of {}", keys::location(&self.cfg.bucket, &key));
-        tracing::info!(
-            "Downloading snapshot {}",
-            keys::location(&self.cfg.bucket, &key)
-        );
+        let what = format!("download of {}", self.key_location(&key));
+        tracing::info!("Downloading snapshot {}", self.key_location(&key));
 
         self.bounded("download", async {
             let got = match self.store.get(&path).await {
@@ -632,7 +681,7 @@ impl S3Store {
     async fn download_metadata(&self, file_name: &str, dest_dir: &FsPath) -> Result<()> {
         let key = self.metadata_key(file_name);
         let path = self.obj_path(&key)?;
-        let what = format!("download of {}", keys::location(&self.cfg.bucket, &key));
+        let what = format!("download of {}", self.key_location(&key));
         let data = self
             .bounded("download", async {
                 match self.store.get(&path).await {
@@ -662,7 +711,7 @@ impl S3Store {
     fn remember_attributes(&self, meta: &ObjectMeta, attrs: &Attributes) {
         let find = |name: &str| {
             attrs.iter().find_map(|(k, v)| match k {
-                Attribute::Metadata(k) if k.eq_ignore_ascii_case(name) => {
+                Attribute::Metadata(k) if k.replace('_', "-").eq_ignore_ascii_case(name) => {
                     Some(v.as_ref().to_string()).filter(|s| !s.is_empty())
                 }
                 _ => None,
@@ -683,7 +732,8 @@ impl S3Store {
     async fn list_objects(&self) -> Result<Vec<ObjectMeta>> {
         let prefix = self.dir_prefix();
         let what = format!(
-            "listing of s3://{}/{}",
+            "listing of {}://{}/{}",
+            self.cfg.provider.scheme(),
             self.cfg.bucket,
             prefix.as_deref().unwrap_or("")
         );
@@ -691,7 +741,7 @@ impl S3Store {
         let mut page_token = None;
         loop {
             let page = self
-                .store
+                .lister
                 .list_paginated(
                     prefix.as_deref(),
                     PaginatedListOptions {
@@ -802,7 +852,7 @@ impl S3Store {
                 .retain(|k, _| present.contains(k.as_str()));
         }
 
-        let spec = self.cfg.spec();
+        let spec = self.cfg.record_spec();
         let top = self.dir_prefix().unwrap_or_default();
         Ok(snapshots
             .into_iter()
@@ -812,7 +862,7 @@ impl S3Store {
                 SnapshotRecord {
                     name: name.to_string(),
                     key: key.strip_prefix(top.as_str()).unwrap_or(key).to_string(),
-                    location: keys::location(&self.cfg.bucket, key),
+                    location: self.key_location(key),
                     node_name: "s3".into(),
                     node_source: cached.as_ref().and_then(|c| c.node_name.clone()),
                     created_at: parse_snapshot_time(name).unwrap_or(o.last_modified),
@@ -823,7 +873,7 @@ impl S3Store {
                     compressed: crate::naming::is_compressed(name),
                     metadata: extra.get(key).cloned(),
                     token_hash: cached.and_then(|c| c.token_hash),
-                    s3: Some(spec.clone()),
+                    s3: spec.clone(),
                 }
             })
             .collect())
@@ -836,7 +886,7 @@ impl S3Store {
     pub async fn probe(&self, name: &str) -> Result<chrono::DateTime<Utc>> {
         let key = self.key(name);
         let path = self.obj_path(&key)?;
-        let location = keys::location(&self.cfg.bucket, &key);
+        let location = self.key_location(&key);
         let body = Bytes::from(format!("etcdsnap check probe {name}\n"));
         let written = self
             .bounded("probe write", async {
@@ -886,10 +936,7 @@ impl S3Store {
                 self.cache_remove(key);
                 Ok(())
             }
-            Err(e) => Err(self.err(
-                &format!("delete of {}", keys::location(&self.cfg.bucket, key)),
-                &e,
-            )),
+            Err(e) => Err(self.err(&format!("delete of {}", self.key_location(key)), &e)),
         }
     }
 
@@ -904,16 +951,14 @@ impl S3Store {
             Ok(_) => true,
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => {
-                return Err(self.err(
-                    &format!("HEAD of {}", keys::location(&self.cfg.bucket, &key)),
-                    &e,
-                ));
+                return Err(self.err(&format!("HEAD of {}", self.key_location(&key)), &e));
             }
         };
         if exists {
             tracing::info!(
-                "Removing S3 snapshot: {}",
-                keys::location(&self.cfg.bucket, &key)
+                "Removing {} snapshot: {}",
+                self.cfg.provider.label(),
+                self.key_location(&key)
             );
             self.delete_key(&key).await?;
         }
@@ -931,6 +976,7 @@ impl S3Store {
 
 impl SnapshotStore for S3Store {
     fn kind(&self) -> &'static str {
+        // Every remote store is the `s3` storage node of records, as K3s labels them.
         "s3"
     }
 
@@ -940,8 +986,10 @@ impl SnapshotStore for S3Store {
 
     fn describe(&self) -> String {
         format!(
-            "snapshots stored in s3://{}/{}",
-            self.cfg.bucket, self.folder
+            "snapshots stored in {}://{}/{}",
+            self.cfg.provider.scheme(),
+            self.cfg.bucket,
+            self.folder
         )
     }
 
@@ -1002,11 +1050,14 @@ impl S3StoreCache {
     pub async fn get(&self, target: &S3Target, identity: S3Identity) -> Result<Arc<S3Store>> {
         let cfg = target.config();
         let wanted = (cfg.clone(), identity);
-        let endpoint = format!(
-            "{}://{}",
-            if cfg.insecure { "http" } else { "https" },
-            cfg.effective_endpoint()
-        );
+        let endpoint = match cfg.provider {
+            Provider::S3 => format!(
+                "{}://{}",
+                if cfg.insecure { "http" } else { "https" },
+                cfg.effective_endpoint()
+            ),
+            _ => cfg.endpoint.clone(),
+        };
         {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(i) = entries.iter().position(|(k, _)| *k == wanted) {
@@ -1014,7 +1065,8 @@ impl S3StoreCache {
                 let store = Arc::clone(&entry.1);
                 entries.push_front(entry);
                 tracing::info!(
-                    "Reusing cached S3 client for endpoint={endpoint:?} bucket={:?} folder={:?}",
+                    "Reusing cached {} client for endpoint={endpoint:?} bucket={:?} folder={:?}",
+                    cfg.provider.label(),
                     cfg.bucket,
                     cfg.folder
                 );
@@ -1022,7 +1074,8 @@ impl S3StoreCache {
             }
         }
         tracing::info!(
-            "Attempting to create new S3 client for endpoint={endpoint:?} bucket={:?} folder={:?}",
+            "Attempting to create new {} client for endpoint={endpoint:?} bucket={:?} folder={:?}",
+            cfg.provider.label(),
             cfg.bucket,
             cfg.folder
         );

@@ -34,12 +34,16 @@ fn etcd_settings(a: &ServerArgs, data_dir: &std::path::Path) -> EtcdSettings {
 
 /// The S3 flags' secret values, never to be printed.
 fn secrets(a: &ServerArgs) -> Vec<String> {
-    [&a.s3.secret_key, &a.s3.session_token]
-        .into_iter()
-        .flatten()
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .collect()
+    [
+        &a.s3.secret_key,
+        &a.s3.session_token,
+        &a.cloud.azure_access_key,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| !s.is_empty())
+    .cloned()
+    .collect()
 }
 
 async fn s3_check(a: &ServerArgs) -> CheckResult {
@@ -48,7 +52,7 @@ async fn s3_check(a: &ServerArgs) -> CheckResult {
             .iter()
             .fold(s, |acc, x| acc.replace(x.as_str(), "<redacted>"))
     };
-    let cfg = match a.s3.config(Some(a.etcd_snapshot_retention)) {
+    let cfg = match super::cloud::remote_config(&a.s3, &a.cloud, Some(a.etcd_snapshot_retention)) {
         Ok(None) => return check::s3_skipped(),
         Ok(Some(cfg)) => cfg,
         Err(e) => return check::s3_invalid(&scrub(format!("{e:#}"))),

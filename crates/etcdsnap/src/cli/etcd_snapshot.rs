@@ -26,7 +26,7 @@ fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
         compress_format: flags.compress_format.clone(),
         compress_level: flags.compress_level,
         retention: flags.retention,
-        s3: flags.s3.config(flags.retention)?,
+        s3: super::cloud::remote_config(&flags.s3, &flags.cloud, flags.retention)?,
         s3_node_metadata: None,
     })
 }
@@ -123,7 +123,7 @@ async fn restore(a: &RestoreArgs) -> Result<()> {
     let Some(output_dir) = a.output_dir.clone() else {
         bail!("give --output-dir, the new etcd data dir to write");
     };
-    let s3 = match a.s3.config(None)? {
+    let s3 = match super::cloud::remote_config(&a.s3, &a.cloud, None)? {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,
     };

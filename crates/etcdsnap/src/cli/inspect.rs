@@ -20,7 +20,7 @@ fn source(flags: &ReadFlags, arg: &str) -> Result<Source> {
         Some(d) => d.clone(),
         None => default_snapshot_dir(&flags.data_dir.clone().unwrap_or_else(default_data_dir)),
     };
-    let s3 = match flags.s3.config(None)? {
+    let s3 = match super::cloud::remote_config(&flags.s3, &flags.cloud, None)? {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,
     };

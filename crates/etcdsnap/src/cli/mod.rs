@@ -5,6 +5,7 @@
 pub mod argv;
 pub mod check;
 pub mod client;
+pub mod cloud;
 pub mod completion;
 pub mod config_file;
 pub mod etcd_snapshot;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+pub use cloud::CloudFlags;
 pub use s3::S3Flags;
 
 /// Default config file, as K3s's `/etc/rancher/k3s/config.yaml`.
@@ -221,6 +223,8 @@ pub struct ReadFlags {
     pub node_name: Option<String>,
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +345,8 @@ pub struct RestoreArgs {
     pub etcdctl_binary: Option<PathBuf>,
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +425,8 @@ pub struct SnapshotFlags {
     pub retention: Option<i64>,
     #[command(flatten)]
     pub s3: S3Flags,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 /// Flags of `etcdsnap server`.
@@ -562,6 +570,12 @@ pub struct ServerArgs {
     pub write_kubeconfig_mode: String,
     #[command(flatten, next_help_heading = "S3")]
     pub s3: S3Flags,
+    /// GCS and Azure Blob, beyond K3s: one remote store at most (S3, GCS or Azure)
+    #[command(
+        flatten,
+        next_help_heading = "GCS and Azure Blob (beyond K3s; one remote store at most)"
+    )]
+    pub cloud: CloudFlags,
 }
 
 /// Flags of `etcdsnap check`: the server's own, so that its config file and command line work

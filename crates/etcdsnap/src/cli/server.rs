@@ -159,7 +159,7 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         .unwrap_or_else(hostname);
     validate_prefix(&node_name).context("invalid --node-name")?;
     // The CA bundle is loaded now: a bad --etcd-s3-endpoint-ca stops the server at start.
-    let s3 = match a.s3.config(Some(a.etcd_snapshot_retention))? {
+    let s3 = match super::cloud::remote_config(&a.s3, &a.cloud, Some(a.etcd_snapshot_retention))? {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,
     };

@@ -24,7 +24,7 @@ fn check(dir: &Path, args: &[String]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -34,7 +34,7 @@ fn text(o: &Output) -> String {
 }
 
 /// `check -o json`: the results by name, after checking that all six are there, in order.
-fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
+pub(crate) fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
     let mut args = args.to_vec();
     args.extend(["-o".to_string(), "json".to_string()]);
     let o = check(dir, &args);
@@ -69,7 +69,7 @@ fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
     (o, v)
 }
 
-fn result<'a>(v: &'a [Value], name: &str) -> &'a Value {
+pub(crate) fn result<'a>(v: &'a [Value], name: &str) -> &'a Value {
     v.iter().find(|r| r["name"] == name).unwrap()
 }
 

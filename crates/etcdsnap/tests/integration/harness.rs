@@ -728,13 +728,16 @@ pub fn reset_cmd(cmd: Command, v: Etcd, dir: &Path, ports: Ports, extra: &[&str]
     cmd
 }
 
-/// Removes the AWS credential variables from `cmd`'s environment, so that a test's S3 settings
-/// are the only ones the command sees.
+/// Removes the AWS, Azure and Google credential variables from `cmd`'s environment, so that a
+/// test's remote-store settings are the only ones the command sees.
 pub fn without_aws_env(cmd: &mut Command) {
     for k in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
     ] {
         cmd.env_remove(k);
     }

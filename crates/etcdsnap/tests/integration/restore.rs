@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::*;
 
-const MESSAGE: &str = "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete";
+pub(crate) const MESSAGE: &str = "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete";
 
 /// Every key with its value and mod revision.
 type Dump = BTreeMap<String, (Vec<u8>, i64)>;
 
 /// Every key of etcd except the server's own ETCDSnapshotFile records and events under
 /// `/registry/`, which a restarted server reconciles from the files it finds.
-fn dump(s: &Server) -> Dump {
+pub(crate) fn dump(s: &Server) -> Dump {
     all_keys(s)
         .into_iter()
         .filter(|(k, _)| !k.starts_with("/registry/"))
@@ -72,7 +72,7 @@ fn members(s: &Server) -> Vec<String> {
     })
 }
 
-fn kv(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn kv(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             (
@@ -84,13 +84,13 @@ fn kv(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 /// `etcdsnap server --cluster-reset` on `dir` with these ports, as a one-shot process.
-fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
+pub(crate) fn reset(v: Etcd, dir: &Path, ports: Ports, extra: &[&str]) -> Output {
     reset_cmd(Command::new(etcdsnap_bin()), v, dir, ports, extra)
         .output()
         .unwrap()
 }
 
-fn restart(v: Etcd, dir: tempfile::TempDir, ports: Ports) -> Server {
+pub(crate) fn restart(v: Etcd, dir: tempfile::TempDir, ports: Ports) -> Server {
     Server::builder(v).dir(dir).ports(ports).start()
 }
 

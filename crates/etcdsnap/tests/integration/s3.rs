@@ -75,7 +75,7 @@ fn snap(s: &Server, sub: &str, args: &[String]) -> Output {
     snap_env(s, sub, args, &[])
 }
 
-fn with(base: &[String], extra: &[&str]) -> Vec<String> {
+pub(crate) fn with(base: &[String], extra: &[&str]) -> Vec<String> {
     base.iter()
         .cloned()
         .chain(extra.iter().map(|a| a.to_string()))

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, Checksum};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::client::{HttpClient, HttpConnector};
+use object_store::list::PaginatedListStore;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, RetryConfig};
 
-use super::config::{BucketLookup, ChecksumMode, S3Config, S3Target, redact_proxy};
+use super::config::{BucketLookup, ChecksumMode, Provider, S3Config, S3Target, redact_proxy};
 use crate::error::error_chain;
 use crate::{Error, Result};
 
@@ -363,7 +367,7 @@ impl HttpConnector for Transport {
         let client = self
             .reqwest_client(options)
             .map_err(|e| object_store::Error::Generic {
-                store: "S3",
+                store: "HTTP",
                 source: e.into(),
             })?;
         Ok(HttpClient::new(client))
@@ -430,15 +434,55 @@ pub fn addressing(cfg: &S3Config) -> Result<Addressing> {
     })
 }
 
-/// A built client and what it was built with.
+/// A built client and what it was built with: one object_store client seen through the two
+/// traits the store uses.
 pub struct BuiltClient {
-    pub store: AmazonS3,
+    pub store: Arc<dyn ObjectStore>,
+    pub lister: Arc<dyn PaginatedListStore>,
     pub addressing: Addressing,
     pub credential_source: String,
 }
 
-/// Builds the object_store client; no request is made.
+impl BuiltClient {
+    pub(super) fn new<T: ObjectStore + PaginatedListStore>(
+        client: T,
+        addressing: Addressing,
+        credential_source: String,
+    ) -> Self {
+        let client = Arc::new(client);
+        BuiltClient {
+            store: client.clone(),
+            lister: client,
+            addressing,
+            credential_source,
+        }
+    }
+}
+
+/// The client options and retry policy every store uses: each request bounded by the timeout.
+pub(super) fn request_policy(timeout: Duration, allow_http: bool) -> (ClientOptions, RetryConfig) {
+    let options = ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout.min(Duration::from_secs(30)));
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 5,
+        retry_timeout: timeout.min(Duration::from_secs(180)),
+    };
+    (options, retry)
+}
+
+/// Builds the object_store client of the configured provider; no request is made.
 pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltClient> {
+    match target.config().provider {
+        Provider::S3 => build_s3_client(target, env),
+        Provider::Gcs => super::cloud::build_gcs(target.config()),
+        Provider::Azure => super::cloud::build_azure(target.config()),
+    }
+}
+
+fn build_s3_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltClient> {
     let cfg = target.config();
     let addressing = addressing(cfg)?;
     let transport = Transport {
@@ -446,15 +490,7 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
         accept_invalid_certs: cfg.skip_ssl_verify && !cfg.insecure,
         proxy: ProxyMode::from_config(&cfg.proxy),
     };
-    let options = ClientOptions::new()
-        .with_allow_http(cfg.insecure)
-        .with_timeout(cfg.timeout)
-        .with_connect_timeout(cfg.timeout.min(Duration::from_secs(30)));
-    let retry = RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 5,
-        retry_timeout: cfg.timeout.min(Duration::from_secs(180)),
-    };
+    let (options, retry) = request_policy(cfg.timeout, cfg.insecure);
     let (checksum, unsigned_payload) = upload_integrity(cfg)?;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&cfg.bucket)
@@ -515,11 +551,7 @@ pub fn build_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltC
     let store = builder
         .build()
         .map_err(|e| Error::S3Init(scrub(&error_chain(&e), &cfg.secrets())))?;
-    Ok(BuiltClient {
-        store,
-        addressing,
-        credential_source,
-    })
+    Ok(BuiltClient::new(store, addressing, credential_source))
 }
 
 /// The checksum uploads carry and whether their payload goes unsigned. A SHA-256 checksum
@@ -560,7 +592,7 @@ pub enum Cause {
 
 pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     let lower = chain.to_ascii_lowercase();
-    if chain.contains("NoSuchBucket") {
+    if chain.contains("NoSuchBucket") || chain.contains("ContainerNotFound") {
         return Cause::NoSuchBucket;
     }
     if matches!(
@@ -572,6 +604,8 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
         "AccessDenied",
         "InvalidToken",
         "ExpiredToken",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
     ]
     .iter()
     .any(|c| chain.contains(c))
@@ -620,10 +654,12 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     Cause::Other
 }
 
-/// A message for an error of `what` (e.g. `upload of s3://b/k`), with a hint for the cause.
+/// A message for an error of `what` (e.g. `upload of s3://b/k`), with a hint for the cause
+/// that names the flags of `provider`.
 pub fn describe_error(
     what: &str,
     err: &object_store::Error,
+    provider: Provider,
     bucket: &str,
     endpoint_url: &str,
     secrets: &[String],
@@ -631,26 +667,43 @@ pub fn describe_error(
     let chain = error_chain(err);
     let cause = classify_error(err, &chain);
     let detail = summarize(&chain);
-    let msg = match cause {
-        Cause::NoSuchBucket => format!("bucket {bucket} does not exist"),
-        Cause::AccessDenied => format!(
+    let label = provider.label();
+    let noun = provider.bucket_noun();
+    let msg = match (cause, provider) {
+        (Cause::NoSuchBucket, _) => format!("{noun} {bucket} does not exist"),
+        (Cause::AccessDenied, Provider::S3) => format!(
             "{what}: access denied to bucket {bucket}: check --etcd-s3-access-key and \
              --etcd-s3-secret-key (and --etcd-s3-session-token): {detail}"
         ),
-        Cause::Tls if chain.contains("InvalidContentType") => format!(
+        (Cause::AccessDenied, Provider::Gcs) => format!(
+            "{what}: access denied to bucket {bucket}: check --etcd-gcs-credentials-file (a \
+             service-account key allowed to read and write the bucket): {detail}"
+        ),
+        (Cause::AccessDenied, Provider::Azure) => format!(
+            "{what}: access denied to container {bucket}: check --etcd-azure-account and \
+             --etcd-azure-access-key: {detail}"
+        ),
+        (Cause::Tls, Provider::S3) if chain.contains("InvalidContentType") => format!(
             "{what}: TLS connection to {endpoint_url} failed: the endpoint does not seem to speak \
              TLS (set --etcd-s3-insecure for plain HTTP; for a private CA set \
              --etcd-s3-endpoint-ca or --etcd-s3-skip-ssl-verify): {detail}"
         ),
-        Cause::Tls => format!(
+        (Cause::Tls, Provider::S3) => format!(
             "{what}: TLS connection to {endpoint_url} failed; set --etcd-s3-endpoint-ca to the \
              CA bundle that signed the server certificate, or --etcd-s3-skip-ssl-verify: {detail}"
         ),
-        Cause::Connect => format!("{what}: cannot connect to S3 endpoint {endpoint_url}: {detail}"),
-        Cause::Timeout => {
-            format!("{what}: no answer from S3 endpoint {endpoint_url} in time: {detail}")
+        (Cause::Tls, _) => format!(
+            "{what}: TLS connection to {endpoint_url} failed (an http:// endpoint needs \
+             --{}-endpoint=http://...): {detail}",
+            provider.flag_prefix()
+        ),
+        (Cause::Connect, _) => {
+            format!("{what}: cannot connect to {label} endpoint {endpoint_url}: {detail}")
         }
-        Cause::NotFound | Cause::Other => format!("{what}: {detail}"),
+        (Cause::Timeout, _) => {
+            format!("{what}: no answer from {label} endpoint {endpoint_url} in time: {detail}")
+        }
+        (Cause::NotFound | Cause::Other, _) => format!("{what}: {detail}"),
     };
     (cause, scrub(&msg, secrets))
 }

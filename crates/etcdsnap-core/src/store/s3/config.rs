@@ -1,4 +1,6 @@
 //! The S3 configuration as K3s carries it (`EtcdS3`): JSON names, defaults and validation.
+//! Beyond K3s, the same configuration names a Google Cloud Storage bucket or an Azure Blob
+//! container instead (`provider`); see [`Provider`] for which fields each one reads.
 //!
 //! Deserialising follows Go's rules: a field missing from the JSON is the zero value, not the
 //! K3s default (`S3Config::default()` gives those). Secrets never reach `Debug` output.
@@ -86,6 +88,78 @@ pub struct S3Config {
     /// `auto` (empty), `sha256`, `crc64nvme` or `none`; see [`ChecksumMode`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub checksum: String,
+    /// etcdsnap extension: the object store (S3 when absent, as K3s sends it).
+    #[serde(default, skip_serializing_if = "Provider::is_s3")]
+    pub provider: Provider,
+    /// etcdsnap extension, `--etcd-gcs-credentials-file`: a service-account JSON file (empty:
+    /// Google's application-default credentials).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials_file: String,
+    /// etcdsnap extension, `--etcd-azure-account`: the storage account.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
+}
+
+/// Which object store a configuration names. GCS and Azure read `bucket` (the container for
+/// Azure), `folder`, `endpoint` (a full `http(s)://` URL, for emulators), `timeout`,
+/// `retention` and `uploadConcurrency`; GCS also `credentialsFile`, Azure `account` and
+/// `secretKey` (the account key). The S3-only settings (region, lookup type, CA bundle,
+/// proxy, checksum, session token) do not apply to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl Provider {
+    fn is_s3(&self) -> bool {
+        *self == Provider::S3
+    }
+
+    /// The URL scheme of object locations: `s3`, `gs`, `azure`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Provider::S3 => "s3",
+            Provider::Gcs => "gs",
+            Provider::Azure => "azure",
+        }
+    }
+
+    /// The name operators know the store by, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::S3 => "S3",
+            Provider::Gcs => "GCS",
+            Provider::Azure => "Azure Blob",
+        }
+    }
+
+    /// What holds the objects: `bucket`, or `container` for Azure.
+    pub fn bucket_noun(self) -> &'static str {
+        match self {
+            Provider::Azure => "container",
+            _ => "bucket",
+        }
+    }
+
+    /// The server flag prefix: `etcd-s3`, `etcd-gcs`, `etcd-azure`.
+    pub fn flag_prefix(self) -> &'static str {
+        match self {
+            Provider::S3 => "etcd-s3",
+            Provider::Gcs => "etcd-gcs",
+            Provider::Azure => "etcd-azure",
+        }
+    }
+}
+
+/// Whether `location` names an object in a remote store (`s3://`, `gs://`, `azure://`).
+pub fn is_remote_location(location: &str) -> bool {
+    [Provider::S3, Provider::Gcs, Provider::Azure]
+        .iter()
+        .any(|p| location.starts_with(&format!("{}://", p.scheme())))
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -132,6 +206,9 @@ impl Default for S3Config {
             timeout: DEFAULT_TIMEOUT,
             upload_concurrency: 0,
             checksum: String::new(),
+            provider: Provider::S3,
+            credentials_file: String::new(),
+            account: String::new(),
         }
     }
 }
@@ -159,6 +236,9 @@ impl fmt::Debug for S3Config {
             .field("timeout", &format_go_duration(self.timeout))
             .field("upload_concurrency", &self.upload_concurrency)
             .field("checksum", &self.checksum)
+            .field("provider", &self.provider)
+            .field("credentials_file", &self.credentials_file)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -196,6 +276,12 @@ impl S3Target {
     /// Validates `cfg` and loads `endpointCA` (unless TLS is off or unchecked). Failures are
     /// [`Error::S3Init`] with every secret scrubbed.
     pub fn new(cfg: S3Config) -> Result<S3Target> {
+        if cfg.provider != Provider::S3 {
+            let secrets = cfg.secrets();
+            cfg.validate_cloud()
+                .map_err(|e| Error::InvalidInput(super::client::scrub(&e.to_string(), &secrets)))?;
+            return Ok(S3Target { cfg, roots: None });
+        }
         if cfg.uses_config_secret() {
             // Checked when the Secret is read, at each operation.
             return Ok(S3Target { cfg, roots: None });
@@ -233,6 +319,12 @@ pub enum BucketLookup {
 }
 
 impl S3Config {
+    /// What ETCDSnapshotFile `spec.s3` records: the non-secret part for S3, nothing for the
+    /// other stores (their records carry only the `gs://` or `azure://` location).
+    pub fn record_spec(&self) -> Option<S3Spec> {
+        (self.provider == Provider::S3).then(|| self.spec())
+    }
+
     /// The non-secret part, as recorded in ETCDSnapshotFile `spec.s3`.
     pub fn spec(&self) -> S3Spec {
         S3Spec {
@@ -273,7 +365,75 @@ impl S3Config {
 
     /// Whether the settings come from the config Secret.
     pub fn uses_config_secret(&self) -> bool {
-        !self.config_secret.is_empty() && self.is_default_but_secret()
+        self.provider == Provider::S3
+            && !self.config_secret.is_empty()
+            && self.is_default_but_secret()
+    }
+
+    /// Checks a GCS or Azure configuration; each message names the flag to fix.
+    fn validate_cloud(&self) -> Result<()> {
+        let flag = self.provider.flag_prefix();
+        let noun = self.provider.bucket_noun();
+        let missing = |what: &str, fix: &str| {
+            Err(Error::InvalidInput(format!(
+                "{} {what} was not set: give {fix}",
+                self.provider.label()
+            )))
+        };
+        if self.bucket.is_empty() {
+            return missing(&format!("{noun} name"), &format!("--{flag}-{noun}"));
+        }
+        if self.provider == Provider::Azure {
+            if self.account.is_empty() {
+                return missing("storage account", "--etcd-azure-account");
+            }
+            if self.secret_key.is_empty() {
+                return missing(
+                    "account key",
+                    "--etcd-azure-access-key (or AZURE_STORAGE_KEY)",
+                );
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::InvalidInput(
+                "the timeout must be greater than 0s".into(),
+            ));
+        }
+        if self.upload_concurrency > MAX_UPLOAD_CONCURRENCY {
+            return Err(Error::InvalidInput(format!(
+                "upload concurrency {} is too high: use 1 to {MAX_UPLOAD_CONCURRENCY}",
+                self.upload_concurrency
+            )));
+        }
+        validate_folder(&self.folder, flag)?;
+        if !self.endpoint.is_empty() {
+            let ok = ["http://", "https://"].iter().any(|s| {
+                self.endpoint
+                    .strip_prefix(s)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+            });
+            if !ok {
+                return Err(Error::InvalidInput(format!(
+                    "{flag}-endpoint must be an http:// or https:// URL, e.g. http://127.0.0.1:10000/devstoreaccount1 for azurite: {}",
+                    self.endpoint
+                )));
+            }
+        }
+        if self.provider == Provider::Gcs && !self.credentials_file.is_empty() {
+            let meta = std::fs::metadata(&self.credentials_file).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot read --etcd-gcs-credentials-file {}: {e}: give the service-account JSON key file",
+                    self.credentials_file
+                ))
+            })?;
+            if !meta.is_file() {
+                return Err(Error::InvalidInput(format!(
+                    "--etcd-gcs-credentials-file {} is not a file: give the service-account JSON key file",
+                    self.credentials_file
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the values K3s checks before building a client.
@@ -294,16 +454,7 @@ impl S3Config {
                 self.upload_concurrency
             )));
         }
-        if self
-            .folder
-            .split('/')
-            .any(|seg| seg == ".." || seg == "." || seg.chars().any(char::is_control))
-        {
-            return Err(Error::InvalidInput(format!(
-                "etcd-s3-folder {:?} must not contain '.' or '..' path segments or control characters",
-                self.folder
-            )));
-        }
+        validate_folder(&self.folder, "etcd-s3")?;
         validate_proxy(&self.proxy)?;
         validate_endpoint(&self.endpoint)?;
         Ok(())
@@ -383,6 +534,18 @@ impl S3Config {
         .filter(|s| s.len() >= 4)
         .collect()
     }
+}
+
+fn validate_folder(folder: &str, flag: &str) -> Result<()> {
+    if folder
+        .split('/')
+        .any(|seg| seg == ".." || seg == "." || seg.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidInput(format!(
+            "{flag}-folder {folder:?} must not contain '.' or '..' path segments or control characters"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_proxy(proxy: &str) -> Result<()> {

@@ -21,9 +21,9 @@ pub fn metadata_key(folder: &str, file_name: &str) -> String {
     object_key(folder, &format!("{METADATA_DIR}/{file_name}"))
 }
 
-/// `s3://<bucket>/<key>`.
-pub fn location(bucket: &str, key: &str) -> String {
-    format!("s3://{bucket}/{key}")
+/// `<scheme>://<bucket>/<key>`: `s3://`, `gs://` or `azure://`.
+pub fn location(scheme: &str, bucket: &str, key: &str) -> String {
+    format!("{scheme}://{bucket}/{key}")
 }
 
 /// A plain file name usable as the last component of a key.
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(object_key("a/b", "s-1"), "a/b/s-1");
         assert_eq!(metadata_key("", "s-1"), ".metadata/s-1");
         assert_eq!(metadata_key("k3s", "s-1.zip"), "k3s/.metadata/s-1.zip");
-        assert_eq!(location("bk", "k3s/s-1"), "s3://bk/k3s/s-1");
+        assert_eq!(location("s3", "bk", "k3s/s-1"), "s3://bk/k3s/s-1");
         assert!(check_file_name("on-demand-n1-1").is_ok());
         for bad in ["", ".", "..", "a/b", "a\\b"] {
             assert!(check_file_name(bad).is_err(), "{bad}");
