@@ -48,8 +48,24 @@ pub struct UiStatus {
     pub etcd: EtcdView,
     pub schedule: ScheduleView,
     pub stores: Vec<StoreView>,
+    pub drills: DrillView,
     /// This process's last saves, oldest first.
     pub saves: Vec<SaveView>,
+}
+
+/// Restore drills (`--etcd-snapshot-drill-schedule-cron`), from the server's drill metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillView {
+    /// Seconds between scheduled drills; 0 when none are scheduled.
+    pub interval_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// How long the last passing drill took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -244,6 +260,19 @@ pub async fn collect(state: &ServerState) -> UiStatus {
         next.push(rfc3339(t));
         after = t;
     }
+    let m = &state.engine.metrics;
+    let at = |v: f64| {
+        (v > 0.0)
+            .then(|| DateTime::<Utc>::from_timestamp_millis((v * 1000.0) as i64))
+            .flatten()
+            .map(rfc3339)
+    };
+    let drills = DrillView {
+        interval_seconds: m.drill_interval.get(),
+        last_success: at(m.drill_last_success.get()),
+        last_failure: at(m.drill_last_failure.get()),
+        seconds: (m.drill_duration.get() > 0.0).then(|| m.drill_duration.get()),
+    };
     let mut stores = vec![local_view(state).await];
     if let Some(target) = &s.s3 {
         stores.push(s3_view(state, target).await);
@@ -262,6 +291,7 @@ pub async fn collect(state: &ServerState) -> UiStatus {
             next,
         },
         stores,
+        drills,
         saves: state
             .engine
             .metrics
@@ -362,6 +392,7 @@ pub fn render(st: &UiStatus) -> String {
         "<p id=\"etcd\">etcd: <span class=\"{class}\">{text}</span></p>"
     );
     render_schedule(&mut h, &st.schedule);
+    render_drills(&mut h, &st.drills);
     for s in &st.stores {
         render_store(&mut h, s);
     }
@@ -396,16 +427,70 @@ fn render_schedule(h: &mut String, s: &ScheduleView) {
     h.push_str("</div>");
 }
 
+fn render_drills(h: &mut String, d: &DrillView) {
+    h.push_str("<h2>Restore drills</h2><div id=\"drills\"><p>");
+    if d.interval_seconds <= 0.0 && d.last_success.is_none() && d.last_failure.is_none() {
+        h.push_str(
+            "Not scheduled: set <code>--etcd-snapshot-drill-schedule-cron</code>, or run \
+             <code>etcdsnap etcd-snapshot drill</code> by hand.</p></div>",
+        );
+        return;
+    }
+    // The last drill failed when its failure is the newer (RFC 3339 in UTC sorts by time).
+    let failing = match (&d.last_success, &d.last_failure) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(ok), Some(bad)) => bad > ok,
+    };
+    let _ = write!(
+        h,
+        "Every {}: last passed <span class=\"drill-pass {}\">{}</span>",
+        crate::duration::format_go_duration(Duration::from_secs_f64(d.interval_seconds)),
+        if d.last_success.is_some() {
+            "ok"
+        } else {
+            "bad"
+        },
+        or_never(&d.last_success),
+    );
+    if let Some(secs) = d.seconds {
+        let _ = write!(h, " (took {secs:.1} s)");
+    }
+    let _ = write!(
+        h,
+        ". Last failed <span class=\"drill-fail {}\">{}</span>.</p>",
+        if failing { "bad" } else { "ok" },
+        or_never(&d.last_failure),
+    );
+    if failing {
+        h.push_str(
+            "<p class=\"bad\" id=\"drill-failing\">The last restore drill failed: the \
+             server's log line <code>Restore drill failed</code> says why.</p>",
+        );
+    }
+    h.push_str("</div>");
+}
+
 fn render_store(h: &mut String, s: &StoreView) {
     let store = escape(&s.store);
     let _ = write!(
         h,
         "<h2>Store {store}</h2><div class=\"store\" id=\"store-{store}\" data-store=\"{store}\">\
          <p>Location: <code>{}</code></p>\
-         <p>Last success: <span class=\"last-success ok\">{}</span>. \
-         Last failure: <span class=\"last-failure bad\">{}</span>",
+         <p>Last success: <span class=\"last-success {}\">{}</span>. \
+         Last failure: <span class=\"last-failure {}\">{}</span>",
         escape(&s.location),
+        if s.last_success.is_some() {
+            "ok"
+        } else {
+            "bad"
+        },
         or_never(&s.last_success),
+        if s.last_failure.is_some() {
+            "bad"
+        } else {
+            "ok"
+        },
         or_never(&s.last_failure),
     );
     if let Some(m) = &s.last_failure_message {
@@ -697,6 +782,12 @@ mod tests {
                 last_failure_message: Some(HOSTILE.into()),
                 ..StoreView::new("local", "/var/lib/etcdsnap/server/db/snapshots".into())
             }],
+            drills: DrillView {
+                interval_seconds: 86400.0,
+                last_success: Some("2026-12-04T03:30:00Z".into()),
+                last_failure: Some("2026-12-05T03:30:00Z".into()),
+                seconds: Some(12.5),
+            },
             saves,
         }
     }
@@ -754,7 +845,20 @@ mod tests {
         assert!(page.contains("<code id=\"cron\">0 */12 * * *</code>"));
         assert_eq!(page.matches("class=\"next-run\"").count(), 2);
         assert!(page.contains("data-bytes=\"2048\""));
-        assert!(page.contains("Last success: <span class=\"last-success ok\">never</span>"));
+        assert!(page.contains("Last success: <span class=\"last-success bad\">never</span>"));
+        assert!(page.contains("<span class=\"last-failure bad\">2026-12-05T09:30:00Z</span>"));
+        // The drill that failed after the last pass is shown as failing.
+        assert!(page.contains("Every 24h0m0s: last passed"), "{page}");
+        assert!(page.contains("<span class=\"drill-fail bad\">2026-12-05T03:30:00Z</span>"));
+        assert!(page.contains("(took 12.5 s)") && page.contains("id=\"drill-failing\""));
+        let mut passing = status(Vec::new());
+        passing.drills.last_success = Some("2026-12-05T04:30:00Z".into());
+        let passing = render(&passing);
+        assert!(!passing.contains("id=\"drill-failing\""));
+        assert!(passing.contains("<span class=\"drill-fail ok\">2026-12-05T03:30:00Z</span>"));
+        let mut none = status(Vec::new());
+        none.drills = DrillView::default();
+        assert!(render(&none).contains("Not scheduled: set <code>--etcd-snapshot-drill"));
         assert!(page.contains("etcd: <span class=\"bad\">not ready"));
         let empty = render(&status(Vec::new()));
         assert!(empty.contains("id=\"no-saves\""));
@@ -863,7 +967,7 @@ mod tests {
         assert!(page.contains("<code id=\"cron\">@every 1h</code>"));
         assert_eq!(page.matches("class=\"next-run\"").count(), NEXT_RUNS);
         assert!(
-            !page.contains("<span class=\"last-success ok\">never"),
+            !page.contains("<span class=\"last-success bad\">never"),
             "{page}"
         );
         assert!(

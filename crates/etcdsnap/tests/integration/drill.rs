@@ -188,6 +188,26 @@ fn scheduled_drills_fail_without_a_snapshot_pass_with_one_and_clean_up() {
         line.contains(".zip") && line.contains("keys at revision"),
         "{line}"
     );
+    // The status page shows the drills.
+    let token = s.token();
+    let secret = token.rsplit(':').next().unwrap().to_string();
+    let page: serde_json::Value = rt().block_on(async {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+            .get(format!("{}/ui.json", s.url()))
+            .basic_auth("server", Some(&secret))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(page["drills"]["intervalSeconds"], 2.0, "{page}");
+    assert!(page["drills"]["lastSuccess"].is_string(), "{page}");
+    assert!(page["drills"]["lastFailure"].is_string(), "{page}");
     // Stopped mid-schedule (perhaps mid-drill): no drill files, no drill etcd.
     let db = s.data_dir().join("server/db");
     let (dir, _) = s.stop();
