@@ -618,12 +618,26 @@ pub(super) mod tests {
 
     impl Api {
         async fn call(&self, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-            let mut req = Request::post("/db/snapshot");
+            self.send(
+                Request::post("/db/snapshot"),
+                auth,
+                Body::from(body.to_string()),
+            )
+            .await
+        }
+
+        /// `req` through the router, with `auth` when given; the status and the JSON answer.
+        async fn send(
+            &self,
+            mut req: axum::http::request::Builder,
+            auth: Option<&str>,
+            body: Body,
+        ) -> (u16, serde_json::Value) {
             if let Some(a) = auth {
                 req = req.header(header::AUTHORIZATION, a);
             }
             let resp = router(self.state.clone())
-                .oneshot(req.body(Body::from(body.to_string())).unwrap())
+                .oneshot(req.body(body).unwrap())
                 .await
                 .unwrap();
             let code = resp.status().as_u16();
@@ -642,24 +656,10 @@ pub(super) mod tests {
     async fn progress_needs_the_token_and_follows_the_last_save() {
         let a = api();
         let get = |auth: Option<String>| {
-            let state = a.state.clone();
+            let a = &a;
             async move {
-                let mut req = Request::get(PROGRESS_PATH);
-                if let Some(auth) = auth {
-                    req = req.header(header::AUTHORIZATION, auth);
-                }
-                let resp = router(state)
-                    .oneshot(req.body(Body::empty()).unwrap())
+                a.send(Request::get(PROGRESS_PATH), auth.as_deref(), Body::empty())
                     .await
-                    .unwrap();
-                let code = resp.status().as_u16();
-                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-                    .await
-                    .unwrap();
-                (
-                    code,
-                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
-                )
             }
         };
         let (code, body) = get(None).await;

@@ -128,9 +128,9 @@ async fn restore(a: &RestoreArgs) -> Result<()> {
         None => None,
     };
     let tool = RestoreTool::any(
-        a.etcd_binary.as_deref(),
-        a.etcdutl_binary.as_deref(),
-        a.etcdctl_binary.as_deref(),
+        a.tools.etcd_binary.as_deref(),
+        a.tools.etcdutl_binary.as_deref(),
+        a.tools.etcdctl_binary.as_deref(),
     )?;
     let job = DirRestore {
         snapshot,

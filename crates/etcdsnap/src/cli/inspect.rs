@@ -369,12 +369,12 @@ pub async fn drill(a: &DrillArgs) -> Result<()> {
         None => newest_local(&a.flags).await?,
     };
     let source = source(&a.flags, &arg)?;
-    let etcd_binary = etcdsnap_core::etcd::process::find_binary(a.etcd_binary.as_deref())
+    let etcd_binary = etcdsnap_core::etcd::process::find_binary(a.tools.etcd_binary.as_deref())
         .context("a drill starts an etcd of its own on the restored copy")?;
     let tool = etcdsnap_core::restore::RestoreTool::any(
         Some(&etcd_binary),
-        a.etcdutl_binary.as_deref(),
-        a.etcdctl_binary.as_deref(),
+        a.tools.etcdutl_binary.as_deref(),
+        a.tools.etcdctl_binary.as_deref(),
     )?;
     let report = etcdsnap_core::drill::Drill {
         source,

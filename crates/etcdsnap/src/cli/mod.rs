@@ -294,8 +294,15 @@ pub struct DrillArgs {
     /// Output format: table or json
     #[arg(short = 'o', long = "output", default_value = "table")]
     pub output: String,
-    /// etcd binary that serves the restored copy; its directory holds etcdutl/etcdctl
-    /// (default: PATH)
+    #[command(flatten)]
+    pub tools: EtcdTools,
+}
+
+/// The etcd binaries a local restore or drill runs.
+#[derive(Debug, Args)]
+pub struct EtcdTools {
+    /// etcd binary (a drill serves the restored copy with it); its directory holds
+    /// etcdutl/etcdctl (default: PATH)
     #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
     pub etcd_binary: Option<PathBuf>,
     /// etcdutl to restore with (etcd 3.5 and later)
@@ -334,15 +341,8 @@ pub struct RestoreArgs {
     /// Initial cluster token of the restored cluster
     #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
-    /// etcd binary whose directory holds etcdutl/etcdctl (default: PATH)
-    #[arg(long = "etcd-binary", env = "ETCDSNAP_ETCD_BINARY")]
-    pub etcd_binary: Option<PathBuf>,
-    /// etcdutl to restore with (etcd 3.5 and later)
-    #[arg(long = "etcdutl-binary", env = "ETCDSNAP_ETCDUTL_BINARY")]
-    pub etcdutl_binary: Option<PathBuf>,
-    /// etcdctl to restore with (etcd 3.4)
-    #[arg(long = "etcdctl-binary", env = "ETCDSNAP_ETCDCTL_BINARY")]
-    pub etcdctl_binary: Option<PathBuf>,
+    #[command(flatten)]
+    pub tools: EtcdTools,
     #[command(flatten)]
     pub s3: S3Flags,
     #[command(flatten)]
