@@ -335,9 +335,10 @@ async fn newest_local(flags: &ReadFlags) -> Result<String> {
         Some(d) => d.clone(),
         None => default_snapshot_dir(&flags.data_dir.clone().unwrap_or_else(default_data_dir)),
     };
-    if flags.s3.s3 == Some(true) {
+    if let Some(remote) = super::cloud::remote_config(&flags.s3, &flags.cloud, None)? {
         bail!(
-            "with --s3 give the snapshot to drill, by its name as `etcd-snapshot ls --s3` prints it"
+            "with a remote store ({}) give the snapshot to drill, by its name as `etcd-snapshot ls` prints it",
+            remote.bucket
         );
     }
     let store = etcdsnap_core::store::local::LocalStore::new(dir.clone(), String::new());

@@ -337,6 +337,42 @@ fn azure_restore_onto_an_empty_data_dir() {
 
     let bs = restore_on_a_new_machine(&flags, &token, &name, "Azure Blob");
     assert_eq!(dump(&bs), at_snapshot);
+
+    // The same object restored by the CLI for an etcd of one's own, and drilled.
+    let work = tempfile::tempdir().unwrap();
+    let local = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(etcdsnap_bin());
+        cmd.arg("etcd-snapshot")
+            .args(&args)
+            .arg(format!("--etcd-binary={}", Etcd::V35.etcd().display()))
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(work.path()))
+            .env("TMPDIR", work.path());
+        without_aws_env(&mut cmd);
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains(ACCOUNT_KEY), "the key leaked:\n{text}");
+        out
+    };
+    let out_dir = work.path().join("restored");
+    let text = ok(&local(sub(
+        "restore",
+        &flags,
+        &[&name, &format!("--output-dir={}", out_dir.display())],
+    )));
+    assert!(text.contains("etcd --name default"), "{text}");
+    assert!(out_dir.join("member/snap/db").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&local(sub("drill", &flags, &[&name, "-o", "json"])))).unwrap();
+    assert_eq!(report["name"], name.as_str(), "{report}");
+    assert_eq!(
+        report["location"],
+        format!("azure://{CONTAINER}/cl/{name}"),
+        "{report}"
+    );
+    assert!(report["keys"].as_u64().unwrap() >= 39, "{report}");
+    // A drill of a remote store needs the name: the newest local one would be the wrong file.
+    let err = fails(&local(sub("drill", &flags, &[])));
+    assert!(err.contains("give the snapshot to drill"), "{err}");
 }
 
 /// Bad settings fail with the flag to fix, write nothing remote, and never print the key.
