@@ -91,10 +91,14 @@ impl Write for Counted {
 
 type Buffered = BufWriter<Counted>;
 
+type ZstdEncoder = zstd::stream::write::Encoder<'static, Buffered>;
+
 enum Sink {
     Raw(Buffered),
     Zip(Box<ParallelZip<Buffered>>),
-    Zstd(Box<zstd::stream::write::Encoder<'static, Buffered>>),
+    /// A zstd file before its first bytes: the encoder starts with them (see [`zstd_start`]).
+    ZstdPending(Option<Buffered>, i64),
+    Zstd(Box<ZstdEncoder>),
 }
 
 impl Sink {
@@ -102,6 +106,13 @@ impl Sink {
         match self {
             Sink::Raw(w) => w.write_all(data),
             Sink::Zip(z) => z.write_all(data),
+            Sink::ZstdPending(w, level) => {
+                let w = w
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("the zstd start failed before"))?;
+                *self = Sink::Zstd(Box::new(zstd_start(w, *level, data)?));
+                Ok(())
+            }
             Sink::Zstd(z) => z.write_all(data),
         }
     }
@@ -110,6 +121,10 @@ impl Sink {
         let buffered = match self {
             Sink::Raw(w) => w,
             Sink::Zip(z) => z.finish()?,
+            Sink::ZstdPending(w, level) => {
+                let w = w.ok_or_else(|| std::io::Error::other("the zstd start failed before"))?;
+                zstd_encoder(w, level)?.finish()?
+            }
             Sink::Zstd(z) => z.finish()?,
         };
         let counted = buffered.into_inner().map_err(|e| e.into_error())?;
@@ -142,12 +157,14 @@ fn open_sink(part: &Path, spec: &WriteSpec, growth: Option<GrowthSender>) -> Res
         return Ok(Sink::Raw(w));
     }
     if spec.format == CompressFormat::Zstd {
-        return zstd_sink(w, spec.compression_level).map_err(|e| {
+        // The level was checked; a first encoder here reports a bad one before etcd sends.
+        zstd::stream::raw::Encoder::new(spec.compression_level as i32).map_err(|e| {
             Error::Other(format!(
                 "failed to start zstd compression at level {}: {e}",
                 spec.compression_level
             ))
-        });
+        })?;
+        return Ok(Sink::ZstdPending(Some(w), spec.compression_level));
     }
     let t = zip_time(spec.created);
     let entry = Entry {
@@ -169,10 +186,28 @@ fn workers() -> usize {
         .clamp(1, MAX_WORKERS)
 }
 
-fn zstd_sink(w: Buffered, level: i64) -> std::io::Result<Sink> {
+/// Starts the zstd stream with its first bytes. libzstd creates its worker threads when the
+/// stream starts, and they take the priority of the thread that starts it: that is done on a
+/// short-lived thread at niceness +10, so the workers yield to etcd's stream as the deflate
+/// workers do, while the writing thread keeps its priority (lowering that one made a 1 GiB
+/// save 1.5x slower: the stream backed up behind it).
+fn zstd_start(w: Buffered, level: i64, first: &[u8]) -> std::io::Result<ZstdEncoder> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("zstd-start".into())
+            .spawn_scoped(s, || {
+                crate::fsutil::lower_thread_priority(10);
+                let mut z = zstd_encoder(w, level)?;
+                z.write_all(first)?;
+                Ok(z)
+            })?
+            .join()
+            .map_err(|_| std::io::Error::other("the zstd start thread panicked"))?
+    })
+}
+
+fn zstd_encoder(w: Buffered, level: i64) -> std::io::Result<ZstdEncoder> {
     let mut z = zstd::stream::write::Encoder::new(w, level as i32)?;
-    // zstd's own threads, at normal priority: compressing on the writing thread at a lower
-    // priority made a 1 GiB save 1.5x slower (the stream backed up behind it).
     z.multithread(workers() as u32)?;
     // zstd's own job size (4 windows, 8 MiB at level 3) held 45-60 MiB across two workers on a
     // 1 GiB save; 2 MiB jobs keep that under 20 MiB, for files ~1.5% larger (1 GiB of JSON:
@@ -181,7 +216,7 @@ fn zstd_sink(w: Buffered, level: i64) -> std::io::Result<Sink> {
     // zstd's own checksum of the frame: a damaged file fails at decompression, before the
     // snapshot's trailer is reached.
     z.include_checksum(true)?;
-    Ok(Sink::Zstd(Box::new(z)))
+    Ok(z)
 }
 
 /// The disk side: consumes chunks until `End`, then verifies and publishes the file. Any early
@@ -367,6 +402,47 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// Niceness of this process's threads named `name` (Linux: from /proc).
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(name: &str) -> Vec<i64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                (comm.trim() == name).then_some(())?;
+                let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                // Fields after the `(comm)`: state is field 3, nice field 19.
+                let rest = stat.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn zstd_workers_run_at_a_lower_priority_than_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_private_file(&dir.path().join("x.zst")).unwrap();
+        let w = BufWriter::with_capacity(WRITE_BUFFER, Counted { file, growth: None });
+        let me = nice_of_threads(&std::fs::read_to_string("/proc/thread-self/comm").unwrap());
+        let sink = zstd_start(w, 3, &db(64)).unwrap();
+        // libzstd's workers take the name and niceness of the thread that started them.
+        let workers = nice_of_threads("zstd-start");
+        assert_eq!(workers.len(), workers_count(), "{workers:?}");
+        let base = me.first().copied().unwrap_or(0);
+        assert!(
+            workers.iter().all(|n| *n == (base + 10).min(19)),
+            "{workers:?} vs {base}"
+        );
+        drop(sink);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn workers_count() -> usize {
+        workers()
     }
 
     #[tokio::test]
