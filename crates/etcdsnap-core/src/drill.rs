@@ -230,6 +230,8 @@ impl Drill {
                 cmd.env_remove(k);
             }
         }
+        // A drill's etcd must not tell systemd the service is ready (it speaks sd_notify).
+        cmd.env_remove("NOTIFY_SOCKET");
         crate::etcd::process::die_with_parent(cmd.as_std_mut(), libc::SIGKILL);
         tracing::info!(
             "Drill: starting {} on {data_dir:?}",

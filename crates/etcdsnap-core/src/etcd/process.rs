@@ -266,6 +266,9 @@ impl EtcdChild {
                 cmd.env_remove(k);
             }
         }
+        // etcd speaks sd_notify too: under systemd it would tell READY=1 before this server
+        // serves. Readiness is ours to tell.
+        cmd.env_remove("NOTIFY_SOCKET");
         die_with_parent(cmd.as_std_mut(), libc::SIGTERM);
         let child = cmd
             .spawn()

@@ -313,6 +313,7 @@ pub async fn supervise(
         }
         state.ready.set(true);
         tracing::info!("etcd is ready");
+        super::notify::notify("READY=1\nSTATUS=etcd is ready; serving the supervisor API");
         let died = match child {
             Some(c) => tokio::select! {
                 st = c.process.wait() => Some(st),

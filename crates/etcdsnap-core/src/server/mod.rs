@@ -13,6 +13,7 @@ pub mod drills;
 pub mod http;
 pub mod join;
 pub mod kubeconfig;
+pub mod notify;
 pub mod reset;
 pub mod scheduler;
 pub mod serve;
@@ -321,6 +322,7 @@ pub async fn run(
 
     let drills = drill.map(|d| tokio::spawn(drills::run(state.clone(), d, stop_rx.clone())));
     let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
+    notify::notify("STOPPING=1");
     if let Some(t) = drills {
         // A drill cleans up after itself when dropped: its etcd dies and its files go.
         t.abort();

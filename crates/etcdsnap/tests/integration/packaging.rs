@@ -166,10 +166,9 @@ fn packaging_unit_stops_the_server_gently_and_keeps_its_hardening() {
             .as_str()
     };
     assert_eq!(get("ExecStart"), "/usr/local/bin/etcdsnap server");
-    assert!(
-        matches!(get("Type"), "exec" | "simple"),
-        "the server has no sd_notify"
-    );
+    // The server sends READY=1 once etcd answers (server::notify_systemd_when_ready).
+    assert_eq!(get("Type"), "notify");
+    assert_eq!(get("NotifyAccess"), "main");
     assert_eq!(get("Restart"), "always");
     // SIGTERM to the server alone: it finishes a save with its etcd still up, then stops etcd.
     assert_eq!(get("KillMode"), "mixed");

@@ -300,3 +300,33 @@ fn external_etcd_with_mtls_and_endpoint_fallback() {
     let (code, _) = https_get(&format!("{}/healthz", s2.url())).unwrap();
     assert_eq!(code, 503);
 }
+
+/// Under systemd (`Type=notify`) the server says READY=1 only once etcd answers and the API
+/// serves, and STOPPING=1 when it begins to stop.
+#[test]
+fn notify_systemd_when_ready() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let s = Server::builder(Etcd::V35)
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .no_wait()
+        .start();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("READY=1 within 60 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Ours, not etcd's (etcd speaks sd_notify too, and must not tell before the server serves).
+    assert_eq!(
+        msg, "READY=1\nSTATUS=etcd is ready; serving the supervisor API",
+        "{msg}"
+    );
+    // Ready means ready: the API answers and etcd is healthy at once.
+    let (code, body) = https_get(&format!("{}/healthz", s.url())).unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"), "{}", s.log_text());
+    s.stop();
+    let n = sock.recv(&mut buf).expect("STOPPING=1 at shutdown");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+}
