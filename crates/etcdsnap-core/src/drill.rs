@@ -20,6 +20,19 @@ use crate::inspect::{self, InspectOptions, Source};
 use crate::restore::{DirRestore, Membership, RestoreTool};
 use crate::{Error, Result};
 
+/// The newest successful, non-empty snapshot of a local store: what a drill takes by default.
+pub async fn newest_snapshot(
+    local: &crate::store::local::LocalStore,
+) -> Result<Option<crate::store::SnapshotRecord>> {
+    use crate::store::{ListDetail, SnapshotStatus, SnapshotStore};
+    Ok(local
+        .list(ListDetail::Basic)
+        .await?
+        .into_iter()
+        .filter(|r| r.status == SnapshotStatus::Successful && r.size > 0)
+        .max_by_key(|r| r.created_at))
+}
+
 /// Keys read from the restored etcd per request.
 const PAGE: i64 = 1000;
 /// How long the restored etcd has to answer.

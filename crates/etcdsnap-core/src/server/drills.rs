@@ -16,7 +16,6 @@ use crate::drill::{Drill, DrillReport};
 use crate::inspect::Source;
 use crate::restore::RestoreTool;
 use crate::schedule::Schedule;
-use crate::store::{ListDetail, SnapshotStatus, SnapshotStore};
 use crate::{Error, Result};
 
 /// What scheduled drills need, resolved when the server starts.
@@ -46,15 +45,17 @@ pub async fn run(state: Arc<ServerState>, d: DrillSettings, mut stop: watch::Rec
         .set(super::scheduler::longest_gap(&d.schedule, Utc::now()).as_secs_f64());
     let mut after = Utc::now();
     loop {
-        let Some(next) = d.schedule.next_after(after) else {
-            tracing::warn!("the drill schedule {} has no future runs", d.schedule);
+        let Some(next) = super::scheduler::next_tick(
+            &d.schedule,
+            after,
+            std::time::Duration::ZERO,
+            "drill",
+            &mut stop,
+        )
+        .await
+        else {
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
-        }
         let started = Instant::now();
         let r = tokio::select! {
             r = drill_newest(&state, &d) => r,
@@ -81,12 +82,8 @@ pub async fn run(state: Arc<ServerState>, d: DrillSettings, mut stop: watch::Rec
 /// Drills the newest successful local snapshot.
 async fn drill_newest(state: &ServerState, d: &DrillSettings) -> Result<DrillReport> {
     let local = state.engine.local(state.snapshots.dir.as_deref(), false)?;
-    let newest = local
-        .list(ListDetail::Basic)
+    let newest = crate::drill::newest_snapshot(&local)
         .await?
-        .into_iter()
-        .filter(|r| r.status == SnapshotStatus::Successful && r.size > 0)
-        .max_by_key(|r| r.created_at)
         .ok_or_else(|| {
             Error::Other(format!(
                 "no snapshot in {} to drill: take one with `etcdsnap etcd-snapshot save`",

@@ -89,6 +89,26 @@ pub fn longest_gap(schedule: &crate::schedule::Schedule, from: chrono::DateTime<
 }
 
 /// Runs until `stop` flips.
+/// Waits for the first tick of `schedule` after `after`, plus `extra`; `None` when the
+/// schedule has no future tick (`what` names it in the warning) or `stop` changed first.
+pub(super) async fn next_tick(
+    schedule: &crate::schedule::Schedule,
+    after: chrono::DateTime<Utc>,
+    extra: Duration,
+    what: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<chrono::DateTime<Utc>> {
+    let Some(next) = schedule.next_after(after) else {
+        tracing::warn!("the {what} schedule {schedule} has no future runs");
+        return None;
+    };
+    let wait = (next - Utc::now()).to_std().unwrap_or_default();
+    tokio::select! {
+        _ = tokio::time::sleep(wait + extra) => Some(next),
+        _ = stop.changed() => None,
+    }
+}
+
 pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let s = &state.snapshots;
     tracing::info!(
@@ -107,15 +127,10 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
         .set(longest_gap(&s.schedule, Utc::now()).as_secs_f64());
     let mut after = Utc::now();
     loop {
-        let Some(next) = s.schedule.next_after(after) else {
-            tracing::warn!("the snapshot schedule {} has no future runs", s.schedule);
+        let Some(next) = next_tick(&s.schedule, after, jitter(), "snapshot", &mut stop).await
+        else {
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait + jitter()) => {}
-            _ = stop.changed() => return,
-        }
         if state.is_learner().await {
             // K3s's words; a learner has no snapshot to give and records nothing.
             tracing::warn!("Unable to take snapshot: not supported for learner");

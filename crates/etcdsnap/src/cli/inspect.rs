@@ -330,7 +330,6 @@ fn print_diff(
 
 /// The newest successful snapshot in the snapshot dir, for a drill given no name.
 async fn newest_local(flags: &ReadFlags) -> Result<String> {
-    use etcdsnap_core::store::{ListDetail, SnapshotStatus, SnapshotStore};
     let dir = match &flags.dir {
         Some(d) => d.clone(),
         None => default_snapshot_dir(&flags.data_dir.clone().unwrap_or_else(default_data_dir)),
@@ -342,13 +341,9 @@ async fn newest_local(flags: &ReadFlags) -> Result<String> {
         );
     }
     let store = etcdsnap_core::store::local::LocalStore::new(dir.clone(), String::new());
-    let newest = store
-        .list(ListDetail::Basic)
+    let newest = etcdsnap_core::drill::newest_snapshot(&store)
         .await
         .with_context(|| format!("cannot list the snapshot dir {}", dir.display()))?
-        .into_iter()
-        .filter(|r| r.status == SnapshotStatus::Successful && r.size > 0)
-        .max_by_key(|r| r.created_at)
         .with_context(|| {
             format!(
                 "no snapshot in {} to drill: give a file, or the --dir or --data-dir that holds them",
