@@ -13,14 +13,33 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on now.
+/// A port nobody listens on now, below the kernel's ephemeral range (32768 and up here): a
+/// port the kernel hands out for `bind(0)` or an outgoing connection could be taken by
+/// another test between this check and the server's own bind, which made servers of tests
+/// running side by side fail with "Address already in use". Each process starts at a
+/// different place in 20000..32000 and steps through it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     etcdsnap_core::tls::install_crypto_provider();
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            ^ std::process::id().wrapping_mul(2_654_435_761);
+        let _ = NEXT.compare_exchange(u32::MAX, seed % SPAN, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..SPAN {
+        // 7919 is prime to SPAN's factors 2, 3, 5: the walk visits every port of the span.
+        let n = NEXT.fetch_add(7919, Ordering::Relaxed) % SPAN;
+        let port = (LOW + n) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// The path of a binary named by an environment variable set by `ci/install-deps.sh --env`.
