@@ -26,6 +26,8 @@ mod inspect;
 mod packaging;
 #[path = "integration/progress.rs"]
 mod progress;
+#[path = "integration/reach.rs"]
+mod reach;
 #[path = "integration/records.rs"]
 mod records;
 #[path = "integration/restore.rs"]

@@ -587,6 +587,8 @@ pub(super) mod tests {
                 s3: None,
                 reconcile_interval: Duration::from_secs(600),
                 idle_timeout: Duration::from_secs(5),
+                request_dirs: crate::snapshot::confine::RequestDirs::new(dir.path(), None, &[])
+                    .unwrap(),
             },
             ready: Ready::default(),
             auth_guard: AuthGuard::default(),
@@ -760,7 +762,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn s3_failures_map_to_their_status() {
         let a = api();
-        let req = r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","retention":5}}"#;
+        let req = r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","retention":5,"accessKey":"AK","secretKey":"SK"}}"#;
         *a.remotes.fail_connect.lock().unwrap() =
             Some(|b| Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b}")));
         let (code, body) = a.post(req).await;
@@ -785,7 +787,7 @@ pub(super) mod tests {
         assert_eq!(body["created"].as_array().unwrap().len(), 2);
         assert_eq!(a.remotes.bucket("b").names().len(), 1);
         let (code, body) = a
-            .post(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5m"}}"#)
+            .post(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#)
             .await;
         assert_eq!(code, 200);
         assert_eq!(body["kind"], "List");

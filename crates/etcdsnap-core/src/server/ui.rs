@@ -1077,7 +1077,7 @@ mod tests {
         let target = crate::store::s3::S3Target::new(cfg).unwrap();
         Arc::get_mut(&mut a.state).unwrap().snapshots.s3 = Some(target);
         let (code, body) = a
-            .post(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m"}}"#)
+            .post(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#)
             .await;
         assert_eq!(code, 200, "{body}");
         let auth = basic("server", SECRET);

@@ -6,6 +6,7 @@
 //! retention; a remote failure never loses the local file. The engine runs what it is given:
 //! requests are resolved in [`plan`], stores are connected by the caller.
 
+pub mod confine;
 pub mod metrics;
 pub mod plan;
 pub mod s3secret;

@@ -4,14 +4,17 @@
 //! [`SavePlan`] from the same settings. K3s's merge rules (reference §7.1) live here:
 //! * save and prune take the prefix from `name[0]` (default `on-demand`);
 //! * `dir`, `compress` and `retention` override the server's values only when sent; unlike K3s,
-//!   the server's `--etcd-snapshot-dir` is the default for CLI requests too;
+//!   the server's `--etcd-snapshot-dir` is the default for CLI requests too, and a `dir` must
+//!   be that one or one of `--etcd-snapshot-allowed-dirs` ([`super::confine`]);
 //! * `compressFormat` and `compressLevel` (etcdsnap's) likewise; a format other than the
 //!   server's starts from its own default level;
-//! * S3 is the request's own `s3` object only, never the server's.
+//! * S3 is the request's own `s3` object only, never the server's, and it gets the server's
+//!   credentials only when it names the server's store without keys ([`super::confine`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::confine::{RequestDirs, confine_remote};
 use crate::api::{self, SnapshotRequest};
 use crate::naming::{Compression, DEFAULT_ON_DEMAND_PREFIX, validate_plain_name, validate_prefix};
 use crate::schedule::Schedule;
@@ -38,6 +41,8 @@ pub struct SnapshotSettings {
     pub reconcile_interval: std::time::Duration,
     /// A save whose etcd stream is silent this long is abandoned (`--etcd-snapshot-idle-timeout`).
     pub idle_timeout: std::time::Duration,
+    /// The dirs a request may name: the snapshot dir and `--etcd-snapshot-allowed-dirs`.
+    pub request_dirs: RequestDirs,
 }
 
 /// A connected remote store and the retention it applies.
@@ -125,7 +130,7 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
         .operation
         .ok_or_else(|| Error::InvalidInput("invalid snapshot operation".into()))?;
     let dir = match req.dir.as_deref() {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        Some(d) if !d.is_empty() => settings.request_dirs.resolve(d)?,
         _ => settings.dir.clone(),
     };
     let prefix = || -> Result<String> {
@@ -139,9 +144,10 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
     };
     let s3 = match &req.s3 {
         Some(cfg) => {
+            let cfg = confine_remote(cfg, settings.s3.as_ref().map(S3Target::config))?;
             // Fails here, before anything is connected or written.
             S3Target::new(cfg.clone())?;
-            Some(cfg.clone())
+            Some(cfg)
         }
         None => None,
     };
@@ -199,6 +205,12 @@ mod tests {
             s3: None,
             reconcile_interval: std::time::Duration::from_secs(600),
             idle_timeout: std::time::Duration::from_secs(120),
+            request_dirs: RequestDirs::new(
+                std::path::Path::new("/nonexistent-data-dir"),
+                Some(std::path::Path::new("/srv/snaps")),
+                &[],
+            )
+            .unwrap(),
         }
     }
 
@@ -229,10 +241,10 @@ mod tests {
                 },
             ),
             (
-                r#"{"operation":"save","name":["nightly"],"dir":"/x","compress":false,"retention":0}"#,
+                r#"{"operation":"save","name":["nightly"],"dir":"/srv//snaps/","compress":false,"retention":0}"#,
                 Operation::Save {
                     prefix: "nightly".into(),
-                    dir: Some("/x".into()),
+                    dir: Some("/srv/snaps".into()),
                     compress: false,
                     compression: Compression::default(),
                     retention: 0,
@@ -240,7 +252,7 @@ mod tests {
                 },
             ),
             (
-                r#"{"operation":"save","dir":"","s3":{"bucket":"b","retention":2,"timeout":"1m"}}"#,
+                r#"{"operation":"save","dir":"","s3":{"bucket":"b","retention":2,"timeout":"1m","accessKey":"AK","secretKey":"SK"}}"#,
                 Operation::Save {
                     prefix: "on-demand".into(),
                     dir: srv.clone(),
@@ -252,6 +264,9 @@ mod tests {
                         region: String::new(),
                         retention: 2,
                         timeout: std::time::Duration::from_secs(60),
+                        access_key: "AK".into(),
+                        secret_key: "SK".into(),
+                        ambient_identity: false,
                         ..s3("b")
                     }),
                 },
@@ -335,7 +350,7 @@ mod tests {
                 "invalid snapshot name prefix",
             ),
             (
-                r#"{"operation":"save","s3":{"timeout":"5m"}}"#,
+                r#"{"operation":"save","s3":{"timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#,
                 "s3 bucket name was not set",
             ),
             (
@@ -347,8 +362,20 @@ mod tests {
                 "invalid compression level 23 for zstd",
             ),
             (
-                r#"{"operation":"list","s3":{"bucket":"b","timeout":"0s"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"b","timeout":"0s","accessKey":"AK","secretKey":"SK"}}"#,
                 "etcd-s3-timeout must be greater than 0s",
+            ),
+            (
+                r#"{"operation":"list","dir":"/etc/ssh"}"#,
+                "snapshot dir \"/etc/ssh\" is not one this server allows",
+            ),
+            (
+                r#"{"operation":"delete","dir":"/srv/snaps/../tls","name":["server-ca.key"]}"#,
+                "is not one this server allows",
+            ),
+            (
+                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9"}}"#,
+                "carries no keys of its own",
             ),
         ];
         for (json, want) in cases {

@@ -39,8 +39,8 @@ use tokio::time::Instant;
 
 pub use self::client::upload_integrity;
 pub use self::client::{
-    CredentialEnv, ProcessEnv, StaticCredentials, load_endpoint_ca, parse_shared_credentials,
-    resolve_credentials,
+    CredentialEnv, NO_REQUEST_KEYS, ProcessEnv, StaticCredentials, inline_endpoint_ca,
+    load_endpoint_ca, parse_shared_credentials, pem_certificates, resolve_credentials,
 };
 pub use self::config::{
     BucketLookup, ChecksumMode, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION,

@@ -14,11 +14,43 @@ use super::client::SupervisorClient;
 use super::render::{Format, render_list};
 use super::{RestoreArgs, SnapshotAction, SnapshotFlags};
 
+/// `--dir` as the server must see it: absolute (a relative path means this shell's directory,
+/// not the server's).
+fn absolute_dir(dir: &Option<String>) -> Result<Option<String>> {
+    match dir.as_deref() {
+        None | Some("") => Ok(dir.clone()),
+        Some(d) => {
+            let abs =
+                std::path::absolute(d).map_err(|e| anyhow::anyhow!("invalid --dir {d:?}: {e}"))?;
+            Ok(Some(abs.to_string_lossy().into_owned()))
+        }
+    }
+}
+
+/// The remote store as a request carries it: the server reads no file a request names (issue
+/// 23), so the CA bundle files and the GCS key file given here are read here and sent as their
+/// contents (the CA files base64-encoded, as `--s3-endpoint-ca` also accepts them).
+fn for_request(cfg: Option<S3Config>) -> Result<Option<S3Config>> {
+    let Some(mut cfg) = cfg else {
+        return Ok(None);
+    };
+    cfg.endpoint_ca = etcdsnap_core::store::s3::inline_endpoint_ca(&cfg.endpoint_ca)?;
+    if !cfg.credentials_file.is_empty() {
+        let file = std::mem::take(&mut cfg.credentials_file);
+        cfg.credentials_json = std::fs::read_to_string(&file).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read --etcd-gcs-credentials-file {file:?}: {e}: give the service-account JSON key file"
+            )
+        })?;
+    }
+    Ok(Some(cfg))
+}
+
 fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
     Ok(SnapshotRequest {
         operation: Some(op),
         name: vec![flags.name.clone()],
-        dir: flags.dir.clone(),
+        dir: absolute_dir(&flags.dir)?,
         // Naming a format asks for compression, unless compression is turned off explicitly.
         compress: flags
             .compress
@@ -26,7 +58,11 @@ fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
         compress_format: flags.compress_format.clone(),
         compress_level: flags.compress_level,
         retention: flags.retention,
-        s3: super::cloud::remote_config(&flags.s3, &flags.cloud, flags.retention)?,
+        s3: for_request(super::cloud::remote_config(
+            &flags.s3,
+            &flags.cloud,
+            flags.retention,
+        )?)?,
         s3_node_metadata: None,
     })
 }

@@ -536,6 +536,11 @@ pub struct ServerArgs {
     /// Directory to save snapshots to (default: <data-dir>/server/db/snapshots)
     #[arg(long = "etcd-snapshot-dir")]
     pub etcd_snapshot_dir: Option<PathBuf>,
+    /// Directories besides --etcd-snapshot-dir that `etcd-snapshot --dir` may name
+    /// (comma-separated or repeated; absolute, existing, outside <data-dir>/server). A request
+    /// naming any other directory is refused (beyond K3s, which uses any --dir it is sent)
+    #[arg(long = "etcd-snapshot-allowed-dirs", value_delimiter = ',')]
+    pub etcd_snapshot_allowed_dirs: Vec<PathBuf>,
     /// Compress etcd snapshots
     #[arg(long = "etcd-snapshot-compress", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub etcd_snapshot_compress: bool,

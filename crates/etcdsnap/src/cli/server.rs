@@ -8,6 +8,7 @@ use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::server::RequestHook;
 use etcdsnap_core::server::reset::ResetSettings;
 use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
+use etcdsnap_core::snapshot::confine::RequestDirs;
 use etcdsnap_core::store::s3::S3Target;
 
 use super::{ServerArgs, default_data_dir};
@@ -163,8 +164,9 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,
     };
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
     Ok(ServerConfig {
-        data_dir: a.data_dir.clone().unwrap_or_else(default_data_dir),
+        data_dir: data_dir.clone(),
         node_name,
         token,
         bind_address: a.bind_address.clone(),
@@ -190,6 +192,11 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             s3: s3.clone(),
             reconcile_interval,
             idle_timeout,
+            request_dirs: RequestDirs::new(
+                &data_dir,
+                a.etcd_snapshot_dir.as_deref(),
+                &a.etcd_snapshot_allowed_dirs,
+            )?,
         },
         after_request: Some(RequestHook(std::sync::Arc::new(release_freed_memory))),
         kubeconfig: (!a.cluster_reset).then_some(kubeconfig),

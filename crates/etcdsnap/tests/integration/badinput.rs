@@ -397,10 +397,10 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "unexpected argument '--bogus'",
         },
         Row {
-            what: "missing custom dir",
+            what: "a dir the server does not allow",
             input: cli(&["save", "--dir", "/no/such/dir"]),
             code: 1,
-            says: "failed to get etcd-snapshot-dir",
+            says: "snapshot dir \"/no/such/dir\" is not one this server allows",
         },
         Row {
             what: "wrong token",
@@ -500,7 +500,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "API: S3 upload concurrency too high",
             input: Input::Api(
-                br#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","uploadConcurrency":99}}"#
+                br#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","uploadConcurrency":99,"accessKey":"A","secretKey":"S"}}"#
                     .to_vec(),
             ),
             code: 400,
@@ -510,7 +510,61 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             what: "dir that does not exist",
             input: api(r#"{"operation":"save","dir":"/no/such"}"#),
             code: 400,
-            says: "failed to get etcd-snapshot-dir",
+            says: "is not one this server allows",
+        },
+        Row {
+            what: "request dir outside the allowed ones",
+            input: api(r#"{"operation":"list","dir":"/etc/ssh"}"#),
+            code: 400,
+            says: "is not one this server allows: a request may name only the server's snapshot dir",
+        },
+        Row {
+            what: "request dir with a newline (log forging)",
+            input: api("{\"operation\":\"list\",\"dir\":\"/x\\nERROR forged\"}"),
+            code: 400,
+            says: "is not one this server allows",
+        },
+        Row {
+            what: "request S3 store without keys, not the server's",
+            input: api(
+                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","insecure":true}}"#,
+            ),
+            code: 400,
+            says: "carries no keys of its own",
+        },
+        Row {
+            what: "request GCS key file on the server",
+            input: api(
+                r#"{"operation":"list","s3":{"provider":"gcs","bucket":"b","credentialsFile":"/etc/passwd","endpoint":"http://127.0.0.1:9","timeout":"5s"}}"#,
+            ),
+            code: 400,
+            says: "names a GCS key file on the server",
+        },
+        Row {
+            what: "request CA bundle naming a server file",
+            input: api(
+                r#"{"operation":"list","s3":{"bucket":"b","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:9","endpointCA":"/etc/hostname"}}"#,
+            ),
+            code: 400,
+            says: "CA bundle names a file on the server",
+        },
+        Row {
+            what: "allowed dir inside the data dir's server/",
+            input: server(&["--etcd-snapshot-allowed-dirs=/"]),
+            code: 1,
+            says: "--etcd-snapshot-allowed-dirs \"/\" is inside or above",
+        },
+        Row {
+            what: "allowed dir that does not exist",
+            input: server(&["--etcd-snapshot-allowed-dirs=/no/such/dir"]),
+            code: 1,
+            says: "--etcd-snapshot-allowed-dirs \"/no/such/dir\": No such file or directory",
+        },
+        Row {
+            what: "relative allowed dir",
+            input: server(&["--etcd-snapshot-allowed-dirs=snaps"]),
+            code: 1,
+            says: "is not an absolute path",
         },
         Row {
             what: "save prefix with a slash",

@@ -485,13 +485,18 @@ fn cli_requests_use_the_server_snapshot_dir() {
 }
 
 #[test]
-fn custom_snapshot_dir_must_exist() {
-    let s = Server::start(Etcd::V35);
+fn custom_snapshot_dir_must_be_allowed_by_the_server() {
+    let custom = tempfile::tempdir().unwrap();
+    let s = Server::builder(Etcd::V35)
+        .arg(format!(
+            "--etcd-snapshot-allowed-dirs={}",
+            custom.path().display()
+        ))
+        .start();
     let missing = s.data_dir().join("does-not-exist");
     let err = fails(&s.cli(&["save", "--dir", missing.to_str().unwrap()]));
-    assert!(err.contains("failed to get etcd-snapshot-dir"), "{err}");
+    assert!(err.contains("is not one this server allows"), "{err}");
     assert!(!missing.exists());
-    let custom = tempfile::tempdir().unwrap();
     ok(&s.cli(&[
         "save",
         "--etcd-snapshot-dir",

@@ -74,11 +74,19 @@ pub fn credentials(cfg: &S3Config, env: &dyn CredentialEnv) -> Result<Credential
         );
         return Ok(Credentials::Anonymous);
     }
+    if !cfg.ambient_identity && cfg.access_key.is_empty() {
+        // A configuration that arrived in a request: the server's own identity is never lent
+        // to it (the request layer refuses this earlier, with the fix; this is the backstop).
+        return Err(Error::InvalidInput(NO_REQUEST_KEYS.into()));
+    }
     Ok(match resolve_credentials(cfg, env)? {
         Some(c) => Credentials::Static(c),
         None => Credentials::Instance,
     })
 }
+
+/// Why a request's remote store without keys of its own is refused.
+pub const NO_REQUEST_KEYS: &str = "the request names a remote store that is not this server's configured one and carries no keys of its own, and the server lends its own identity (environment keys, shared credentials file, instance role, application-default credentials) only to its configured store: give the store's keys with the request (--s3-access-key and --s3-secret-key or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; --etcd-gcs-credentials-file; --etcd-azure-access-key), or configure that store on the server (--etcd-s3-*, --etcd-gcs-*, --etcd-azure-*)";
 
 /// Explicit keys, then `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`), then the
 /// shared credentials file. `None` leaves the choice to object_store's instance credentials.
@@ -210,6 +218,36 @@ pub fn load_endpoint_ca(value: &str) -> Result<Vec<Vec<u8>>> {
         ));
     }
     Ok(certs)
+}
+
+/// `--etcd-s3-endpoint-ca` with each file replaced by its contents, base64-encoded, as a
+/// request carries it: the server reads no file a request names (issue 23). Read as
+/// [`load_endpoint_ca`] reads them; a file with no certificate is refused.
+pub fn inline_endpoint_ca(value: &str) -> Result<String> {
+    let mut items = Vec::new();
+    for token in value.split_whitespace() {
+        let inline = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .is_ok_and(|pem| !pem_certificates(&pem).is_empty());
+        if inline {
+            items.push(token.to_string());
+            continue;
+        }
+        let pem = read_ca_file(Path::new(token)).map_err(|e| {
+            Error::InvalidInput(format!(
+                "cannot read --s3-endpoint-ca file {:?}: {e}: give a readable PEM file or a base64-encoded PEM bundle",
+                shorten(token)
+            ))
+        })?;
+        if pem_certificates(&pem).is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "--s3-endpoint-ca file {:?} holds no PEM certificate: give the CA bundle of the S3 endpoint",
+                shorten(token)
+            )));
+        }
+        items.push(base64::engine::general_purpose::STANDARD.encode(pem));
+    }
+    Ok(items.join(" "))
 }
 
 /// A CA file larger than this is refused: bundles are kilobytes (a whole system store is well

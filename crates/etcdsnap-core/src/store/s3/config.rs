@@ -98,6 +98,18 @@ pub struct S3Config {
     /// etcdsnap extension, `--etcd-azure-account`: the storage account.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub account: String,
+    /// etcdsnap extension: a GCS service-account key itself (the JSON text), as the CLI sends
+    /// the key file it was given, so that the server never reads a key file a request names
+    /// (never logged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials_json: String,
+    /// Whether a client built from this configuration may fall back on the identity of the
+    /// process that builds it (environment keys, the shared credentials file, instance roles,
+    /// Google's application-default credentials). True for configurations from the process's
+    /// own flags, config file or config Secret; never carried on the wire, so a configuration
+    /// that arrived in a request is false, and the server lends it no identity (issue 23).
+    #[serde(skip)]
+    pub ambient_identity: bool,
 }
 
 /// Which object store a configuration names. GCS and Azure read `bucket` (the container for
@@ -209,6 +221,8 @@ impl Default for S3Config {
             provider: Provider::S3,
             credentials_file: String::new(),
             account: String::new(),
+            credentials_json: String::new(),
+            ambient_identity: true,
         }
     }
 }
@@ -239,6 +253,8 @@ impl fmt::Debug for S3Config {
             .field("provider", &self.provider)
             .field("credentials_file", &self.credentials_file)
             .field("account", &self.account)
+            .field("credentials_json", &redacted(&self.credentials_json))
+            .field("ambient_identity", &self.ambient_identity)
             .finish()
     }
 }
@@ -433,6 +449,15 @@ impl S3Config {
                 )));
             }
         }
+        if !self.credentials_json.is_empty() {
+            let v: serde_json::Value =
+                serde_json::from_str(&self.credentials_json).unwrap_or_default();
+            if v["private_key"].as_str().is_none() || v["client_email"].as_str().is_none() {
+                return Err(Error::InvalidInput(
+                    "the GCS credentials sent are not a service-account JSON key (no private_key or client_email): give --etcd-gcs-credentials-file the key file Google issued".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -529,11 +554,24 @@ impl S3Config {
             self.secret_key.clone(),
             self.session_token.clone(),
             proxy_userinfo,
+            gcs_private_key(&self.credentials_json),
         ]
         .into_iter()
         .filter(|s| s.len() >= 4)
         .collect()
     }
+}
+
+/// The private key inside a GCS service-account key (JSON), for scrubbing; empty when there is
+/// none.
+fn gcs_private_key(json: &str) -> String {
+    if json.is_empty() {
+        return String::new();
+    }
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v["private_key"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn validate_folder(folder: &str, flag: &str) -> Result<()> {
@@ -629,7 +667,15 @@ mod tests {
             })
         );
         let back: S3Config = serde_json::from_value(v).unwrap();
-        assert_eq!(back, c);
+        // What arrives over the wire never carries the right to the receiver's identity.
+        assert!(c.ambient_identity && !back.ambient_identity);
+        assert_eq!(
+            back,
+            S3Config {
+                ambient_identity: false,
+                ..c
+            }
+        );
     }
 
     #[test]
