@@ -249,6 +249,11 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
         Some("a directory part or '..' is not allowed".into())
     } else if prefix.chars().any(char::is_control) {
         Some("control characters are not allowed".into())
+    } else if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(format!("{c:?} is not allowed"))
     } else {
         None
     };
@@ -453,6 +458,8 @@ mod tests {
             ("a..b", "directory part"),
             ("a\nb", "control characters"),
             ("a\u{7f}b", "control characters"),
+            ("a b", "' ' is not allowed"),
+            ("a:b", "':' is not allowed"),
             (long.as_str(), "5000 bytes long"),
         ] {
             let err = validate_prefix(bad).unwrap_err().to_string();

@@ -129,6 +129,18 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
     let op = req
         .operation
         .ok_or_else(|| Error::InvalidInput("invalid snapshot operation".into()))?;
+    for (what, n) in [
+        ("retention", req.retention),
+        ("s3.retention", req.s3.as_ref().map(|c| c.retention)),
+    ] {
+        if let Some(n) = n
+            && n < 0
+        {
+            return Err(Error::InvalidInput(format!(
+                "invalid {what} {n}: give the number of snapshots to keep, or 0 to keep every snapshot (no pruning)"
+            )));
+        }
+    }
     let dir = match req.dir.as_deref() {
         Some(d) if !d.is_empty() => settings.request_dirs.resolve(d)?,
         _ => settings.dir.clone(),
@@ -364,6 +376,10 @@ mod tests {
             (
                 r#"{"operation":"list","s3":{"bucket":"b","timeout":"0s","accessKey":"AK","secretKey":"SK"}}"#,
                 "etcd-s3-timeout must be greater than 0s",
+            ),
+            (
+                r#"{"operation":"prune","retention":-1}"#,
+                "invalid retention -1: give the number of snapshots to keep, or 0",
             ),
             (
                 r#"{"operation":"list","dir":"/etc/ssh"}"#,

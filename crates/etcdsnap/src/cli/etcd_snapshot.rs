@@ -47,6 +47,12 @@ fn for_request(cfg: Option<S3Config>) -> Result<Option<S3Config>> {
 }
 
 fn request(flags: &SnapshotFlags, op: Operation) -> Result<SnapshotRequest> {
+    if let Some(r) = flags.retention {
+        super::server::check_retention("--snapshot-retention", r)?;
+    }
+    if let Some(r) = flags.s3.retention {
+        super::server::check_retention("--s3-retention", r)?;
+    }
     Ok(SnapshotRequest {
         operation: Some(op),
         name: vec![flags.name.clone()],
@@ -151,6 +157,63 @@ pub async fn run(action: SnapshotAction) -> Result<()> {
     Ok(())
 }
 
+/// Checks the restored member's name, peer URLs and initial cluster before anything is read,
+/// so that a typo is named by its flag rather than by etcdutl.
+fn check_membership(a: &RestoreArgs) -> Result<()> {
+    let name = a.name.as_str();
+    if name.is_empty()
+        || name.contains(|c: char| c == '=' || c == ',' || c.is_whitespace() || c.is_control())
+    {
+        bail!(
+            "invalid --name {name:?}: give the restored member's name, without spaces, '=' or ',' (etcd's --name)"
+        );
+    }
+    let url = |u: &str| {
+        let rest = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))?;
+        let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+        (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)).then_some(())
+    };
+    let peers: Vec<&str> = a
+        .initial_advertise_peer_urls
+        .split(',')
+        .map(str::trim)
+        .collect();
+    for u in &peers {
+        if url(u).is_none() {
+            bail!(
+                "invalid --initial-advertise-peer-urls {u:?}: give http(s)://host:port, comma-separated"
+            );
+        }
+    }
+    if let Some(cluster) = &a.initial_cluster {
+        let mut has_self = false;
+        for item in cluster.split(',').map(str::trim) {
+            let Some((n, u)) = item.split_once('=') else {
+                bail!(
+                    "invalid --initial-cluster entry {item:?}: give name=http(s)://host:port entries, comma-separated, e.g. {name}={}",
+                    peers[0]
+                );
+            };
+            if n.is_empty() || url(u).is_none() {
+                bail!(
+                    "invalid --initial-cluster entry {item:?}: give name=http(s)://host:port entries, comma-separated, e.g. {name}={}",
+                    peers[0]
+                );
+            }
+            has_self |= n == name;
+        }
+        if !has_self {
+            bail!(
+                "--initial-cluster {cluster:?} does not name the restored member {name:?} (--name): add {name}={}",
+                peers[0]
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `etcd-snapshot restore`: runs here, not on a server (it writes a data dir on this machine).
 async fn restore(a: &RestoreArgs) -> Result<()> {
     let Some(snapshot) = a.snapshot.clone() else {
@@ -159,6 +222,7 @@ async fn restore(a: &RestoreArgs) -> Result<()> {
     let Some(output_dir) = a.output_dir.clone() else {
         bail!("give --output-dir, the new etcd data dir to write");
     };
+    check_membership(a)?;
     let s3 = match super::cloud::remote_config(&a.s3, &a.cloud, None)? {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,

@@ -463,6 +463,7 @@ pub struct ServerArgs {
     #[arg(
         long = "etcd-learner-promotion-delay",
         default_value = "0s",
+        allow_hyphen_values = true,
         hide = true
     )]
     pub etcd_learner_promotion_delay: String,
@@ -552,11 +553,19 @@ pub struct ServerArgs {
     #[arg(long = "etcd-snapshot-compress-level", allow_negative_numbers = true)]
     pub etcd_snapshot_compress_level: Option<i64>,
     /// How often ETCDSnapshotFile records are reconciled with the files, a Go duration
-    #[arg(long = "etcd-snapshot-reconcile-interval", default_value = "10m")]
+    #[arg(
+        long = "etcd-snapshot-reconcile-interval",
+        default_value = "10m",
+        allow_hyphen_values = true
+    )]
     pub etcd_snapshot_reconcile_interval: String,
     /// A save is abandoned (and reported failed) when etcd sends no snapshot data for this long,
     /// a Go duration; beyond K3s, which waits without limit on a hung etcd
-    #[arg(long = "etcd-snapshot-idle-timeout", default_value = "2m")]
+    #[arg(
+        long = "etcd-snapshot-idle-timeout",
+        default_value = "2m",
+        allow_hyphen_values = true
+    )]
     pub etcd_snapshot_idle_timeout: String,
     /// Write the kubeconfig of the supervisor's Kubernetes API to this file (default:
     /// /etc/etcdsnap/etcdsnap.yaml for root, ~/.kube/etcdsnap.yaml otherwise)

@@ -77,7 +77,11 @@ pub struct S3Flags {
     #[arg(long = "s3-checksum", alias = "etcd-s3-checksum", value_parser = ["auto", "sha256", "crc64nvme", "none"])]
     pub checksum: Option<String>,
     /// Bound on each S3 operation, a Go duration (default: 5m)
-    #[arg(long = "s3-timeout", alias = "etcd-s3-timeout")]
+    #[arg(
+        long = "s3-timeout",
+        alias = "etcd-s3-timeout",
+        allow_hyphen_values = true
+    )]
     pub timeout: Option<String>,
     /// Number of S3 snapshots to retain (default: the snapshot retention)
     #[arg(

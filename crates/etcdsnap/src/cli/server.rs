@@ -69,8 +69,13 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
     let drill = match a.etcd_snapshot_drill_schedule_cron.trim() {
         "" => None,
         spec => Some(etcdsnap_core::server::DrillRequest {
-            schedule: Schedule::parse(spec)
-                .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-drill-schedule-cron: {e}"))?,
+            schedule: Schedule::parse(spec).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid --etcd-snapshot-drill-schedule-cron {:?}: {}",
+                    e.spec(),
+                    e.problem()
+                )
+            })?,
             etcdutl_binary: a.etcdutl_binary.clone(),
             etcdctl_binary: a.etcdctl_binary.clone(),
         }),
@@ -93,7 +98,26 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             .unwrap_or_else(super::default_kubeconfig),
         mode: etcdsnap_core::server::kubeconfig::parse_mode(&a.write_kubeconfig_mode)?,
     };
-    validate_prefix(&a.etcd_snapshot_name)?;
+    validate_prefix(&a.etcd_snapshot_name).context("invalid --etcd-snapshot-name")?;
+    check_retention("--etcd-snapshot-retention", a.etcd_snapshot_retention)?;
+    if let Some(r) = a.s3.retention {
+        check_retention("--etcd-s3-retention", r)?;
+    }
+    if a.etcd_snapshot_retention == 0 && !a.etcd_disable_snapshots {
+        tracing::warn!(
+            "--etcd-snapshot-retention 0: retention is off, scheduled snapshots are never pruned"
+        );
+    }
+    if let Some(bind) = &a.bind_address
+        && bind.parse::<std::net::IpAddr>().is_err()
+    {
+        bail!(
+            "invalid --bind-address {bind:?}: give an IP address of this host, such as 0.0.0.0 (all) or 127.0.0.1"
+        );
+    }
+    if let Some(dir) = &a.etcd_snapshot_dir {
+        check_snapshot_dir(dir)?;
+    }
     let token = match (&a.token, &a.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some({
@@ -212,6 +236,32 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
     })
 }
 
+/// A retention count must be 0 (keep every snapshot) or more. K3s takes any number below 1
+/// as "keep all"; we say so by refusing a negative one rather than reading it silently.
+pub(super) fn check_retention(flag: &str, n: i64) -> Result<()> {
+    if n < 0 {
+        bail!(
+            "invalid {flag} {n}: give the number of snapshots to keep, or 0 to keep every snapshot (no pruning)"
+        );
+    }
+    Ok(())
+}
+
+/// A custom snapshot dir must be an existing directory at start: a typo must not surface only
+/// at the first scheduled snapshot, hours later.
+fn check_snapshot_dir(dir: &std::path::Path) -> Result<()> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            bail!("--etcd-snapshot-dir {shown} is not a directory: give a directory for snapshots")
+        }
+        Err(e) => bail!(
+            "--etcd-snapshot-dir {shown}: {e}: create it (mkdir -m 0700 -p {shown}) or give an existing directory"
+        ),
+    }
+}
+
 /// Hands memory freed by a request back to the OS. Listing a large S3 folder allocates tens of
 /// MiB that glibc would otherwise keep, so a long-running server would sit at its peak.
 fn release_freed_memory() {
@@ -251,10 +301,17 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind((bind.as_str(), a.https_listen_port))
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {bind}:{} for the supervisor API: {e}: is another etcdsnap server running? Stop it or choose another port with --https-listen-port",
-                a.https_listen_port
-            )
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "cannot listen on {bind}:{} for the supervisor API: {e}: is another etcdsnap server running? Stop it or choose another port with --https-listen-port",
+                    a.https_listen_port
+                )
+            } else {
+                anyhow::anyhow!(
+                    "cannot listen on {bind}:{} for the supervisor API: {e}: check --bind-address (an address of this host) and --https-listen-port",
+                    a.https_listen_port
+                )
+            }
         })?;
     tracing::info!(
         "starting etcdsnap server {} on node {} (data dir {})",
