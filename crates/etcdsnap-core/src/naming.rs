@@ -249,13 +249,11 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
         Some("a directory part or '..' is not allowed".into())
     } else if prefix.chars().any(char::is_control) {
         Some("control characters are not allowed".into())
-    } else if let Some(c) = prefix
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        Some(format!("{c:?} is not allowed"))
     } else {
-        None
+        prefix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .map(|c| format!("{c:?} is not allowed"))
     };
     match why {
         Some(why) => Err(Error::InvalidInput(format!(
