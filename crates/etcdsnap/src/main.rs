@@ -123,7 +123,46 @@ fn init_logging(debug: bool, quiet: bool, bars: bool) {
     }
 }
 
+/// K3s's environment variables that etcdsnap reads under its own name: a K3s user's
+/// `K3S_CLUSTER_RESET=true` or `K3S_TOKEN_FILE` keeps working.
+const K3S_ALIASES: &[&str] = &[
+    "CLUSTER_INIT",
+    "CLUSTER_RESET",
+    "CONFIG_FILE",
+    "DATASTORE_CAFILE",
+    "DATASTORE_CERTFILE",
+    "DATASTORE_ENDPOINT",
+    "DATASTORE_KEYFILE",
+    "DATA_DIR",
+    "DEBUG",
+    "KUBECONFIG_MODE",
+    "KUBECONFIG_OUTPUT",
+    "NODE_NAME",
+    "TOKEN",
+    "TOKEN_FILE",
+    "URL",
+];
+
+/// Copies each set `K3S_<X>` of [`K3S_ALIASES`] to `ETCDSNAP_<X>` when that is not set, with a
+/// one-line notice naming both (never the value); `ETCDSNAP_<X>` wins when both are set.
+fn accept_k3s_env() {
+    for x in K3S_ALIASES {
+        let (k3s, ours) = (format!("K3S_{x}"), format!("ETCDSNAP_{x}"));
+        let Some(value) = std::env::var_os(&k3s) else {
+            continue;
+        };
+        if std::env::var_os(&ours).is_some() {
+            eprintln!("notice: {k3s} is ignored: {ours} is set too and wins");
+            continue;
+        }
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var(&ours, value) };
+        eprintln!("notice: {k3s} is read as {ours}");
+    }
+}
+
 fn main() {
+    accept_k3s_env();
     let (cli, warnings) = match parse() {
         Ok(x) => x,
         Err(e) => {

@@ -598,9 +598,13 @@ fn render_charts(h: &mut String, st: &UiStatus) {
         })
         .collect();
     chart(h, "size-chart", "Snapshot size", &sizes, human_axis);
-    chart(h, "duration-chart", "Save duration", &durations, |v| {
-        format!("{v:.1} s")
-    });
+    chart(
+        h,
+        "duration-chart",
+        "Save duration",
+        &durations,
+        seconds_axis,
+    );
     let failed = saves.iter().filter(|s| s.error.is_some()).count();
     let _ = write!(
         h,
@@ -613,6 +617,21 @@ fn render_charts(h: &mut String, st: &UiStatus) {
 
 fn human_axis(v: f64) -> String {
     human(v.max(0.0) as u64)
+}
+
+/// A duration in seconds in the unit that suits it: saves of a small etcd take milliseconds,
+/// and "0.0 s" says nothing.
+fn seconds_axis(v: f64) -> String {
+    let v = v.max(0.0);
+    if v < 0.01 {
+        format!("{:.1} ms", v * 1000.0)
+    } else if v < 1.0 {
+        format!("{:.0} ms", v * 1000.0)
+    } else if v < 120.0 {
+        format!("{v:.1} s")
+    } else {
+        format!("{:.1} min", v / 60.0)
+    }
 }
 
 /// An SVG line chart with one `<circle class="point">` per point, each with a `<title>`.
@@ -1098,5 +1117,27 @@ mod tests {
             connects,
             "a second load within the TTL lists nothing"
         );
+    }
+
+    #[test]
+    fn the_duration_axis_scales_its_unit() {
+        assert_eq!(seconds_axis(0.0042), "4.2 ms");
+        assert_eq!(seconds_axis(0.35), "350 ms");
+        assert_eq!(seconds_axis(12.34), "12.3 s");
+        assert_eq!(seconds_axis(600.0), "10.0 min");
+        let mut h = String::new();
+        let pts = [0.002, 0.003]
+            .iter()
+            .enumerate()
+            .map(|(i, y)| Point {
+                x: 1_700_000_000.0 + i as f64,
+                y: *y,
+                failed: false,
+                label: String::new(),
+            })
+            .collect::<Vec<_>>();
+        chart(&mut h, "d", "Save duration", &pts, seconds_axis);
+        assert!(h.contains("3.3 ms"), "{h}");
+        assert!(!h.contains("0.0 s"), "{h}");
     }
 }

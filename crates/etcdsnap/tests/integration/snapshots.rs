@@ -627,3 +627,40 @@ fn etcd_dying_mid_save_leaves_no_file() {
         "a partial snapshot was left"
     );
 }
+
+#[test]
+fn k3s_environment_variables_are_read_with_a_notice() {
+    let s = Server::start(Etcd::V35);
+    // No -d: the data dir (and so the token) comes from K3s's variable alone.
+    let out = Command::new(etcdsnap_bin())
+        .args(["etcd-snapshot", "save"])
+        .arg(format!("--etcd-server={}", s.url()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
+        .env_remove("ETCDSNAP_DATA_DIR")
+        .env("K3S_DATA_DIR", s.data_dir())
+        .output()
+        .unwrap();
+    let printed = ok(&out);
+    assert!(printed.contains("saved"), "{printed}");
+    assert!(
+        stderr(&out).contains("notice: K3S_DATA_DIR is read as ETCDSNAP_DATA_DIR"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.snapshot_files().len(), 1);
+    // Ours wins when both are set, and the notice says so.
+    let out = Command::new(etcdsnap_bin())
+        .args(["etcd-snapshot", "ls"])
+        .arg(format!("--etcd-server={}", s.url()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(s.data_dir()))
+        .env("ETCDSNAP_DATA_DIR", s.data_dir())
+        .env("K3S_DATA_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(
+        stderr(&out).contains("notice: K3S_DATA_DIR is ignored: ETCDSNAP_DATA_DIR is set too"),
+        "{}",
+        stderr(&out)
+    );
+}
