@@ -287,7 +287,8 @@ pub async fn run(
             owns_etcd: child.is_some(),
         },
     )
-    .with_records(records);
+    .with_records(records)
+    .with_record_dirs(cfg.snapshots.request_dirs.values());
     let state = Arc::new(ServerState {
         engine,
         token,

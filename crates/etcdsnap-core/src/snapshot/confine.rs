@@ -129,6 +129,14 @@ impl RequestDirs {
         })
     }
 
+    /// Every allowed dir as a plan names it: the server's own (`None` for the default) first.
+    pub fn values(&self) -> Vec<Option<PathBuf>> {
+        let own = self.own.as_ref().map(|(_, v)| v.clone()).unwrap_or(None);
+        std::iter::once(own)
+            .chain(self.extra.iter().map(|d| Some(d.configured.clone())))
+            .collect()
+    }
+
     /// The dir a request's `dir` means: `Ok(plan value)`, where the server's own dir gives its
     /// configured value (`None` for the default) and an allowed dir its configured path.
     pub fn resolve(&self, requested: &str) -> Result<Option<PathBuf>> {

@@ -71,6 +71,11 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// The running (or last) save's progress, for `GET /db/snapshot/progress`.
     pub progress: crate::progress::SaveBoard,
+    /// Every snapshot dir the server allows (its own, `None` for the default, and
+    /// `--etcd-snapshot-allowed-dirs`): a reconcile keeps the records of all of them, so that
+    /// `ls --dir` on one does not delete and re-create the records of the others. Empty: only
+    /// the dir a reconcile is given.
+    record_dirs: Vec<Option<std::path::PathBuf>>,
 }
 
 impl Engine {
@@ -88,7 +93,14 @@ impl Engine {
             cluster_id: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
             progress: Default::default(),
+            record_dirs: Vec::new(),
         }
+    }
+
+    /// The snapshot dirs whose files every reconcile records (see `record_dirs`).
+    pub fn with_record_dirs(mut self, dirs: Vec<Option<std::path::PathBuf>>) -> Self {
+        self.record_dirs = dirs;
+        self
     }
 
     /// Keeps ETCDSnapshotFile records of what the engine does.
@@ -602,7 +614,19 @@ impl Engine {
             return Ok(());
         };
         let started = Instant::now();
-        let local = self.local(dir, true)?.list(ListDetail::Basic).await?;
+        let local = if self.record_dirs.is_empty() {
+            self.local(dir, true)?.list(ListDetail::Basic).await?
+        } else {
+            let mut all = Vec::new();
+            for d in &self.record_dirs {
+                // The server's own dir is created; an allowed dir that vanished lists nothing.
+                match self.local(d.as_deref(), d.is_none()) {
+                    Ok(store) => all.extend(store.list(ListDetail::Basic).await?),
+                    Err(e) => tracing::warn!("snapshot records: {e}"),
+                }
+            }
+            all
+        };
         self.metrics.listed("local", &local);
         let s3 = match remote {
             Some(store) => match store.list(ListDetail::Full).await {

@@ -157,6 +157,33 @@ fn a_request_reaches_only_the_servers_snapshot_dirs() {
     assert_eq!(list_files(allowed.path()).len(), 1);
     let listed = ok(&s.cli(&["ls", "--dir", allowed.path().to_str().unwrap()]));
     assert!(listed.contains(&list_files(allowed.path())[0]), "{listed}");
+    // Records cover every allowed dir: listing one does not delete and re-create the
+    // records of the other (same uids). Absence of churn needs a window to watch: 3 s.
+    let uids = || {
+        let out = s.kubectl(&[
+            "get",
+            "etcdsnapshotfiles",
+            "-o",
+            "jsonpath={.items[*].metadata.uid}",
+        ]);
+        let mut v: Vec<String> = stdout(&out)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let before = wait_for(Duration::from_secs(20), "records of both dirs", || {
+        let u = uids();
+        (u.len() == 2).then_some(u)
+    });
+    ok(&s.cli(&["ls", "--dir", allowed.path().to_str().unwrap()]));
+    ok(&s.cli(&["ls"]));
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(3) {
+        assert_eq!(uids(), before, "records were re-created");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let mine = format!("{}/", snapdir.display());
     let listed = ok(&s.cli(&["ls", "--dir", &mine]));
     assert!(listed.contains(&own[0]), "{listed}");
