@@ -295,10 +295,14 @@ fn cluster_restore(v: Etcd) {
         !s1.data_dir().join("server/db/reset-flag").exists(),
         "the first normal start removes reset-flag"
     );
-    // On the others: remove server/db and start them with --server.
+    // On the others, as the README says: move server/db/etcd away (their local snapshots in
+    // server/db/snapshots stay) and start them with --server.
     let mut peers = Vec::new();
     for (d, p, node) in [(d2, p2, "n2"), (d3, p3, "n3")] {
-        std::fs::remove_dir_all(d.path().join("server/db")).unwrap();
+        let db = d.path().join("server/db");
+        std::fs::rename(db.join("etcd"), db.join("etcd-before-restore")).unwrap();
+        std::fs::create_dir_all(db.join("snapshots")).unwrap();
+        std::fs::write(db.join("snapshots/etcd-snapshot-keep-1"), "mine").unwrap();
         peers.push(joiner(v, &s1, node).dir(d).ports(p).start());
         wait_voters(
             &s1,
@@ -323,6 +327,17 @@ fn cluster_restore(v: Etcd) {
         );
     }
     assert_eq!(members(&peers[1]).len(), 3);
+    for p in &peers {
+        assert_eq!(
+            std::fs::read(
+                p.data_dir()
+                    .join("server/db/snapshots/etcd-snapshot-keep-1")
+            )
+            .unwrap(),
+            b"mine",
+            "a peer's local snapshots survive its rejoin"
+        );
+    }
 }
 
 both!(
