@@ -17,7 +17,11 @@ pub enum Operation {
 
 /// Body of `POST /db/snapshot`. Optional fields are sent only when the user set them (on the
 /// command line or in the config file); the server keeps its own value otherwise.
+///
+/// An unknown field is refused (serde names it and lists the known ones): a misspelt
+/// `retenton` must not be ignored while the server prunes with its own value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnapshotRequest {
     pub operation: Option<Operation>,
     /// For save and prune: one name prefix. For delete: the snapshot file names.

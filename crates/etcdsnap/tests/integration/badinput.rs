@@ -631,6 +631,18 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "is not one this server allows",
         },
         Row {
+            what: "unknown request field (a misspelt retention)",
+            input: api(r#"{"operation":"prune","retenton":1}"#),
+            code: 400,
+            says: "unknown field `retenton`, expected one of",
+        },
+        Row {
+            what: "unknown S3 field (a misspelt access key)",
+            input: api(r#"{"operation":"list","s3":{"bucket":"b","acessKey":"x"}}"#),
+            code: 400,
+            says: "unknown field `acessKey`",
+        },
+        Row {
             what: "request dir outside the allowed ones",
             input: api(r#"{"operation":"list","dir":"/etc/ssh"}"#),
             code: 400,

@@ -23,9 +23,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default `--etcd-s3-retention`.
 pub const DEFAULT_RETENTION: i64 = 5;
 
-/// K3s's `EtcdS3` configuration, as carried in the `/db/snapshot` request JSON.
+/// K3s's `EtcdS3` configuration, as carried in the `/db/snapshot` request JSON. Unknown
+/// fields are refused, naming the field.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct S3Config {
     /// `--etcd-s3-access-key` (secret-ish: never logged).
     #[serde(default, skip_serializing_if = "String::is_empty")]
