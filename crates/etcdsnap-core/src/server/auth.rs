@@ -202,6 +202,7 @@ impl CredentialFile {
             )));
         }
         let token = Token::parse(&text)?;
+        check_strength(&token.password, &self.source)?;
         if let Some(h) = &token.ca_hash {
             if token.username != user {
                 return Err(Error::InvalidInput(format!(
@@ -221,7 +222,6 @@ impl CredentialFile {
                 write_private(&self.path, fixed.as_bytes())?;
             }
         }
-        check_strength(&token.password, &self.source)?;
         Ok(token.password)
     }
 

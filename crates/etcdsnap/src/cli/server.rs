@@ -114,6 +114,16 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
     {
         let parsed = etcdsnap_core::token::Token::parse(t)?;
         etcdsnap_core::token::check_strength(&parsed.password, source)?;
+        match parsed.username.as_str() {
+            "server" => {}
+            "join" if join.is_some() => {}
+            "join" => bail!(
+                "{source} holds a join token, which only joins a cluster: give --server too, or this server's own token"
+            ),
+            user => bail!(
+                "{source} holds a {user} token: it takes the server token (<data-dir>/server/token of a server of the cluster) or, with --server, its join token (<data-dir>/server/join-token)"
+            ),
+        }
     }
     let token = token.map(|(t, _)| t);
     let datastore = match &a.datastore_endpoint {
