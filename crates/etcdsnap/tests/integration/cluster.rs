@@ -695,3 +695,46 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
     );
     assert_eq!(right, 200, "the right token passes whatever came before");
 }
+
+#[test]
+fn a_server_joins_with_the_join_token_and_keeps_a_server_token_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let v = Etcd::V35;
+    let s1 = Server::start(v);
+    let files = tempfile::tempdir().unwrap();
+    let join_file = files.path().join("join-token");
+    std::fs::copy(s1.data_dir().join("server/join-token"), &join_file).unwrap();
+    std::fs::set_permissions(&join_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let join = std::fs::read_to_string(&join_file).unwrap();
+    assert!(join.contains("::join:"), "{join}");
+    let args = [
+        "--server".to_string(),
+        s1.url(),
+        format!("--token-file={}", join_file.display()),
+    ];
+    let s2 = Server::builder(v).node("n2").args(args.clone()).start();
+    wait_voters(&s1, &["n1", "n2"]);
+    // The join token is not the server token of either server.
+    let (t1, t2) = (s1.token(), s2.token());
+    let secret = |t: &str| t.rsplit(':').next().unwrap().to_string();
+    assert_ne!(secret(&t1), secret(&t2));
+    assert_ne!(secret(&t2), secret(join.trim()));
+    assert!(t2.contains("::server:"), "{t2}");
+    // The join token cannot take snapshots; the joined server's own token can.
+    let err = fails(&s1.cli(&["save", "--etcd-token", join.trim()]));
+    assert!(err.contains("the join token may not"), "{err}");
+    ok(&s2.cli(&["save"]));
+    // A restart as a voter finds its own copy of the bootstrap data (no "different token").
+    let (dir, ports) = s2.stop();
+    let s2 = Server::builder(v)
+        .node("n2")
+        .dir(dir)
+        .ports(ports)
+        .args(args)
+        .start();
+    wait_for(Duration::from_secs(30), "the restarted server to list", || {
+        s2.cli(&["ls"]).status.success().then_some(())
+    });
+    assert!(!s2.log_text().contains("different token"));
+    assert_eq!(s2.token(), t2, "the joined server keeps its token");
+}
