@@ -401,7 +401,7 @@ impl AuthGuard {
         e.last = now;
         let at = (e.next_answer.max(now) + Self::delay(e.count)).min(now + Self::MAX_WAIT);
         e.next_answer = at;
-        if e.count == Self::WARN_AT || e.count % 1000 == 0 {
+        if e.count == Self::WARN_AT || e.count.is_multiple_of(1000) {
             tracing::warn!(
                 "{ip}: {} failed authentications in a row (none more than {}s apart); each further wrong answer to it is delayed by {:?}",
                 e.count,

@@ -13,6 +13,13 @@ fn secret_of(s: &Server, file: &str) -> String {
     t.trim().rsplit(':').next().unwrap().to_string()
 }
 
+/// (what, request, body, the viewer's status, the join token's status)
+type RoleCase<'a> = (&'a str, (&'a str, &'a str), Option<&'a str>, u16, u16);
+/// (what, headers, status, what the answer says)
+type HeaderCase<'a> = (&'a str, Vec<(&'a str, String)>, u16, &'a str);
+/// (name, headers, status)
+type KubeCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -144,8 +151,7 @@ fn viewer_and_join_tokens_reach_only_their_endpoints_and_rotate() {
     let delete = format!(r#"{{"operation":"delete","name":["{name}"]}}"#);
     let save = r#"{"operation":"save"}"#;
     let remove = r#"{"name":"n1"}"#;
-    // (what, request, viewer's status, join's status)
-    let cases: Vec<(&str, (&str, &str), Option<&str>, u16, u16)> = vec![
+    let cases: Vec<RoleCase> = vec![
         ("page", ("GET", "/ui"), None, 200, 403),
         ("page data", ("GET", "/ui.json"), None, 200, 403),
         ("progress", ("GET", "/db/snapshot/progress"), None, 200, 403),
@@ -236,7 +242,7 @@ fn a_cross_site_text_plain_delete_is_refused_and_deletes_nothing() {
     let url = s.url();
     let delete = format!(r#"{{"operation":"delete","name":["{name}"]}}"#);
     let host = format!("127.0.0.1:{}", s.port);
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<HeaderCase> = vec![
         (
             "text/plain, as a form of another site posts it",
             vec![("content-type", "text/plain".into())],
@@ -326,7 +332,7 @@ fn kubernetes_api_writes_refuse_other_body_types_and_cross_site_origins() {
             r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"k":"v"}}}}"#
         )
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+    let cases: Vec<KubeCase> = vec![
         ("text-plain", vec![("content-type", "text/plain")], 415),
         (
             "form",

@@ -732,9 +732,11 @@ fn a_server_joins_with_the_join_token_and_keeps_a_server_token_of_its_own() {
         .ports(ports)
         .args(args)
         .start();
-    wait_for(Duration::from_secs(30), "the restarted server to list", || {
-        s2.cli(&["ls"]).status.success().then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted server to list",
+        || s2.cli(&["ls"]).status.success().then_some(()),
+    );
     assert!(!s2.log_text().contains("different token"));
     assert_eq!(s2.token(), t2, "the joined server keeps its token");
 }
