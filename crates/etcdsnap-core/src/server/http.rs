@@ -55,6 +55,7 @@ const BODY_LIMIT: usize = 1 << 20;
 pub fn router(state: Arc<ServerState>) -> Router {
     let kube = state.kube.clone();
     let hook = state.after_request.clone();
+    let limiter = state.clone();
     Router::new()
         .route("/db/snapshot", post(snapshot))
         .route(PROGRESS_PATH, get(progress))
@@ -70,9 +71,16 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route(super::join::INFO_PATH, get(super::cluster_api::info))
         .route(super::join::REMOVE_PATH, post(super::cluster_api::remove))
         .fallback(move |req: axum::http::Request<Body>| {
-            let (kube, hook) = (kube.clone(), hook.clone());
+            let (kube, hook, limiter) = (kube.clone(), hook.clone(), limiter.clone());
             async move {
+                let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
                 let response = kube.handle(req).await;
+                // A wrong bearer token is slowed like a wrong Basic login.
+                if response.status() == StatusCode::UNAUTHORIZED
+                    && let Some(ip) = peer
+                {
+                    tokio::time::sleep(limiter.auth_guard.failed(ip)).await;
+                }
                 if let Some(hook) = hook {
                     (hook.0)();
                 }

@@ -1,7 +1,7 @@
 //! The supervisor's credentials against a real server: the failure limiter (the right token
 //! always passes; guessing is slowed, and its rate is measured), the viewer and join tokens
 //! (each reaches only its endpoints, and is rotated by rewriting its file), and cross-site
-//! requests (refused, nothing deleted).
+//! requests (refused, nothing deleted), on the supervisor's endpoints and the Kubernetes API.
 
 use std::time::{Duration, Instant};
 
@@ -386,4 +386,26 @@ fn kubernetes_api_writes_refuse_other_body_types_and_cross_site_origins() {
     ]));
     ok(&s.kubectl(&["-n", "kube-system", "label", "cm", "by-kubectl", "x=y"]));
     ok(&s.kubectl(&["-n", "kube-system", "delete", "cm", "by-kubectl"]));
+    // Wrong bearer tokens are slowed like wrong Basic logins; the right one still passes.
+    let sixth = rt().block_on(async {
+        let c = client();
+        let mut took = Duration::ZERO;
+        for i in 0..6 {
+            let t = Instant::now();
+            let r = c
+                .get(&url)
+                .bearer_auth(format!("guess-{i}-0123456789abcdef"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 401);
+            took = t.elapsed();
+        }
+        took
+    });
+    assert!(
+        sixth >= Duration::from_millis(900),
+        "the 6th guess took {sixth:?}"
+    );
+    ok(&s.kubectl(&["-n", "kube-system", "get", "cm"]));
 }
