@@ -308,7 +308,8 @@ pub fn role(state: &ServerState, headers: &HeaderMap) -> Option<Role> {
 }
 
 /// The check every authenticated endpoint makes: `Some(answer)` refuses the request, with 401
-/// (after the failure's delay, see [`AuthGuard`]) or 403 for a credential without the right.
+/// (a wrong credential after the failure's delay, see [`AuthGuard`]; none at all at once) or
+/// 403 for a credential without the right.
 pub async fn gate(
     state: &ServerState,
     peer: Option<Extension<PeerAddr>>,
@@ -328,7 +329,10 @@ pub async fn gate(
             ),
         )),
         None => {
-            if let Some(Extension(PeerAddr(a))) = peer {
+            // No credential at all is no guess (a browser's first load of /ui): not counted.
+            if headers.contains_key(header::AUTHORIZATION)
+                && let Some(Extension(PeerAddr(a))) = peer
+            {
                 let wait = state.auth_guard.failed(a.ip());
                 tokio::time::sleep(wait).await;
             }

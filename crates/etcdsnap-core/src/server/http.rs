@@ -73,7 +73,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(move |req: axum::http::Request<Body>| {
             let (kube, hook, limiter) = (kube.clone(), hook.clone(), limiter.clone());
             async move {
-                let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+                let peer = req
+                    .extensions()
+                    .get::<PeerAddr>()
+                    .map(|p| p.0.ip())
+                    .filter(|_| req.headers().contains_key(header::AUTHORIZATION));
                 let response = kube.handle(req).await;
                 // A wrong bearer token is slowed like a wrong Basic login.
                 if response.status() == StatusCode::UNAUTHORIZED

@@ -1024,6 +1024,10 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(20)).await;
+        // No credential at all is no guess: answered at once, not queued behind the guesses.
+        let asked = Instant::now();
+        assert_eq!(get(&a.state, "/ui", None).await.0.status(), 401);
+        assert!(asked.elapsed() < Duration::from_millis(300));
         // The viewer token passes at once, while the wrong answers to its address still wait.
         let right = crate::server::http::tests::login(&a.state, crate::server::auth::Role::Viewer);
         let (resp, text) = get(&a.state, "/ui", Some(&right)).await;
