@@ -94,6 +94,22 @@ pub fn random_secret() -> String {
     hex::encode(buf)
 }
 
+/// Fewest characters a token secret may have. K3s generates 32 hex digits (128 bits); 16 hex
+/// digits are 64 bits, which no rate of guessing over the network exhausts.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Refuses a secret shorter than [`MIN_SECRET_LEN`]; `source` names where it came from (a flag
+/// or a file) so the message says what to change.
+pub fn check_strength(secret: &str, source: &str) -> Result<()> {
+    let n = secret.chars().count();
+    if n < MIN_SECRET_LEN {
+        return Err(Error::InvalidInput(format!(
+            "the token secret of {source} is {n} characters long; a token secret needs at least {MIN_SECRET_LEN} (etcdsnap generates 32 hex digits): generate one with `openssl rand -hex 16`"
+        )));
+    }
+    Ok(())
+}
+
 /// Compares two byte strings in time independent of where they differ (lengths are not secret:
 /// every token secret we issue has the same length).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -181,6 +197,18 @@ mod tests {
         assert!(Token::parse(&format!("K10{h}::server:")).is_err());
         assert!(Token::parse("K10abc::server:x").is_err());
         assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_with_the_fix() {
+        assert!(check_strength(&random_secret(), "--token").is_ok());
+        assert!(check_strength(&"x".repeat(MIN_SECRET_LEN), "--token").is_ok());
+        let e = check_strength("s3cret", "--token-file /t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--token-file /t"), "{e}");
+        assert!(e.contains("6 characters"), "{e}");
+        assert!(e.contains("openssl rand -hex 16"), "{e}");
     }
 
     #[test]

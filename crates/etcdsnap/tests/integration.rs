@@ -6,6 +6,8 @@ mod harness;
 
 #[path = "integration/alerts.rs"]
 mod alerts;
+#[path = "integration/auth.rs"]
+mod auth;
 #[path = "integration/badinput.rs"]
 mod badinput;
 #[path = "integration/check.rs"]

@@ -220,6 +220,9 @@ impl KubeApi {
             return ApiError::new(401, "Unauthorized", "Unauthorized").into_response();
         }
         let method = req.method().clone();
+        if let Some(refused) = write_refusal(&method, req.headers()) {
+            return refused.into_response();
+        }
         let path = req.uri().path().to_string();
         let query: HashMap<String, String> = req
             .uri()
@@ -762,6 +765,37 @@ fn rt(group: &str, version: &str, plural: &str) -> ApiResult<ResourceType> {
                 format!("the server doesn't have a resource type \"{plural}\""),
             )
         })
+}
+
+/// The body types a write may carry: JSON, the patch types, and the protobuf kubectl sends.
+pub const WRITE_TYPES: &[&str] = &[
+    "application/json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/json-patch+json",
+    "application/apply-patch+yaml",
+    "application/vnd.kubernetes.protobuf",
+];
+
+/// Why a write (POST, PUT, PATCH, DELETE) must be refused before it is read: it comes from a
+/// page of another site, or its body names a type not of [`WRITE_TYPES`]. A body without a
+/// type is read as JSON, as the Kubernetes API server reads it (the Python client sends some
+/// writes so); no browser holds this API's bearer token to send one with.
+fn write_refusal(method: &Method, headers: &HeaderMap) -> Option<ApiError> {
+    if !matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        return None;
+    }
+    if let Some(why) = crate::api::cross_site(headers) {
+        return Some(ApiError::new(403, "Forbidden", why));
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        return None;
+    }
+    crate::api::not_json(headers, WRITE_TYPES)
+        .map(|why| ApiError::new(415, "UnsupportedMediaType", why))
 }
 
 /// A request's parts the handlers need.

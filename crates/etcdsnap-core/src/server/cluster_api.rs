@@ -1,9 +1,11 @@
 //! The supervisor's cluster endpoints, token-protected like `/db/snapshot` and, like the whole
 //! supervisor, served over TLS only:
 //! * `GET /v1-etcdsnap/server-bootstrap`: the CA certificates and keys a joining server needs
-//!   (K3s's bootstrap JSON); the only way they leave the server, and only to the token's holder;
-//! * `GET /db/info`: the etcd member list (`{"members": [...]}`, etcd's field names);
-//! * `POST /db/member-remove` `{"name": N}`: removes the member named N (a member name, the
+//!   (K3s's bootstrap JSON); the only way they leave the server, and only to the holder of the
+//!   join token or the server token;
+//! * `GET /db/info`: the etcd member list (`{"members": [...]}`, etcd's field names); join or
+//!   server token;
+//! * `POST /db/member-remove` `{"name": N}` (server token only): removes the member named N (a member name, the
 //!   hex id of a member not started yet, or a node name with exactly one member); this
 //!   server's own member is refused.
 
@@ -16,7 +18,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::ServerState;
-use super::http::{authed_json, gate, json, status};
+use super::auth::{Access, gate};
+use super::http::{authed_json, json, status};
 use super::join::{ClusterInfo, MemberInfo, is_member_of_node};
 use super::serve::PeerAddr;
 use crate::bootstrap::Bootstrap;
@@ -65,7 +68,7 @@ pub async fn bootstrap(
         .as_ref()
         .map(|Extension(PeerAddr(a))| a.to_string())
         .unwrap_or_default();
-    if let Some(refused) = gate(&state, peer, &headers) {
+    if let Some(refused) = gate(&state, peer, &headers, Access::Cluster).await {
         return refused;
     }
     let Some(dir) = &state.owned_server_dir else {
@@ -93,7 +96,7 @@ pub async fn info(
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers) {
+    if let Some(refused) = gate(&state, peer, &headers, Access::Cluster).await {
         return refused;
     }
     let Some(cluster) = cluster_of(&state) else {
@@ -136,8 +139,11 @@ pub async fn remove(
         peer,
         &headers,
         body,
-        "member removal request",
-        "; send {\"name\": \"<member or node name>\"}",
+        Access::Admin,
+        (
+            "member removal request",
+            "; send {\"name\": \"<member or node name>\"}",
+        ),
     )
     .await
     {

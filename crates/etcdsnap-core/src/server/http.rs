@@ -3,10 +3,9 @@
 //! `GET /metrics`; the cluster endpoints (join, members) are in [`super::cluster_api`], the
 //! status page (`GET /ui`, `GET /ui.json`) in [`super::ui`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -14,16 +13,15 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
 
 use super::ServerState;
+use super::auth::{Access, gate};
 use super::serve::PeerAddr;
 use crate::api::{SnapshotRequest, Status};
 use crate::records::EtcdSnapshotFileList;
 use crate::snapshot::plan::{Operation, Remote, RemotePlan, SavePlan, resolve};
 use crate::store::ListDetail;
 use crate::store::s3::S3Target;
-use crate::token::constant_time_eq;
 use crate::{Error, Result};
 
 /// Readiness of the datastore, flipped by the server once etcd answers, with the reason it
@@ -50,47 +48,6 @@ impl Ready {
     }
 }
 
-/// Failed authentications per client address: after [`AuthGuard::MAX_FAILURES`] within
-/// [`AuthGuard::WINDOW`], every request from that address gets 429 until the window ends, so
-/// the token cannot be guessed at network speed.
-#[derive(Default)]
-pub struct AuthGuard {
-    failures: std::sync::Mutex<std::collections::HashMap<IpAddr, (u32, Instant)>>,
-}
-
-impl AuthGuard {
-    pub const MAX_FAILURES: u32 = 20;
-    pub const WINDOW: Duration = Duration::from_secs(60);
-
-    fn blocked(&self, ip: IpAddr) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match f.get(&ip) {
-            Some((_, since)) if since.elapsed() > Self::WINDOW => {
-                f.remove(&ip);
-                false
-            }
-            Some((n, _)) => *n >= Self::MAX_FAILURES,
-            None => false,
-        }
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.len() > 10_000 {
-            f.retain(|_, (_, since)| since.elapsed() <= Self::WINDOW);
-        }
-        let e = f.entry(ip).or_insert((0, Instant::now()));
-        e.0 += 1;
-        if e.0 == Self::MAX_FAILURES {
-            tracing::warn!(
-                "{ip}: {} failed authentications within {:?}; refusing its requests for the rest of that time",
-                Self::MAX_FAILURES,
-                Self::WINDOW
-            );
-        }
-    }
-}
-
 /// Bound on reading a request body, and its size.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_LIMIT: usize = 1 << 20;
@@ -98,6 +55,7 @@ const BODY_LIMIT: usize = 1 << 20;
 pub fn router(state: Arc<ServerState>) -> Router {
     let kube = state.kube.clone();
     let hook = state.after_request.clone();
+    let limiter = state.clone();
     Router::new()
         .route("/db/snapshot", post(snapshot))
         .route(PROGRESS_PATH, get(progress))
@@ -113,9 +71,20 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route(super::join::INFO_PATH, get(super::cluster_api::info))
         .route(super::join::REMOVE_PATH, post(super::cluster_api::remove))
         .fallback(move |req: axum::http::Request<Body>| {
-            let (kube, hook) = (kube.clone(), hook.clone());
+            let (kube, hook, limiter) = (kube.clone(), hook.clone(), limiter.clone());
             async move {
+                let peer = req
+                    .extensions()
+                    .get::<PeerAddr>()
+                    .map(|p| p.0.ip())
+                    .filter(|_| req.headers().contains_key(header::AUTHORIZATION));
                 let response = kube.handle(req).await;
+                // A wrong bearer token is slowed like a wrong Basic login.
+                if response.status() == StatusCode::UNAUTHORIZED
+                    && let Some(ip) = peer
+                {
+                    tokio::time::sleep(limiter.auth_guard.failed(ip)).await;
+                }
                 if let Some(hook) = hook {
                     (hook.0)();
                 }
@@ -132,29 +101,6 @@ pub(super) fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Response {
 
 pub(super) fn status(code: StatusCode, reason: &str, msg: impl Into<String>) -> Response {
     json(code, &Status::failure(code.as_u16(), reason, msg))
-}
-
-fn authorized(state: &ServerState, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(b64) = value.strip_prefix("Basic ") else {
-        return false;
-    };
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
-        return false;
-    };
-    let Some(colon) = raw.iter().position(|b| *b == b':') else {
-        return false;
-    };
-    let (user, pass) = (&raw[..colon], &raw[colon + 1..]);
-    // Both comparisons always run, so timing says nothing about which one failed.
-    let user_ok = constant_time_eq(user, b"server");
-    let pass_ok = constant_time_eq(pass, state.token.password.as_bytes());
-    user_ok & pass_ok
 }
 
 async fn cacerts(State(state): State<Arc<ServerState>>) -> Response {
@@ -209,41 +155,6 @@ fn error_response(e: &Error) -> Response {
     status(code, reason, format!("etcd-snapshot error ID {id}: {e}"))
 }
 
-/// The token check every authenticated endpoint makes: `Some(answer)` refuses the request
-/// (401, or 429 for an address that failed too often; failures are counted per address).
-pub(super) fn gate(
-    state: &ServerState,
-    peer: Option<Extension<PeerAddr>>,
-    headers: &HeaderMap,
-) -> Option<Response> {
-    let ip = peer.map(|Extension(PeerAddr(a))| a.ip());
-    if let Some(ip) = ip
-        && state.auth_guard.blocked(ip)
-    {
-        return Some(status(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "too many failed authentications from this address; wait a minute and use the server's token",
-        ));
-    }
-    if authorized(state, headers) {
-        return None;
-    }
-    if let Some(ip) = ip {
-        state.auth_guard.failed(ip);
-    }
-    let mut r = status(
-        StatusCode::UNAUTHORIZED,
-        "Unauthorized",
-        "unauthorized: the token does not match this server's token",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Basic realm=\"etcdsnap\""),
-    );
-    Some(r)
-}
-
 /// The body of an authenticated request, bounded in size and time.
 async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response> {
     match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
@@ -261,18 +172,29 @@ async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response>
     }
 }
 
-/// An authenticated request's JSON body of type `T`: [`gate`], the bounded read, then the
-/// parse, whose error names `what` and ends with `hint`.
+/// An authenticated request's JSON body of type `T`: a cross-site request is refused, then
+/// [`gate`] for `access`, the content type (JSON only), the bounded read, then the parse,
+/// whose error names `what` and ends with `hint`.
 pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
     state: &ServerState,
     peer: Option<Extension<PeerAddr>>,
     headers: &HeaderMap,
     body: Body,
-    what: &str,
-    hint: &str,
+    access: Access,
+    (what, hint): (&str, &str),
 ) -> std::result::Result<T, Response> {
-    if let Some(refused) = gate(state, peer, headers) {
+    if let Some(why) = crate::api::cross_site(headers) {
+        return Err(status(StatusCode::FORBIDDEN, "Forbidden", why));
+    }
+    if let Some(refused) = gate(state, peer, headers, access).await {
         return Err(refused);
+    }
+    if let Some(why) = crate::api::not_json(headers, &["application/json"]) {
+        return Err(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            why,
+        ));
     }
     let body = read_request_body(body).await?;
     serde_json::from_slice(&body).map_err(|e| {
@@ -287,14 +209,14 @@ pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
 /// Where `etcd-snapshot save` reads the progress of the save it asked for.
 pub const PROGRESS_PATH: &str = "/db/snapshot/progress";
 
-/// The running (or last) save's progress, for the client's bar. Authenticated: file names and
-/// the bucket are not for everyone.
+/// The running (or last) save's progress, for the client's bar. Authenticated (the server or
+/// viewer token): file names and the bucket are not for everyone.
 async fn progress(
     State(state): State<Arc<ServerState>>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers) {
+    if let Some(refused) = gate(&state, peer, &headers, Access::View).await {
         return refused;
     }
     json(StatusCode::OK, &state.engine.progress.snapshot())
@@ -306,11 +228,19 @@ async fn snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let req: SnapshotRequest =
-        match authed_json(&state, peer, &headers, body, "snapshot request", "").await {
-            Ok(r) => r,
-            Err(refused) => return refused,
-        };
+    let req: SnapshotRequest = match authed_json(
+        &state,
+        peer,
+        &headers,
+        body,
+        Access::Admin,
+        ("snapshot request", ""),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     if req.operation.is_none() {
         return status(
             StatusCode::BAD_REQUEST,
@@ -538,11 +468,13 @@ pub(super) mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
+    use base64::Engine as _;
     use tower::ServiceExt;
 
     use super::*;
     use crate::schedule::Schedule;
     use crate::server::SnapshotSettings;
+    use crate::server::auth::{CredentialFile, Role};
     use crate::snapshot::{Engine, EngineConfig};
     use crate::testing::{FakeEtcd, MemRemotes};
     use crate::token::Token;
@@ -591,7 +523,11 @@ pub(super) mod tests {
                     .unwrap(),
             },
             ready: Ready::default(),
-            auth_guard: AuthGuard::default(),
+            auth_guard: Default::default(),
+            credentials: crate::server::auth::Credentials {
+                join: Some(credential(Role::Join, dir.path())),
+                viewer: Some(credential(Role::Viewer, dir.path())),
+            },
             after_request: None,
             kube: Arc::new(crate::kubeapi::KubeApi::new(
                 crate::kubeapi::store::ObjectStore::new(etcd.clone()),
@@ -611,6 +547,22 @@ pub(super) mod tests {
         }
     }
 
+    fn credential(role: Role, dir: &std::path::Path) -> CredentialFile {
+        let file = dir.join(format!("server/{}-token", role.user()));
+        CredentialFile::open(role, None, "--x-token-file", &file, b"CA").unwrap()
+    }
+
+    /// The Basic header of the state's `role` credential.
+    pub(crate) fn login(state: &ServerState, role: Role) -> String {
+        let c = &state.credentials;
+        let secret = match role {
+            Role::Server => state.token.password.clone(),
+            Role::Join => c.join.as_ref().unwrap().secret().unwrap(),
+            Role::Viewer => c.viewer.as_ref().unwrap().secret().unwrap(),
+        };
+        basic(role.user(), &secret)
+    }
+
     pub(crate) fn basic(user: &str, pass: &str) -> String {
         format!(
             "Basic {}",
@@ -621,7 +573,7 @@ pub(super) mod tests {
     impl Api {
         async fn call(&self, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
             self.send(
-                Request::post("/db/snapshot"),
+                Request::post("/db/snapshot").header(header::CONTENT_TYPE, "application/json"),
                 auth,
                 Body::from(body.to_string()),
             )
@@ -818,5 +770,166 @@ pub(super) mod tests {
         // Listing and pruning are not held up by the save lock.
         let (code, body) = a.post(r#"{"operation":"prune","retention":1}"#).await;
         assert_eq!(code, 200, "{body}");
+    }
+
+    #[tokio::test]
+    async fn each_credential_reaches_only_its_endpoints() {
+        let a = api();
+        let post = |path: &'static str, body: &'static str| {
+            move || {
+                Request::post(path)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap()
+            }
+        };
+        let get = |path: &'static str| move || Request::get(path).body(Body::empty()).unwrap();
+        type Make = Box<dyn Fn() -> Request<Body>>;
+        // (request, what it is, server, join, viewer): whether the role passes the gate.
+        let cases: Vec<(Make, &str, bool, bool, bool)> = vec![
+            (
+                Box::new(post("/db/snapshot", r#"{"operation":"save"}"#)),
+                "save",
+                true,
+                false,
+                false,
+            ),
+            (
+                Box::new(post("/db/snapshot", r#"{"operation":"list"}"#)),
+                "list",
+                true,
+                false,
+                false,
+            ),
+            (
+                Box::new(post(
+                    "/db/snapshot",
+                    r#"{"operation":"delete","name":["x"]}"#,
+                )),
+                "delete",
+                true,
+                false,
+                false,
+            ),
+            (
+                Box::new(post("/db/member-remove", r#"{"name":"n2"}"#)),
+                "member remove",
+                true,
+                false,
+                false,
+            ),
+            (
+                Box::new(get(crate::server::join::BOOTSTRAP_PATH)),
+                "bootstrap",
+                true,
+                true,
+                false,
+            ),
+            (
+                Box::new(get(crate::server::join::INFO_PATH)),
+                "member list",
+                true,
+                true,
+                false,
+            ),
+            (Box::new(get("/ui")), "page", true, false, true),
+            (Box::new(get("/ui.json")), "page data", true, false, true),
+            (Box::new(get(PROGRESS_PATH)), "progress", true, false, true),
+        ];
+        for (make, what, server, join, viewer) in &cases {
+            for (role, may) in [
+                (Role::Server, server),
+                (Role::Join, join),
+                (Role::Viewer, viewer),
+            ] {
+                let mut req = make();
+                req.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    login(&a.state, role).parse().unwrap(),
+                );
+                let resp = router(a.state.clone()).oneshot(req).await.unwrap();
+                let code = resp.status().as_u16();
+                let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                let body = String::from_utf8_lossy(&body);
+                if *may {
+                    assert!(code != 401 && code != 403, "{role:?} {what}: {code} {body}");
+                } else {
+                    assert_eq!(code, 403, "{role:?} {what}: {body}");
+                    assert!(
+                        body.contains(&format!("the {} token may not", role.user())),
+                        "{body}"
+                    );
+                }
+            }
+        }
+        // Only the server token's save went through; nothing else reached the engine.
+        assert_eq!(a.etcd.snapshots_taken(), 1);
+        // A viewer's or join token's secret under another user name is no login at all.
+        let viewer = login(&a.state, Role::Viewer);
+        let secret = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(viewer.strip_prefix("Basic ").unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let as_server = basic("server", secret.split_once(':').unwrap().1);
+        assert_eq!(
+            a.call(Some(&as_server), r#"{"operation":"list"}"#).await.0,
+            401
+        );
+    }
+
+    #[tokio::test]
+    async fn cross_site_and_non_json_posts_are_refused_before_anything_runs() {
+        let a = api();
+        let (code, body) = a.post(r#"{"operation":"save"}"#).await;
+        assert_eq!(code, 200, "{body}");
+        let name = body["created"][0].as_str().unwrap().to_string();
+        let delete = format!(r#"{{"operation":"delete","name":["{name}"]}}"#);
+        let auth = basic("server", SECRET);
+        for (headers, code, says) in [
+            (
+                vec![("content-type", "text/plain")],
+                415,
+                "Content-Type \"text/plain\" is not accepted",
+            ),
+            (vec![], 415, "no Content-Type"),
+            (
+                vec![
+                    ("content-type", "application/json"),
+                    ("origin", "https://evil.example"),
+                    ("host", "127.0.0.1:9345"),
+                ],
+                403,
+                "cross-site request refused",
+            ),
+            (
+                vec![
+                    ("content-type", "text/plain"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
+                403,
+                "cross-site request refused",
+            ),
+        ] {
+            let mut req = Request::post("/db/snapshot");
+            for (k, v) in &headers {
+                req = req.header(*k, *v);
+            }
+            let (got, body) = a.send(req, Some(&auth), Body::from(delete.clone())).await;
+            assert_eq!(got, code, "{headers:?}: {body}");
+            assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+        }
+        let (_, list) = a.post(r#"{"operation":"list"}"#).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+        // The server's own origin is not cross-site.
+        let req = Request::post("/db/snapshot")
+            .header("content-type", "application/json")
+            .header("host", "127.0.0.1:9345")
+            .header("origin", "https://127.0.0.1:9345");
+        let (got, body) = a.send(req, Some(&auth), Body::from(delete)).await;
+        assert_eq!(got, 200, "{body}");
     }
 }

@@ -91,6 +91,10 @@ pub struct Cluster {
     pub url: String,
     pub bootstrap: Bootstrap,
     pub members: Vec<MemberInfo>,
+    /// Set when this server joined with the join token: its own server token's secret, under
+    /// which it keeps a copy of the bootstrap data in etcd (as every server does under its
+    /// token), so its restarts and restores find one.
+    pub bootstrap_secret: Option<String>,
 }
 
 fn tombstone(db: &Path) -> PathBuf {
@@ -141,7 +145,7 @@ async fn read_capped(url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>> 
 async fn get(http: &reqwest::Client, url: &str, path: &str, token: &Token) -> Result<Vec<u8>> {
     let resp = http
         .get(format!("{url}{path}"))
-        .basic_auth("server", Some(&token.password))
+        .basic_auth(&token.username, Some(&token.password))
         .send()
         .await
         .map_err(|e| unreachable(url, &e))?;
@@ -150,7 +154,7 @@ async fn get(http: &reqwest::Client, url: &str, path: &str, token: &Token) -> Re
     match code.as_u16() {
         200 => Ok(body),
         401 => Err(Error::InvalidInput(format!(
-            "the server at {url} rejected the token (401 Unauthorized): pass the cluster's token with --token (it is in <data-dir>/server/token on a server of the cluster)"
+            "the server at {url} rejected the token (401 Unauthorized): pass its join token (<data-dir>/server/join-token on that server, the full K10… form) or the cluster's server token (<data-dir>/server/token) with --token-file"
         ))),
         code => {
             let msg = serde_json::from_slice::<crate::api::Status>(&body)
@@ -256,6 +260,7 @@ pub async fn preflight(url: &str, token: &Token) -> Result<Cluster> {
         url,
         bootstrap,
         members: info.members,
+        bootstrap_secret: None,
     })
 }
 
@@ -364,6 +369,12 @@ pub async fn add_self(cluster: &Cluster, etcd: &mut EmbeddedEtcd, node: &str) ->
     );
     let peer = etcd.peer_url();
     let members = target.voting_members().await?;
+    if let Some(secret) = &cluster.bootstrap_secret {
+        crate::bootstrap::store(&target, secret, &cluster.bootstrap).await?;
+        tracing::info!(
+            "joined with the join token: stored a copy of the bootstrap data under this server's own token"
+        );
+    }
     for m in &members {
         if m.peer_urls.contains(&peer) {
             tracing::warn!(

@@ -7,6 +7,7 @@
 //! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills,
 //! [`ui`] renders the status page.
 
+pub mod auth;
 pub mod cluster_api;
 pub mod datastore;
 pub mod drills;
@@ -59,7 +60,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub node_name: String,
     /// The token given by flag, env or token file; `None` reuses or creates `server/token`.
+    /// A join token (`K10…::join:…`) only joins: the server keeps a server token of its own.
     pub token: Option<String>,
+    /// `--join-token-file`: the join credential; `None` uses (or makes) `server/join-token`.
+    pub join_token_file: Option<PathBuf>,
+    /// `--viewer-token-file`: the viewer credential; `None` uses (or makes) `server/viewer-token`.
+    pub viewer_token_file: Option<PathBuf>,
     pub bind_address: Option<String>,
     pub advertise_address: String,
     pub etcd_client_port: u16,
@@ -134,7 +140,9 @@ pub struct ServerState {
     pub ca_pem: String,
     pub snapshots: SnapshotSettings,
     pub ready: http::Ready,
-    pub auth_guard: http::AuthGuard,
+    pub auth_guard: auth::AuthGuard,
+    /// The join and viewer credentials (the server token is `token`).
+    pub credentials: auth::Credentials,
     pub after_request: Option<RequestHook>,
     /// The Kubernetes API subset (records, Secrets, ConfigMaps, events).
     pub kube: Arc<crate::kubeapi::KubeApi>,
@@ -216,8 +224,13 @@ pub async fn run(
 ) -> Result<()> {
     let server_dir = cfg.server_dir();
     let db = server_dir.join("db");
+    let given = cfg.token.as_deref().map(Token::parse).transpose()?;
+    // A join token lets this server join; its own server token is its own.
+    let with_join_token = given
+        .as_ref()
+        .is_some_and(|t| t.username == auth::Role::Join.user());
     // Joining is checked against the server named before anything here changes.
-    let joining = match &cfg.join {
+    let mut joining = match &cfg.join {
         Some(url) if cfg.datastore.is_none() && join::needs_join(&db) => {
             let token = cfg.token.as_deref().ok_or_else(|| {
                 crate::Error::InvalidInput(
@@ -249,10 +262,38 @@ pub async fn run(
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
     let token = crate::token::load_or_create(
-        cfg.token.as_deref(),
+        cfg.token.as_deref().filter(|_| !with_join_token),
         &server_dir.join("token"),
         sup.ca_pem.as_bytes(),
     )?;
+    if token.password.chars().count() < crate::token::MIN_SECRET_LEN {
+        tracing::warn!(
+            "the server token in {} is shorter than {} characters; it is the cluster's secret and stays as it is: hand out the join and viewer tokens, never this one",
+            server_dir.join("token").display(),
+            crate::token::MIN_SECRET_LEN
+        );
+    }
+    if let Some(c) = joining.as_mut()
+        && with_join_token
+    {
+        c.bootstrap_secret = Some(token.password.clone());
+    }
+    let credentials = auth::Credentials {
+        join: Some(auth::CredentialFile::open(
+            auth::Role::Join,
+            cfg.join_token_file.as_deref(),
+            "--join-token-file",
+            &server_dir.join("join-token"),
+            sup.ca_pem.as_bytes(),
+        )?),
+        viewer: Some(auth::CredentialFile::open(
+            auth::Role::Viewer,
+            cfg.viewer_token_file.as_deref(),
+            "--viewer-token-file",
+            &server_dir.join("viewer-token"),
+            sup.ca_pem.as_bytes(),
+        )?),
+    };
     let (target, mut child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
     let cluster = child.is_some().then(|| target.clone());
     let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
@@ -295,7 +336,8 @@ pub async fn run(
         ca_pem: sup.ca_pem.clone(),
         snapshots: cfg.snapshots.clone(),
         ready: http::Ready::default(),
-        auth_guard: http::AuthGuard::default(),
+        auth_guard: auth::AuthGuard::default(),
+        credentials,
         after_request: cfg.after_request.clone(),
         kube: Arc::new(kube),
         owned_server_dir: child.is_some().then(|| server_dir.clone()),

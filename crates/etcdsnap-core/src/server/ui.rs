@@ -1,5 +1,5 @@
-//! The status page: `GET /ui` (HTML) and `GET /ui.json` (the same data), behind the token of
-//! `/db/snapshot` and its failure limiter. Rules:
+//! The status page: `GET /ui` (HTML) and `GET /ui.json` (the same data), behind the viewer
+//! token (or the server token) and the failure limiter of [`super::auth`]. Rules:
 //! * The page is rendered here, whole, with no script and no external asset (the network may
 //!   be closed); a `Content-Security-Policy` admits only its own stylesheet, by hash.
 //! * Every value is HTML-escaped: file names come from disk and S3, messages from errors.
@@ -736,7 +736,9 @@ pub async fn page(
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = super::http::gate(&state, peer, &headers) {
+    if let Some(refused) =
+        super::auth::gate(&state, peer, &headers, super::auth::Access::View).await
+    {
         return harden(refused);
     }
     let st = collect(&state).await;
@@ -756,7 +758,9 @@ pub async fn data(
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = super::http::gate(&state, peer, &headers) {
+    if let Some(refused) =
+        super::auth::gate(&state, peer, &headers, super::auth::Access::View).await
+    {
         return harden(refused);
     }
     let st = collect(&state).await;
@@ -1028,15 +1032,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_logins_are_limited_on_the_page_too() {
+    async fn failed_logins_are_slowed_and_the_right_one_passes_at_once() {
         let a = api();
-        let wrong = basic("server", "wrong");
-        for _ in 0..crate::server::http::AuthGuard::MAX_FAILURES {
-            assert_eq!(get(&a.state, "/ui", Some(&wrong)).await.0.status(), 401);
-        }
-        let right = basic("server", SECRET);
+        let wrong = basic("viewer", "wrong-wrong-wrong-wrong");
+        let started = Instant::now();
+        let guesses: Vec<_> = (0..6)
+            .map(|_| {
+                let (state, wrong) = (a.state.clone(), wrong.clone());
+                tokio::spawn(async move { get(&state, "/ui", Some(&wrong)).await.0.status() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // No credential at all is no guess: answered at once, not queued behind the guesses.
+        let asked = Instant::now();
+        assert_eq!(get(&a.state, "/ui", None).await.0.status(), 401);
+        assert!(asked.elapsed() < Duration::from_millis(300));
+        // The viewer token passes at once, while the wrong answers to its address still wait.
+        let right = crate::server::http::tests::login(&a.state, crate::server::auth::Role::Viewer);
         let (resp, text) = get(&a.state, "/ui", Some(&right)).await;
-        assert_eq!(resp.status(), 429, "{text}");
+        assert_eq!(resp.status(), 200, "{text}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        for g in guesses {
+            assert_eq!(g.await.unwrap(), 401);
+        }
+        // Six failures from one address are answered one after another.
+        let waited: Duration = (1..=6).map(crate::server::auth::AuthGuard::delay).sum();
+        assert!(started.elapsed() >= waited, "{:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -185,7 +185,7 @@ impl SupervisorClient {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.server))
-            .basic_auth("server", Some(&self.token.password));
+            .basic_auth(&self.token.username, Some(&self.token.password));
         if let Some(b) = body {
             rb = rb
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

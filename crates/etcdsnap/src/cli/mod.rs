@@ -478,6 +478,16 @@ pub struct ServerArgs {
     /// File holding the token
     #[arg(long = "token-file", env = "ETCDSNAP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// File holding the join token: it lets a server join (bootstrap data, member list) and
+    /// nothing else; read again when it changes (default: generated, in
+    /// <data-dir>/server/join-token)
+    #[arg(long = "join-token-file", env = "ETCDSNAP_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// File holding the viewer token: it reads /ui, /ui.json and the save progress and
+    /// nothing else; read again when it changes (default: generated, in
+    /// <data-dir>/server/viewer-token)
+    #[arg(long = "viewer-token-file", env = "ETCDSNAP_VIEWER_TOKEN_FILE")]
+    pub viewer_token_file: Option<PathBuf>,
     /// Address the supervisor and etcd listen on (default: all addresses for the supervisor)
     #[arg(long = "bind-address")]
     pub bind_address: Option<String>,

@@ -119,16 +119,38 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         check_snapshot_dir(dir)?;
     }
     let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some({
-            etcdsnap_core::token::check_file_mode(f)?;
-            std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read --token-file {}", f.display()))?
-                .trim()
-                .to_string()
-        }),
+        (Some(t), _) => Some((t.clone(), "--token (or ETCDSNAP_TOKEN)".to_string())),
+        (None, Some(f)) => Some((
+            {
+                etcdsnap_core::token::check_file_mode(f)?;
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read --token-file {}", f.display()))?
+                    .trim()
+                    .to_string()
+            },
+            format!("--token-file {}", f.display()),
+        )),
         (None, None) => None,
     };
+    // A weak token is refused where it is given; a reset may need the old cluster's token,
+    // whatever it is, to read back its CAs.
+    if let Some((t, source)) = &token
+        && !a.cluster_reset
+    {
+        let parsed = etcdsnap_core::token::Token::parse(t)?;
+        etcdsnap_core::token::check_strength(&parsed.password, source)?;
+        match parsed.username.as_str() {
+            "server" => {}
+            "join" if join.is_some() => {}
+            "join" => bail!(
+                "{source} holds a join token, which only joins a cluster: give --server too, or this server's own token"
+            ),
+            user => bail!(
+                "{source} holds a {user} token: it takes the server token (<data-dir>/server/token of a server of the cluster) or, with --server, its join token (<data-dir>/server/join-token)"
+            ),
+        }
+    }
+    let token = token.map(|(t, _)| t);
     let datastore = match &a.datastore_endpoint {
         Some(eps) => {
             let endpoints: Vec<String> = eps
@@ -193,6 +215,8 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         data_dir: data_dir.clone(),
         node_name,
         token,
+        join_token_file: a.join_token_file.clone(),
+        viewer_token_file: a.viewer_token_file.clone(),
         bind_address: a.bind_address.clone(),
         advertise_address: a
             .advertise_address

@@ -53,6 +53,25 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
     std::fs::write(&writable_token, "secret").unwrap();
     std::fs::set_permissions(&writable_token, std::fs::Permissions::from_mode(0o666)).unwrap();
     let tf = format!("--token-file={}", writable_token.display());
+    let weak = |name: &str, text: &str| -> &'static str {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Box::leak(p.display().to_string().into_boxed_str())
+    };
+    let weak_token_file = format!("--token-file={}", weak("weak-token", "short-secret\n"));
+    let weak_viewer = format!("--viewer-token-file={}", weak("weak-viewer", "abc\n"));
+    let weak_join = format!(
+        "--join-token-file={}",
+        weak("weak-join", &format!("K10{}::join:abc\n", "0".repeat(64)))
+    );
+    let viewer_as_join = format!(
+        "--join-token-file={}",
+        weak(
+            "viewer-as-join",
+            &format!("K10{}::viewer:0123456789abcdef0123\n", "0".repeat(64)),
+        )
+    );
     let other_ca = format!("K10{}::server:x", "0".repeat(64));
     let big_body = format!(
         r#"{{"operation":"list","name":["{}"]}}"#,
@@ -207,6 +226,48 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             input: Input::Server(vec![tf], None),
             code: 1,
             says: "chmod 600",
+        },
+        Row {
+            what: "weak token",
+            input: server(&["--token", "short-secret"]),
+            code: 1,
+            says: "the token secret of --token (or ETCDSNAP_TOKEN) is 12 characters long; a token secret needs at least 16 (etcdsnap generates 32 hex digits): generate one with `openssl rand -hex 16`",
+        },
+        Row {
+            what: "weak token file",
+            input: Input::Server(vec![weak_token_file], None),
+            code: 1,
+            says: "weak-token is 12 characters long",
+        },
+        Row {
+            what: "weak viewer token file",
+            input: Input::Server(vec![weak_viewer], None),
+            code: 1,
+            says: "the token secret of --viewer-token-file",
+        },
+        Row {
+            what: "weak join token file",
+            input: Input::Server(vec![weak_join], None),
+            code: 1,
+            says: "`openssl rand -hex 16`",
+        },
+        Row {
+            what: "missing join token file",
+            input: server(&["--join-token-file=/nonexistent/join-token"]),
+            code: 1,
+            says: "/nonexistent/join-token",
+        },
+        Row {
+            what: "a viewer token as the join token",
+            input: Input::Server(vec![viewer_as_join], None),
+            code: 1,
+            says: "not the join token",
+        },
+        Row {
+            what: "join with a weak token",
+            input: server(&["--server", "https://10.0.0.1:9345", "--token", "short"]),
+            code: 1,
+            says: "the token secret of --token (or ETCDSNAP_TOKEN) is 5 characters long",
         },
         Row {
             what: "restore path without reset",
@@ -780,6 +841,7 @@ fn every_bad_input_gets_a_clear_error_and_writes_nothing() {
                         .unwrap()
                         .post(format!("{}/db/snapshot", s.url()))
                         .basic_auth("server", Some(secret))
+                        .header("content-type", "application/json")
                         .body(body)
                         .send()
                         .await

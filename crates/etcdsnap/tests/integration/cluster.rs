@@ -425,14 +425,31 @@ fn joining_with_a_wrong_token_a_foreign_ca_or_no_server_changes_nothing() {
         .split_once("::server:")
         .unwrap();
     let foreign = format!("K10{}::server:{secret}", "ab".repeat(32));
-    let wrong = format!("K10{hash}::server:not-the-secret");
+    let wrong = format!("K10{hash}::server:not-the-cluster-secret");
+    let weak = format!("K10{hash}::server:short");
     let dead = format!("https://127.0.0.1:{}", free_port());
     let http = format!("http://127.0.0.1:{}", s1.port);
-    let cases: [(&str, Vec<String>, &str); 5] = [
+    let viewer = std::fs::read_to_string(s1.data_dir().join("server/viewer-token")).unwrap();
+    let cases: [(&str, Vec<String>, &str); 7] = [
         (
             "wrong token",
             vec!["--server".into(), s1.url(), "--token".into(), wrong],
             "rejected the token (401 Unauthorized)",
+        ),
+        (
+            "weak token",
+            vec!["--server".into(), s1.url(), "--token".into(), weak],
+            "is 5 characters long",
+        ),
+        (
+            "the viewer token",
+            vec![
+                "--server".into(),
+                s1.url(),
+                "--token".into(),
+                viewer.trim().into(),
+            ],
+            "holds a viewer token",
         ),
         (
             "foreign CA",
@@ -483,6 +500,11 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
     let s1 = Server::start(Etcd::V35);
     let token = s1.token();
     let secret = token.split_once("::server:").unwrap().1.to_string();
+    let token_of = |file: &str| {
+        let t = std::fs::read_to_string(s1.data_dir().join("server").join(file)).unwrap();
+        t.trim().rsplit(':').next().unwrap().to_string()
+    };
+    let (join, viewer) = (token_of("join-token"), token_of("viewer-token"));
     let url = s1.url();
     let (codes, bodies) = rt().block_on(async {
         let c = reqwest::Client::builder()
@@ -519,26 +541,58 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
                     .basic_auth("server", Some(&secret)),
             ),
             (
+                "bootstrap join",
+                c.get(format!("{url}/v1-etcdsnap/server-bootstrap"))
+                    .basic_auth("join", Some(&join)),
+            ),
+            (
+                "bootstrap viewer",
+                c.get(format!("{url}/v1-etcdsnap/server-bootstrap"))
+                    .basic_auth("viewer", Some(&viewer)),
+            ),
+            (
+                "info join",
+                c.get(format!("{url}/db/info"))
+                    .basic_auth("join", Some(&join)),
+            ),
+            (
                 "remove no auth",
                 c.post(format!("{url}/db/member-remove"))
+                    .header("content-type", "application/json")
+                    .body("{\"name\":\"x\"}"),
+            ),
+            (
+                "remove join",
+                c.post(format!("{url}/db/member-remove"))
+                    .basic_auth("join", Some(&join))
+                    .header("content-type", "application/json")
+                    .body("{\"name\":\"x\"}"),
+            ),
+            (
+                "remove text",
+                c.post(format!("{url}/db/member-remove"))
+                    .basic_auth("server", Some(&secret))
                     .body("{\"name\":\"x\"}"),
             ),
             (
                 "remove bad json",
                 c.post(format!("{url}/db/member-remove"))
                     .basic_auth("server", Some(&secret))
+                    .header("content-type", "application/json")
                     .body("{\"name\":"),
             ),
             (
                 "remove unknown field",
                 c.post(format!("{url}/db/member-remove"))
                     .basic_auth("server", Some(&secret))
+                    .header("content-type", "application/json")
                     .body("{\"name\":\"x\",\"force\":true}"),
             ),
             (
                 "remove empty",
                 c.post(format!("{url}/db/member-remove"))
                     .basic_auth("server", Some(&secret))
+                    .header("content-type", "application/json")
                     .body("{\"name\":\"\"}"),
             ),
         ];
@@ -554,9 +608,14 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
         ("bootstrap wrong", 401),
         ("bootstrap ok", 200),
         ("bootstrap post", 405),
+        ("bootstrap join", 200),
+        ("bootstrap viewer", 403),
         ("info no auth", 401),
         ("info ok", 200),
+        ("info join", 200),
         ("remove no auth", 401),
+        ("remove join", 403),
+        ("remove text", 415),
         ("remove bad json", 400),
         ("remove unknown field", 400),
         ("remove empty", 400),
@@ -614,26 +673,28 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
         .unwrap();
     let err = fails(&o);
     assert!(err.contains("rejected the token"), "{err}");
-    // Guessing the token at the bootstrap endpoint is cut off like at /db/snapshot.
-    let last = rt().block_on(async {
+    // Guessing at the bootstrap endpoint is slowed as at /db/snapshot, never locked out.
+    let (last, right) = rt().block_on(async {
         let c = reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .build()
             .unwrap();
-        let mut last = 0;
-        for i in 0..25 {
-            last = c
+        let mut last = (0, Duration::ZERO);
+        for i in 0..6 {
+            let t = std::time::Instant::now();
+            let code = c
                 .get(format!("{url}/v1-etcdsnap/server-bootstrap"))
-                .basic_auth("server", Some(format!("guess-{i}")))
+                .basic_auth("server", Some(format!("guess-{i}-0123456789abcdef")))
                 .send()
                 .await
                 .unwrap()
                 .status()
                 .as_u16();
+            last = (code, t.elapsed());
         }
         let right = c
             .get(format!("{url}/v1-etcdsnap/server-bootstrap"))
-            .basic_auth("server", Some(&secret))
+            .basic_auth("join", Some(&join))
             .send()
             .await
             .unwrap()
@@ -641,9 +702,56 @@ fn the_join_endpoints_need_the_token_and_refuse_bad_requests() {
             .as_u16();
         (last, right)
     });
-    assert_eq!(
-        last,
-        (429, 429),
-        "blocked, even with the right token, for the window"
+    assert_eq!(last.0, 401);
+    assert!(
+        last.1 >= Duration::from_millis(900),
+        "the 6th guess took {:?}",
+        last.1
     );
+    assert_eq!(right, 200, "the right token passes whatever came before");
+}
+
+#[test]
+fn a_server_joins_with_the_join_token_and_keeps_a_server_token_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let v = Etcd::V35;
+    let s1 = Server::start(v);
+    let files = tempfile::tempdir().unwrap();
+    let join_file = files.path().join("join-token");
+    std::fs::copy(s1.data_dir().join("server/join-token"), &join_file).unwrap();
+    std::fs::set_permissions(&join_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let join = std::fs::read_to_string(&join_file).unwrap();
+    assert!(join.contains("::join:"), "{join}");
+    let args = [
+        "--server".to_string(),
+        s1.url(),
+        format!("--token-file={}", join_file.display()),
+    ];
+    let s2 = Server::builder(v).node("n2").args(args.clone()).start();
+    wait_voters(&s1, &["n1", "n2"]);
+    // The join token is not the server token of either server.
+    let (t1, t2) = (s1.token(), s2.token());
+    let secret = |t: &str| t.rsplit(':').next().unwrap().to_string();
+    assert_ne!(secret(&t1), secret(&t2));
+    assert_ne!(secret(&t2), secret(join.trim()));
+    assert!(t2.contains("::server:"), "{t2}");
+    // The join token cannot take snapshots; the joined server's own token can.
+    let err = fails(&s1.cli(&["save", "--etcd-token", join.trim()]));
+    assert!(err.contains("the join token may not"), "{err}");
+    ok(&s2.cli(&["save"]));
+    // A restart as a voter finds its own copy of the bootstrap data (no "different token").
+    let (dir, ports) = s2.stop();
+    let s2 = Server::builder(v)
+        .node("n2")
+        .dir(dir)
+        .ports(ports)
+        .args(args)
+        .start();
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted server to list",
+        || s2.cli(&["ls"]).status.success().then_some(()),
+    );
+    assert!(!s2.log_text().contains("different token"));
+    assert_eq!(s2.token(), t2, "the joined server keeps its token");
 }

@@ -121,44 +121,6 @@ fn slow_headers_are_cut_off() {
 }
 
 #[test]
-fn token_guessing_is_slowed_per_address() {
-    let s = Server::start(Etcd::V35);
-    // Guesses on the save progress endpoint count with those on the snapshot endpoint.
-    let call = |secret: &str, progress: bool| -> u16 {
-        rt().block_on(async {
-            let c = reqwest::Client::builder()
-                .danger_accept_invalid_certs(true)
-                .build()
-                .unwrap();
-            let rb = if progress {
-                c.get(format!("{}/db/snapshot/progress", s.url()))
-            } else {
-                c.post(format!("{}/db/snapshot", s.url()))
-                    .body(r#"{"operation":"list"}"#)
-            };
-            rb.basic_auth("server", Some(secret))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
-    let post = |secret: &str| call(secret, false);
-    let token = s.token();
-    let secret = token.rsplit(':').next().unwrap().to_string();
-    assert_eq!(post(&secret), 200);
-    assert_eq!(call(&secret, true), 200);
-    let codes: Vec<u16> = (0..25)
-        .map(|i| call(&format!("guess-{i}"), i % 2 == 1))
-        .collect();
-    assert!(codes[..20].iter().all(|c| *c == 401), "{codes:?}");
-    assert!(codes[20..].iter().all(|c| *c == 429), "{codes:?}");
-    assert_eq!(post(&secret), 429, "the whole address waits out the window");
-    assert!(s.proc.log_text().contains("failed authentications"));
-}
-
-#[test]
 fn plain_http_on_the_https_port_is_told_to_use_https() {
     let s = Server::start(Etcd::V35);
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
