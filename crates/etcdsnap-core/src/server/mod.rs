@@ -316,7 +316,8 @@ pub async fn run(
         listener,
         acceptor,
         http::router(state.clone()),
-        serve::Limits::default(),
+        // After etcd started: the descriptors open now are part of the reserve.
+        serve::Limits::for_this_process(),
         stop_rx.clone(),
     ));
 
