@@ -7,7 +7,8 @@
 //! certificates [`LEAF_VALIDITY_DAYS`] (one year), and each start renews those with fewer than
 //! [`RENEW_WITHIN_DAYS`] left, from the same CA and with the same key, so tokens (which pin the
 //! CA's hash) and clients that trust the CA keep working. A running server renews its supervisor
-//! certificate too ([`renew_if_due`] from a daily timer); etcd's are renewed at its next start.
+//! certificate too (`server::serve::keep_serving_cert_fresh`, twice a day); etcd's are renewed
+//! at its next start.
 
 use std::path::{Path, PathBuf};
 
@@ -195,7 +196,7 @@ impl Ca {
     }
 
     /// A certificate (PEM) for `key`, valid for `days`.
-    fn issue(
+    pub(crate) fn issue(
         &self,
         key: &KeyPair,
         common_name: &str,

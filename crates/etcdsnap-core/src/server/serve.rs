@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,22 +137,118 @@ pub fn open_fds() -> Option<u64> {
     Some(n.saturating_sub(1))
 }
 
-/// A TLS acceptor serving `cert` with `key` (PEM files).
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+/// The supervisor's serving certificate and key, replaceable while the server runs: each TLS
+/// handshake takes the one in force.
+pub struct ServingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<(Vec<u8>, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PEM text of `cert` and the certified key from it and `key`.
+fn load_certified(cert: &Path, key: &Path) -> Result<(Vec<u8>, Arc<rustls::sign::CertifiedKey>)> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<std::result::Result<_, _>>())
+    let pem = std::fs::read(cert).map_err(|e| Error::io("read certificate", cert, e))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key)
+    let der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", key.display())))?;
+    let certified =
+        rustls::sign::CertifiedKey::from_der(certs, der, &crate::tls::crypto_provider()).map_err(
+            |e| {
+                Error::Other(format!(
+                    "TLS setup failed: {} and {} do not make a certificate and its key: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            },
+        )?;
+    Ok((pem, Arc::new(certified)))
+}
+
+impl ServingCert {
+    /// Loads `cert` with `key` (PEM files).
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServingCert>> {
+        Ok(Arc::new(ServingCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: std::sync::RwLock::new(load_certified(cert, key)?),
+        }))
+    }
+
+    /// Serves the files' certificate from the next handshake on, when it changed; true then.
+    pub fn reload(&self) -> Result<bool> {
+        let (pem, certified) = load_certified(&self.cert, &self.key)?;
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if cur.0 == pem {
+            return Ok(false);
+        }
+        *cur = (pem, certified);
+        Ok(true)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
+        Some(cur.1.clone())
+    }
+}
+
+/// A TLS acceptor serving the certificate in force in `serving`.
+pub fn tls_acceptor(serving: Arc<ServingCert>) -> Result<tokio_rustls::TlsAcceptor> {
     let cfg = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Other(format!("TLS setup failed: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| Error::Other(format!("TLS setup failed: {e}")))?;
+        .with_cert_resolver(serving);
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// How often a running server looks at its serving certificate's end.
+pub const RENEWAL_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
+
+/// One look: renews the supervisor certificate under `tls_dir` when it is within
+/// [`crate::tls::RENEW_WITHIN_DAYS`] of its end (as at start) and serves the new one.
+pub fn renew_serving_cert(serving: &ServingCert, tls_dir: &Path, hosts: &[String]) -> Result<bool> {
+    crate::tls::ensure_supervisor_certs(tls_dir, hosts)?;
+    serving.reload()
+}
+
+/// Renews the supervisor certificate of a running server every [`RENEWAL_CHECK_EVERY`], so a
+/// server that runs for a year needs no restart for it (etcd's are renewed at its next start).
+pub async fn keep_serving_cert_fresh(
+    serving: Arc<ServingCert>,
+    tls_dir: PathBuf,
+    hosts: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEWAL_CHECK_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let (s, d, h) = (serving.clone(), tls_dir.clone(), hosts.clone());
+        match tokio::task::spawn_blocking(move || renew_serving_cert(&s, &d, &h)).await {
+            Ok(Ok(true)) => tracing::info!("the supervisor API serves its renewed certificate"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!("could not renew the supervisor certificate: {e}"),
+            Err(e) => tracing::warn!("could not renew the supervisor certificate: {e}"),
+        }
+    }
 }
 
 /// One open connection, as the registry sees it.
@@ -750,6 +846,69 @@ mod tests {
         }
         assert_eq!(r.shed(10, t0 + l.grace, l.grace), 3);
         assert_eq!(r.len(), 1);
+    }
+
+    /// The end of the certificate the server at `addr` presents, in days from now.
+    async fn served_days_left(addr: SocketAddr, ca_pem: &str) -> i64 {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        (c.validity().not_after.timestamp() - chrono::Utc::now().timestamp()) / 86400
+    }
+
+    #[tokio::test]
+    async fn a_running_server_serves_its_renewed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = crate::tls::default_hosts(&[]);
+        let sup = crate::tls::ensure_supervisor_certs(dir.path(), &hosts).unwrap();
+        // The certificate in force ends in 30 days.
+        let ca =
+            crate::tls::Ca::load_or_create(dir.path(), "server-ca", "etcdsnap-server-ca").unwrap();
+        let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&sup.key).unwrap()).unwrap();
+        let pem = ca
+            .issue(
+                &key,
+                "etcdsnap-supervisor",
+                &hosts,
+                &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+                30,
+            )
+            .unwrap();
+        std::fs::write(&sup.cert, pem).unwrap();
+        let serving = ServingCert::load(&sup.cert, &sup.key).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            listener,
+            tls_acceptor(serving.clone()).unwrap(),
+            axum::Router::new(),
+            Limits::from_descriptors(1 << 16, 0),
+            stop_rx,
+        ));
+        assert!(served_days_left(addr, &sup.ca_pem).await < 30);
+        // Nothing to do while more than 90 days are left; renewed and served when fewer.
+        assert!(renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
+        assert!(served_days_left(addr, &sup.ca_pem).await > 360);
+        assert!(!renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
     }
 
     #[test]
