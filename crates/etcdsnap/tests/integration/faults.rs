@@ -265,6 +265,46 @@ fn a_flood_of_chatty_connections_under_ulimit_300_leaves_healthz_and_save_workin
 }
 
 #[test]
+fn the_cli_reads_its_token_from_a_file_kept_out_of_argv() {
+    let s = Server::start(Etcd::V35);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("token");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(etcdsnap_bin());
+        cmd.args(["etcd-snapshot", "ls"])
+            .args(args)
+            .arg("-d")
+            .arg(elsewhere.path())
+            .arg(format!("--etcd-server={}", s.url()))
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(elsewhere.path()));
+        without_aws_env(&mut cmd);
+        cmd.output().unwrap()
+    };
+    let path = file.to_str().unwrap();
+    // No token in this data dir: the file is what the CLI uses (also as --etcd-token-file).
+    std::fs::write(&file, format!("{}\n", s.token())).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    ok(&run(&["--token-file", path]));
+    ok(&run(&["--etcd-token-file", path]));
+    // An empty file, a missing one, a file others may write, and both flags: each says what to do.
+    std::fs::write(&file, "\n").unwrap();
+    let e = fails(&run(&["--token-file", path]));
+    assert!(e.contains("is empty") && e.contains("server/token"), "{e}");
+    let e = fails(&run(&["--token-file", "/nonexistent/token"]));
+    assert!(
+        e.contains("cannot read --etcd-token-file /nonexistent/token"),
+        "{e}"
+    );
+    std::fs::write(&file, s.token()).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let e = fails(&run(&["--token-file", path]));
+    assert!(e.contains("chmod 600"), "{e}");
+    let o = run(&["--token-file", path, "--etcd-token", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
+#[test]
 fn slow_headers_are_cut_off() {
     let s = Server::start(Etcd::V35);
     let rt = rt();
