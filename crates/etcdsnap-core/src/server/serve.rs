@@ -21,8 +21,9 @@
 //!   process took them), accepting pauses and idle connections are closed until the reserve is
 //!   back, so that the server can still read its CA, write snapshots and reach etcd;
 //! * the TLS handshake and each request's headers must arrive within [`Limits::handshake`] and
-//!   [`Limits::header_read`]; a connection idle between requests is closed after
-//!   [`Limits::header_read`] as well;
+//!   [`Limits::header_read`], its body within [`Limits::body_read`] (a trickled body would keep
+//!   its connection busy, so never closed for room); a connection idle between requests is
+//!   closed after [`Limits::header_read`] as well;
 //! * accept errors (a full descriptor table) back off, up to a second, and are logged at most
 //!   once every ten seconds with a count, instead of spinning;
 //! * plain HTTP sent to this TLS port gets a 400 that says to use https.
@@ -32,6 +33,7 @@
 //! and a connection serving a request is never closed; chatty idle connections are).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -63,6 +65,8 @@ pub struct Limits {
     pub fd_limit: u64,
     pub handshake: Duration,
     pub header_read: Duration,
+    /// A request's body must arrive whole within this (from when its headers did).
+    pub body_read: Duration,
     /// A new connection is not closed for room before it had this long to send a request.
     pub grace: Duration,
 }
@@ -103,6 +107,7 @@ impl Limits {
             fd_limit: soft,
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
             grace: Duration::from_secs(2),
         }
     }
@@ -435,6 +440,43 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+/// A request body that must arrive whole before a deadline.
+struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let limit = self.limit;
+            return Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within {limit:?}"
+            )
+            .into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Logs a recurring failure at most once every ten seconds, with how often it happened.
 #[derive(Default)]
 struct RateLimitedLog {
@@ -699,7 +741,14 @@ async fn connection(
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let busy = Busy::enter(&svc_slot);
         req.extensions_mut().insert(PeerAddr(peer));
-        let answer = router.clone().oneshot(req.map(axum::body::Body::new));
+        let limit = limits.body_read;
+        let answer = router.clone().oneshot(req.map(|inner| {
+            axum::body::Body::new(DeadlineBody {
+                inner,
+                deadline: Box::pin(tokio::time::sleep(limit)),
+                limit,
+            })
+        }));
         async move {
             let resp = answer.await?;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| TrackedBody { inner, _busy: busy }))
@@ -907,6 +956,78 @@ mod tests {
         assert!(renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
         assert!(served_days_left(addr, &sup.ca_pem).await > 360);
         assert!(!renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_trickled_request_body_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let sup = crate::tls::ensure_supervisor_certs(dir.path(), &crate::tls::default_hosts(&[]))
+            .unwrap();
+        let serving = ServingCert::load(&sup.cert, &sup.key).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let router = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|body: String| async move { body }),
+        );
+        let limits = Limits {
+            body_read: Duration::from_millis(500),
+            ..Limits::from_descriptors(1 << 16, 0)
+        };
+        let task = tokio::spawn(serve(
+            listener,
+            tls_acceptor(serving).unwrap(),
+            router,
+            limits,
+            stop_rx,
+        ));
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        for c in CertificateDer::pem_slice_iter(sup.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connect = || async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(cfg.clone()))
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        };
+        // A whole body is answered.
+        let mut t = connect().await;
+        t.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = t.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        // Two bytes of ten, then nothing: a 400 once the deadline passes.
+        let mut t = connect().await;
+        t.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 10\r\n\r\nhi")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(5), t.read(&mut buf))
+            .await
+            .expect("the server waited for the body")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
         let _ = stop_tx.send(true);
         task.await.unwrap();
     }
