@@ -21,9 +21,10 @@
 //!   process took them), accepting pauses and idle connections are closed until the reserve is
 //!   back, so that the server can still read its CA, write snapshots and reach etcd;
 //! * the TLS handshake and each request's headers must arrive within [`Limits::handshake`] and
-//!   [`Limits::header_read`], its body within [`Limits::body_read`] (a trickled body would keep
-//!   its connection busy, so never closed for room); a connection idle between requests is
-//!   closed after [`Limits::header_read`] as well;
+//!   [`Limits::header_read`], its body within [`Limits::body_read`], and a client must take
+//!   some of a response at least every [`Limits::write_stall`] (a trickled body or a client
+//!   that pipelines requests and never reads would keep its connection busy, so never closed
+//!   for room); a connection idle between requests is closed after [`Limits::header_read`];
 //! * accept errors (a full descriptor table) back off, up to a second, and are logged at most
 //!   once every ten seconds with a count, instead of spinning;
 //! * plain HTTP sent to this TLS port gets a 400 that says to use https.
@@ -67,6 +68,8 @@ pub struct Limits {
     pub header_read: Duration,
     /// A request's body must arrive whole within this (from when its headers did).
     pub body_read: Duration,
+    /// A client that takes nothing of a response for this long loses its connection.
+    pub write_stall: Duration,
     /// A new connection is not closed for room before it had this long to send a request.
     pub grace: Duration,
 }
@@ -108,6 +111,7 @@ impl Limits {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(30),
+            write_stall: Duration::from_secs(30),
             grace: Duration::from_secs(2),
         }
     }
@@ -477,6 +481,90 @@ impl hyper::body::Body for DeadlineBody {
     }
 }
 
+/// A connection's stream whose writes fail once the client has taken nothing for `limit`.
+struct StallGuard<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallGuard<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        StallGuard {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's outcome on; a write pending for `limit` becomes an error.
+    fn watch<T>(
+        &mut self,
+        r: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took nothing of the response for {limit:?}"),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallGuard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(r, cx)
+    }
+}
+
 /// Logs a recurring failure at most once every ten seconds, with how often it happened.
 #[derive(Default)]
 struct RateLimitedLog {
@@ -757,7 +845,10 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(
+            TokioIo::new(StallGuard::new(stream, limits.write_stall)),
+            svc,
+        );
     tokio::pin!(conn);
     let outcome = tokio::select! {
         r = conn.as_mut() => r,
@@ -897,6 +988,52 @@ mod tests {
         assert_eq!(r.len(), 1);
     }
 
+    /// A TLS server with `router` on a loopback port; its address, a client configuration that
+    /// trusts it, and its stop switch.
+    async fn test_server(
+        router: axum::Router,
+        limits: Limits,
+    ) -> (SocketAddr, Arc<rustls::ClientConfig>, watch::Sender<bool>) {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let dir = tempfile::tempdir().unwrap();
+        let sup = crate::tls::ensure_supervisor_certs(dir.path(), &crate::tls::default_hosts(&[]))
+            .unwrap();
+        let serving = ServingCert::load(&sup.cert, &sup.key).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(
+            listener,
+            tls_acceptor(serving).unwrap(),
+            router,
+            limits,
+            stop_rx,
+        ));
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(sup.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (addr, Arc::new(cfg), stop_tx)
+    }
+
+    async fn tls_connect(
+        addr: SocketAddr,
+        cfg: &Arc<rustls::ClientConfig>,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    }
+
     /// The end of the certificate the server at `addr` presents, in days from now.
     async fn served_days_left(addr: SocketAddr, ca_pem: &str) -> i64 {
         use rustls::pki_types::CertificateDer;
@@ -963,13 +1100,6 @@ mod tests {
     #[tokio::test]
     async fn a_trickled_request_body_is_cut_off() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let dir = tempfile::tempdir().unwrap();
-        let sup = crate::tls::ensure_supervisor_certs(dir.path(), &crate::tls::default_hosts(&[]))
-            .unwrap();
-        let serving = ServingCert::load(&sup.cert, &sup.key).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = watch::channel(false);
         let router = axum::Router::new().route(
             "/echo",
             axum::routing::post(|body: String| async move { body }),
@@ -978,32 +1108,8 @@ mod tests {
             body_read: Duration::from_millis(500),
             ..Limits::from_descriptors(1 << 16, 0)
         };
-        let task = tokio::spawn(serve(
-            listener,
-            tls_acceptor(serving).unwrap(),
-            router,
-            limits,
-            stop_rx,
-        ));
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        for c in CertificateDer::pem_slice_iter(sup.ca_pem.as_bytes()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connect = || async {
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            tokio_rustls::TlsConnector::from(Arc::new(cfg.clone()))
-                .connect(name, tcp)
-                .await
-                .unwrap()
-        };
+        let (addr, cfg, stop_tx) = test_server(router, limits).await;
+        let connect = || tls_connect(addr, &cfg);
         // A whole body is answered.
         let mut t = connect().await;
         t.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\nhi")
@@ -1029,7 +1135,39 @@ mod tests {
         );
         assert!(started.elapsed() >= Duration::from_millis(400));
         let _ = stop_tx.send(true);
-        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_loses_its_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, cfg, stop) = test_server(
+            axum::Router::new().route("/big", axum::routing::get(|| async { vec![7u8; 64 << 20] })),
+            Limits {
+                write_stall: Duration::from_millis(500),
+                ..Limits::from_descriptors(1 << 16, 0)
+            },
+        )
+        .await;
+        let mut t = tls_connect(addr, &cfg).await;
+        t.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Nothing read for two seconds; then what was sent, and the end of the connection.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match t.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the connection stayed open");
+        assert!(got < 64 << 20, "the whole response was sent ({got} bytes)");
+        let _ = stop.send(true);
     }
 
     #[test]
