@@ -233,6 +233,17 @@ pub const RENEWAL_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 /// One look: renews the supervisor certificate under `tls_dir` when it is within
 /// [`crate::tls::RENEW_WITHIN_DAYS`] of its end (as at start) and serves the new one.
 pub fn renew_serving_cert(serving: &ServingCert, tls_dir: &Path, hosts: &[String]) -> Result<bool> {
+    // At start a missing CA is made; while running that would be a new CA that no token pins.
+    for f in ["server-ca.crt", "server-ca.key"] {
+        let p = tls_dir.join(f);
+        if !p.exists() {
+            return Err(Error::Other(format!(
+                "{} is gone, so the supervisor certificate is not renewed: put the CA back (from a snapshot's bootstrap data or a backup of {})",
+                p.display(),
+                tls_dir.display()
+            )));
+        }
+    }
     crate::tls::ensure_supervisor_certs(tls_dir, hosts)?;
     serving.reload()
 }
@@ -1093,6 +1104,11 @@ mod tests {
         assert!(renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
         assert!(served_days_left(addr, &sup.ca_pem).await > 360);
         assert!(!renew_serving_cert(&serving, dir.path(), &hosts).unwrap());
+        // A CA that vanished is not replaced by a new one behind the tokens' back.
+        std::fs::remove_file(dir.path().join("server-ca.key")).unwrap();
+        let e = renew_serving_cert(&serving, dir.path(), &hosts).unwrap_err();
+        assert!(e.to_string().contains("server-ca.key is gone"), "{e}");
+        assert!(!dir.path().join("server-ca.key").exists());
         let _ = stop_tx.send(true);
         task.await.unwrap();
     }
