@@ -16,7 +16,8 @@
 //!   request in flight, or new and still within its grace, is never closed for room. When no
 //!   connection can be closed, the newcomer waits (in a room of a few places, where a newcomer
 //!   takes the place of the oldest) up to a grace for one, and is then closed (the client sees
-//!   the connection closed and may retry);
+//!   the connection closed and may retry); at most [`Limits::max_closing`] connections closed
+//!   for room may still be closing, so that descriptors, not just places, stay bounded;
 //! * when fewer than [`Limits::min_free_fds`] descriptors are free (something else in the
 //!   process took them), accepting pauses and idle connections are closed until the reserve is
 //!   back, so that the server can still read its CA, write snapshots and reach etcd;
@@ -62,6 +63,8 @@ pub struct Limits {
     pub per_address: usize,
     /// Accepting pauses while fewer descriptors than this are free.
     pub min_free_fds: u64,
+    /// Connections told to close but not yet closed, at most (they still hold descriptors).
+    pub max_closing: usize,
     /// The soft descriptor limit the numbers above come from.
     pub fd_limit: u64,
     pub handshake: Duration,
@@ -107,6 +110,7 @@ impl Limits {
             max_connections: cap as usize,
             per_address: (cap / 2).max(1) as usize,
             min_free_fds: FD_HEADROOM / 2,
+            max_closing: (FD_HEADROOM / 4) as usize,
             fd_limit: soft,
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
@@ -297,9 +301,19 @@ struct Open {
     /// Oldest first (ids grow with time).
     slots: BTreeMap<u64, Arc<Slot>>,
     per_addr: HashMap<IpAddr, usize>,
+    /// Connections told to close whose task has not ended yet: they still hold a descriptor.
+    closing: usize,
 }
 
 impl Open {
+    /// Tells connection `id` to close; it counts as closing until its task leaves.
+    fn evict(&mut self, id: u64) {
+        if let Some(s) = self.remove(id) {
+            self.closing += 1;
+            s.evict.notify_one();
+        }
+    }
+
     fn remove(&mut self, id: u64) -> Option<Arc<Slot>> {
         let s = self.slots.remove(&id)?;
         if let Some(n) = self.per_addr.get_mut(&s.addr) {
@@ -360,18 +374,21 @@ impl Registry {
     ) -> std::result::Result<(u64, Arc<Slot>), Refused> {
         let mut open = self.lock();
         let held = open.per_addr.get(&addr).copied().unwrap_or(0);
+        // Room made by closing others counts once they are closed: at most `max_closing` at
+        // a time, so the descriptors held stay within the cap plus that.
+        let may_close = open.closing < limits.max_closing;
         if held >= limits.per_address {
             let v = open
                 .victim(Some(addr), now, limits.grace)
+                .filter(|_| may_close)
                 .ok_or(Refused::AddressShare)?;
-            if let Some(s) = open.remove(v) {
-                s.evict.notify_one();
-            }
+            open.evict(v);
         } else if open.slots.len() >= limits.max_connections {
-            let v = open.victim(None, now, limits.grace).ok_or(Refused::Full)?;
-            if let Some(s) = open.remove(v) {
-                s.evict.notify_one();
-            }
+            let v = open
+                .victim(None, now, limits.grace)
+                .filter(|_| may_close)
+                .ok_or(Refused::Full)?;
+            open.evict(v);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
@@ -394,16 +411,18 @@ impl Registry {
             let Some(v) = open.victim(None, now, grace) else {
                 break;
             };
-            if let Some(s) = open.remove(v) {
-                s.evict.notify_one();
-            }
+            open.evict(v);
             done += 1;
         }
         done
     }
 
+    /// A connection's task ended (its descriptor is closed).
     fn leave(&self, id: u64) {
-        self.lock().remove(id);
+        let mut open = self.lock();
+        if open.remove(id).is_none() {
+            open.closing = open.closing.saturating_sub(1);
+        }
     }
 
     fn len(&self) -> usize {
@@ -983,6 +1002,36 @@ mod tests {
         let open = r.lock();
         assert!(open.slots.contains_key(&b));
         assert_eq!(open.per_addr.get(&A), Some(&2));
+    }
+
+    #[test]
+    fn room_made_by_closing_counts_once_closed() {
+        let r = Registry::default();
+        let l = Limits {
+            max_closing: 2,
+            ..limits(2, 2)
+        };
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(5);
+        let (a, _) = r.admit(A, t0, &l).unwrap();
+        let (b, _) = r.admit(A, t0, &l).unwrap();
+        // Two silent connections make room for two newcomers; their tasks have not ended.
+        let (c, _) = r.admit(A, later, &l).unwrap();
+        let (_d, _) = r.admit(A, later, &l).unwrap();
+        assert_eq!(r.lock().closing, 2);
+        // A third newcomer waits although `c` could go: two are still closing.
+        let much_later = later + Duration::from_secs(5);
+        assert_eq!(
+            r.admit(A, much_later, &l).err(),
+            Some(Refused::AddressShare)
+        );
+        // Once one of them is closed, room is made again.
+        r.leave(a);
+        r.admit(A, much_later, &l).unwrap();
+        assert!(!ids(&r).contains(&c));
+        r.leave(b);
+        r.leave(c);
+        assert_eq!(r.lock().closing, 0);
     }
 
     #[test]
