@@ -19,8 +19,12 @@ use crate::schedule::Schedule;
 use crate::store::local::LocalStore;
 use crate::store::s3::{Provider, S3Identity, S3Store, S3Target};
 
-/// A certificate expiring within this many days is a warning.
-pub const EXPIRY_WARN_DAYS: i64 = 30;
+/// A serving, peer or client certificate expiring within this many days is a warning (the
+/// server renews it at its next start, as K3s does).
+pub const EXPIRY_WARN_DAYS: i64 = crate::tls::RENEW_WITHIN_DAYS;
+/// A CA expiring within this many days is a warning: nothing renews a CA, and replacing one
+/// means new tokens and new CAs on every server, which takes planning.
+pub const CA_EXPIRY_WARN_DAYS: i64 = 365;
 /// S3 clocks further apart than this are a warning (SigV4 refuses requests beyond 15 minutes).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Check names, in the order they are printed.
@@ -244,15 +248,17 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The status of a certificate valid from `not_before` to `not_after`, at `now`.
+/// The status of a certificate valid from `not_before` to `not_after`, at `now`: a warning
+/// within `warn_days` of the end.
 pub fn expiry_status(
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
     now: DateTime<Utc>,
+    warn_days: i64,
 ) -> Status {
     if now < not_before || now >= not_after {
         Status::Fail
-    } else if (not_after - now).num_days() < EXPIRY_WARN_DAYS {
+    } else if not_after - now < chrono::TimeDelta::days(warn_days) {
         Status::Warn
     } else {
         Status::Ok
@@ -263,8 +269,22 @@ pub fn expiry_status(
 #[derive(Debug, Clone)]
 struct Cert {
     path: PathBuf,
+    is_ca: bool,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
+}
+
+impl Cert {
+    fn kind(&self) -> &'static str {
+        if self.is_ca { "CA" } else { "serving" }
+    }
+    fn warn_days(&self) -> i64 {
+        if self.is_ca {
+            CA_EXPIRY_WARN_DAYS
+        } else {
+            EXPIRY_WARN_DAYS
+        }
+    }
 }
 
 /// The certificates in a PEM file (none for a key file).
@@ -283,6 +303,7 @@ fn read_certs(path: &Path) -> std::result::Result<Vec<Cert>, String> {
         let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap_or_default();
         out.push(Cert {
             path: path.to_path_buf(),
+            is_ca: cert.is_ca(),
             not_before: at(v.not_before.timestamp()),
             not_after: at(v.not_after.timestamp()),
         });
@@ -309,6 +330,8 @@ fn cert_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Every certificate under `tls_dir` (recursively: `server/tls` and `server/tls/etcd`) and in
 /// `extra` (the external datastore's CA and client certificate) parses and is valid at `now`.
+/// The detail gives each one's kind and end of validity; a CA warns within
+/// [`CA_EXPIRY_WARN_DAYS`], any other certificate within [`EXPIRY_WARN_DAYS`].
 pub fn certificates(tls_dir: &Path, extra: &[PathBuf], now: DateTime<Utc>) -> CheckResult {
     const NAME: &str = "certificates";
     let mut files = Vec::new();
@@ -340,52 +363,64 @@ pub fn certificates(tls_dir: &Path, extra: &[PathBuf], now: DateTime<Utc>) -> Ch
             "replace the broken files; for the generated ones, move them away and restart the server to generate new ones",
         );
     }
-    let mut bad: Vec<(Status, String)> = Vec::new();
-    for c in &certs {
-        let st = expiry_status(c.not_before, c.not_after, now);
-        let days = (c.not_after - now).num_days();
-        let what = if now < c.not_before {
-            format!("{} is not valid before {}", c.path.display(), c.not_before)
-        } else if st == Status::Fail {
-            format!("{} expired on {}", c.path.display(), c.not_after)
-        } else {
-            format!(
-                "{} expires in {days} days ({})",
-                c.path.display(),
-                c.not_after
-            )
-        };
-        if st != Status::Ok {
-            bad.push((st, what));
-        }
-    }
-    let soonest = certs.iter().min_by_key(|c| c.not_after);
-    let Some(soonest) = soonest else {
+    if certs.is_empty() {
         return CheckResult::warn(
             NAME,
             format!("no certificates in the files under {}", tls_dir.display()),
             "the server generates them on its first start; pass the --data-dir it uses",
         );
-    };
-    let summary = format!(
-        "{} certificates, the first to expire is {} in {} days ({})",
-        certs.len(),
-        soonest.path.display(),
-        (soonest.not_after - now).num_days(),
-        soonest.not_after.format("%Y-%m-%d")
-    );
-    let worst = bad.iter().map(|(s, _)| *s).max().unwrap_or(Status::Ok);
-    if worst == Status::Ok {
-        return CheckResult::ok(NAME, summary);
     }
-    let detail = bad
-        .into_iter()
-        .map(|(_, w)| w)
-        .collect::<Vec<_>>()
-        .join("; ");
-    CheckResult::new(NAME, worst, detail).with_fix(
-        "renew them: move the expiring certificate and its key away and restart the server, which issues new ones from its CA (an expired CA needs new CAs on every server)",
-    )
+    // Paths under the TLS dir are shown relative to it: the line stays readable.
+    let shown = |p: &Path| p.strip_prefix(tls_dir).unwrap_or(p).display().to_string();
+    let mut lines = Vec::new();
+    let mut worst = Status::Ok;
+    let (mut ca_due, mut leaf_due) = (false, false);
+    for c in &certs {
+        let st = expiry_status(c.not_before, c.not_after, now, c.warn_days());
+        let days = (c.not_after - now).num_days();
+        let until = c.not_after.format("%Y-%m-%d");
+        let what = if now < c.not_before {
+            format!(
+                "{} {}: not valid before {}",
+                c.kind(),
+                shown(&c.path),
+                c.not_before
+            )
+        } else if st == Status::Fail {
+            format!("{} {}: EXPIRED on {until}", c.kind(), shown(&c.path))
+        } else {
+            format!(
+                "{} {}: until {until} ({days} days)",
+                c.kind(),
+                shown(&c.path)
+            )
+        };
+        if st != Status::Ok {
+            if c.is_ca {
+                ca_due = true;
+            } else {
+                leaf_due = true;
+            }
+        }
+        worst = worst.max(st);
+        lines.push(what);
+    }
+    let detail = format!("{} certificates: {}", certs.len(), lines.join(", "));
+    if worst == Status::Ok {
+        return CheckResult::ok(NAME, detail);
+    }
+    let mut fix = Vec::new();
+    if leaf_due {
+        fix.push(format!(
+            "restart the server: it renews serving, peer and client certificates from its CA when fewer than {EXPIRY_WARN_DAYS} days are left (an expired one is renewed too); certificates of an external datastore are renewed by whoever issued them"
+        ));
+    }
+    if ca_due {
+        fix.push(
+            "a CA is never renewed automatically: plan new CAs (move server/tls away on every server, start the first, join the others with its new token) before it expires; every client that pins the old CA needs the new token".to_string(),
+        );
+    }
+    CheckResult::new(NAME, worst, detail).with_fix(fix.join("; "))
 }
 
 /// Where snapshots go, as the server resolves it.
@@ -734,20 +769,31 @@ mod tests {
     fn check_expiry_thresholds() {
         let now = t("2026-06-01T00:00:00Z");
         let from = t("2025-01-01T00:00:00Z");
+        // (end of validity, status of a serving certificate, status of a CA)
         let cases = [
-            ("2036-01-01T00:00:00Z", Status::Ok),
-            ("2026-07-01T00:00:00Z", Status::Ok), // 30 days left
-            ("2026-06-30T23:59:59Z", Status::Warn), // 29 days left
-            ("2026-06-01T00:00:01Z", Status::Warn),
-            ("2026-06-01T00:00:00Z", Status::Fail), // expires now
-            ("2026-01-01T00:00:00Z", Status::Fail),
+            ("2036-01-01T00:00:00Z", Status::Ok, Status::Ok),
+            ("2027-06-01T00:00:00Z", Status::Ok, Status::Ok), // 365 days left
+            ("2027-05-31T23:59:59Z", Status::Ok, Status::Warn),
+            ("2026-08-30T00:00:00Z", Status::Ok, Status::Warn), // 90 days left
+            ("2026-08-29T23:59:59Z", Status::Warn, Status::Warn),
+            ("2026-06-01T00:00:01Z", Status::Warn, Status::Warn),
+            ("2026-06-01T00:00:00Z", Status::Fail, Status::Fail), // expires now
+            ("2026-01-01T00:00:00Z", Status::Fail, Status::Fail),
         ];
-        for (until, want) in cases {
-            assert_eq!(expiry_status(from, t(until), now), want, "until {until}");
+        for (until, leaf, ca) in cases {
+            let got = expiry_status(from, t(until), now, EXPIRY_WARN_DAYS);
+            assert_eq!(got, leaf, "serving until {until}");
+            let got = expiry_status(from, t(until), now, CA_EXPIRY_WARN_DAYS);
+            assert_eq!(got, ca, "CA until {until}");
         }
         // Not valid yet.
         assert_eq!(
-            expiry_status(t("2026-06-02T00:00:00Z"), t("2036-01-01T00:00:00Z"), now),
+            expiry_status(
+                t("2026-06-02T00:00:00Z"),
+                t("2036-01-01T00:00:00Z"),
+                now,
+                EXPIRY_WARN_DAYS
+            ),
             Status::Fail
         );
     }
@@ -758,16 +804,48 @@ mod tests {
         crate::tls::ensure_etcd_certs(dir.path(), &crate::tls::default_hosts(&[])).unwrap();
         let r = certificates(dir.path(), &[], Utc::now());
         assert_eq!(r.status, Status::Ok, "{r:?}");
-        assert!(r.detail.starts_with("5 certificates"), "{r:?}");
-        // Nine years and a bit from now the 10-year certificates expire within 30 days...
-        let late = Utc::now() + chrono::TimeDelta::days(365 * 10 - 10);
-        let r = certificates(dir.path(), &[], late);
+        // Each certificate with its kind and end of validity.
+        assert!(r.detail.starts_with("5 certificates: "), "{r:?}");
+        for (kind, file) in [
+            ("CA", "etcd/server-ca.crt"),
+            ("CA", "etcd/peer-ca.crt"),
+            ("serving", "etcd/server-client.crt"),
+            ("serving", "etcd/client.crt"),
+        ] {
+            assert!(
+                r.detail.contains(&format!("{kind} {file}: until ")),
+                "{r:?}"
+            );
+        }
+        // 300 days on, the one-year certificates are within 90 days of their end: a warning
+        // that says a restart renews them.
+        let r = certificates(dir.path(), &[], Utc::now() + chrono::TimeDelta::days(300));
         assert_eq!(r.status, Status::Warn, "{r:?}");
-        assert!(r.fix.is_some());
-        // ... and then they are expired.
-        let r = certificates(dir.path(), &[], late + chrono::TimeDelta::days(30));
+        let fix = r.fix.clone().unwrap();
+        assert!(fix.contains("restart the server"), "{r:?}");
+        assert!(!fix.contains("CA is never renewed"), "{r:?}");
+        // A year and more on they are expired; the CAs are not yet.
+        let r = certificates(dir.path(), &[], Utc::now() + chrono::TimeDelta::days(370));
         assert_eq!(r.status, Status::Fail, "{r:?}");
-        assert!(r.detail.contains("expired"), "{r:?}");
+        assert!(
+            r.detail.contains("serving etcd/client.crt: EXPIRED on"),
+            "{r:?}"
+        );
+        assert!(r.detail.contains("CA etcd/server-ca.crt: until"), "{r:?}");
+        // Nine years on, the CAs have less than a year left: the CA part of the fix.
+        let ca_only = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join("etcd/server-ca.crt"),
+            ca_only.path().join("server-ca.crt"),
+        )
+        .unwrap();
+        let r = certificates(
+            ca_only.path(),
+            &[],
+            Utc::now() + chrono::TimeDelta::days(365 * 9 + 10),
+        );
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert!(r.fix.unwrap().contains("CA is never renewed"));
         // A file that is not PEM fails, naming it.
         std::fs::write(
             dir.path().join("etcd/broken.crt"),

@@ -2,6 +2,13 @@
 //! afterwards. File names follow K3s (`server/tls/etcd/server-ca.crt`, `client.crt`, ...), so an
 //! operator finds them where the K3s docs say. CAs have fixed subjects, so a leaf can be issued
 //! later from the CA key alone.
+//!
+//! Lifetimes, as K3s: CAs live [`CA_VALIDITY_DAYS`] (ten years); serving, peer and client
+//! certificates [`LEAF_VALIDITY_DAYS`] (one year), and each start renews those with fewer than
+//! [`RENEW_WITHIN_DAYS`] left, from the same CA and with the same key, so tokens (which pin the
+//! CA's hash) and clients that trust the CA keep working. A running server renews its supervisor
+//! certificate too (`server::serve::keep_serving_cert_fresh`, twice a day); etcd's are renewed
+//! at its next start.
 
 use std::path::{Path, PathBuf};
 
@@ -37,11 +44,39 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("failed to {what}: {e}"))
 }
 
-fn validity(params: &mut CertificateParams, years: i64) {
+/// Days a CA is valid.
+pub const CA_VALIDITY_DAYS: i64 = 3650;
+/// Days a serving, peer or client certificate is valid.
+pub const LEAF_VALIDITY_DAYS: i64 = 365;
+/// A leaf certificate with fewer days than this left is renewed at start (as K3s does).
+pub const RENEW_WITHIN_DAYS: i64 = 90;
+
+/// Valid from yesterday (clocks differ a little between hosts) for `days`.
+fn validity(params: &mut CertificateParams, days: i64) {
     let start = Utc::now() - Duration::days(1);
-    let end = start + Duration::days(365 * years);
+    let end = start + Duration::days(days);
     params.not_before = date_time_ymd(start.year(), start.month() as u8, start.day() as u8);
     params.not_after = date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+}
+
+/// The end of validity of the first certificate in the PEM file `path`.
+pub fn not_after(path: &Path) -> Result<chrono::DateTime<Utc>> {
+    let data = std::fs::read(path).map_err(|e| Error::io("read certificate", path, e))?;
+    let broken = |why: String| {
+        Error::InvalidInput(format!(
+            "{}: {why}; move it and its key away and restart the server to issue new ones",
+            path.display()
+        ))
+    };
+    let pem = x509_parser::pem::Pem::iter_from_buffer(&data)
+        .next()
+        .ok_or_else(|| broken("no certificate in it".into()))?
+        .map_err(|e| broken(format!("not valid PEM: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| broken(format!("not a valid X.509 certificate: {e}")))?;
+    chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+        .ok_or_else(|| broken("its end of validity is out of range".into()))
 }
 
 fn ca_params(common_name: &str) -> CertificateParams {
@@ -56,7 +91,7 @@ fn ca_params(common_name: &str) -> CertificateParams {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut p, 10);
+    validity(&mut p, CA_VALIDITY_DAYS);
     p
 }
 
@@ -100,7 +135,8 @@ impl Ca {
             .map_err(|e| Error::io("read CA certificate", &self.cert_path, e))
     }
 
-    /// Issues `<dir>/<name>.{crt,key}` unless both exist. `hosts` become SANs (IP or DNS).
+    /// Issues `<dir>/<name>.{crt,key}` unless both exist; renews the certificate (same key)
+    /// when it has fewer than [`RENEW_WITHIN_DAYS`] left. `hosts` become SANs (IP or DNS).
     pub fn ensure_leaf(
         &self,
         dir: &Path,
@@ -111,9 +147,63 @@ impl Ca {
     ) -> Result<(PathBuf, PathBuf)> {
         let crt = dir.join(format!("{name}.crt"));
         let key_path = dir.join(format!("{name}.key"));
-        if crt.exists() && key_path.exists() {
-            return Ok((crt, key_path));
+        let key = if crt.exists() && key_path.exists() {
+            let until = not_after(&crt)?;
+            let left = until - Utc::now();
+            if left >= Duration::days(RENEW_WITHIN_DAYS) {
+                return Ok((crt, key_path));
+            }
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| Error::io("read key", &key_path, e))?;
+            let key = KeyPair::from_pem(&pem).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "{}: cannot parse the key ({e}); move it and {} away and restart the server to issue new ones",
+                    key_path.display(),
+                    crt.display()
+                ))
+            })?;
+            let when = if left <= Duration::zero() {
+                format!("expired on {}", until.format("%Y-%m-%d"))
+            } else {
+                format!(
+                    "expires on {} (in {} days)",
+                    until.format("%Y-%m-%d"),
+                    left.num_days()
+                )
+            };
+            tracing::info!(
+                "renewing certificate {}: it {when}; the new one, from the same CA and key, is valid for {LEAF_VALIDITY_DAYS} days",
+                crt.display()
+            );
+            Some(key)
+        } else {
+            None
+        };
+        let (key, renewing) = match key {
+            Some(k) => (k, true),
+            None => (
+                KeyPair::generate().map_err(|e| tls_err("generate key", e))?,
+                false,
+            ),
+        };
+        let cert = self.issue(&key, common_name, hosts, usages, LEAF_VALIDITY_DAYS)?;
+        // A renewal keeps the key: only the certificate file changes, in one rename.
+        if !renewing {
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
         }
+        write_private(&crt, cert.as_bytes())?;
+        Ok((crt, key_path))
+    }
+
+    /// A certificate (PEM) for `key`, valid for `days`.
+    pub(crate) fn issue(
+        &self,
+        key: &KeyPair,
+        common_name: &str,
+        hosts: &[String],
+        usages: &[ExtendedKeyUsagePurpose],
+        days: i64,
+    ) -> Result<String> {
         let mut sans: Vec<String> = hosts.to_vec();
         sans.sort();
         sans.dedup();
@@ -126,15 +216,12 @@ impl Ca {
         ];
         p.extended_key_usages = usages.to_vec();
         p.use_authority_key_identifier_extension = true;
-        validity(&mut p, 10);
+        validity(&mut p, days);
         let issuer = Issuer::new(ca_params(&self.common_name), &self.key);
-        let key = KeyPair::generate().map_err(|e| tls_err("generate key", e))?;
         let cert = p
-            .signed_by(&key, &issuer)
+            .signed_by(key, &issuer)
             .map_err(|e| tls_err("sign certificate", e))?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        write_private(&crt, cert.pem().as_bytes())?;
-        Ok((crt, key_path))
+        Ok(cert.pem())
     }
 }
 
@@ -243,5 +330,86 @@ mod tests {
         assert!(dir.path().join("etcd/server-ca.key").exists());
         let s = ensure_supervisor_certs(dir.path(), &hosts).unwrap();
         assert!(s.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    fn days_left(p: &Path) -> i64 {
+        (not_after(p).unwrap() - Utc::now()).num_days()
+    }
+
+    #[test]
+    fn leaves_live_a_year_and_are_renewed_within_90_days_with_the_same_ca_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = default_hosts(&[]);
+        let s = ensure_supervisor_certs(dir.path(), &hosts).unwrap();
+        let ca = dir.path().join("server-ca.crt");
+        assert!(
+            (3640..=3650).contains(&days_left(&ca)),
+            "{}",
+            days_left(&ca)
+        );
+        assert!(
+            (360..=365).contains(&days_left(&s.cert)),
+            "{}",
+            days_left(&s.cert)
+        );
+        let ca_before = std::fs::read(&ca).unwrap();
+        let key_before = std::fs::read(&s.key).unwrap();
+        // A certificate with 30 days left, from the same CA and key.
+        let issue = |days: i64| {
+            let c = Ca::load_or_create(dir.path(), "server-ca", "etcdsnap-server-ca").unwrap();
+            let key = KeyPair::from_pem(&String::from_utf8(key_before.clone()).unwrap()).unwrap();
+            let pem = c
+                .issue(
+                    &key,
+                    "etcdsnap-supervisor",
+                    &hosts,
+                    &[ExtendedKeyUsagePurpose::ServerAuth],
+                    days,
+                )
+                .unwrap();
+            std::fs::write(&s.cert, pem).unwrap();
+        };
+        issue(30);
+        assert!(days_left(&s.cert) < 31);
+        ensure_supervisor_certs(dir.path(), &hosts).unwrap();
+        assert!((360..=365).contains(&days_left(&s.cert)), "not renewed");
+        assert_eq!(std::fs::read(&ca).unwrap(), ca_before, "the CA changed");
+        assert_eq!(
+            std::fs::read(&s.key).unwrap(),
+            key_before,
+            "the key changed"
+        );
+        assert_eq!(crate::fsutil::mode_of(&s.cert), Some(0o600));
+        // With 120 days left nothing changes.
+        issue(121);
+        let kept = std::fs::read(&s.cert).unwrap();
+        ensure_supervisor_certs(dir.path(), &hosts).unwrap();
+        assert_eq!(std::fs::read(&s.cert).unwrap(), kept);
+        // An expired etcd client certificate is renewed as well.
+        let etcd = ensure_etcd_certs(dir.path(), &hosts).unwrap();
+        let c =
+            Ca::load_or_create(&dir.path().join("etcd"), "server-ca", "etcd-server-ca").unwrap();
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&etcd.client_key).unwrap()).unwrap();
+        let pem = c
+            .issue(
+                &key,
+                "etcd-client",
+                &[],
+                &[ExtendedKeyUsagePurpose::ClientAuth],
+                1,
+            )
+            .unwrap();
+        std::fs::write(&etcd.client_cert, pem).unwrap();
+        ensure_etcd_certs(dir.path(), &hosts).unwrap();
+        assert!(days_left(&etcd.client_cert) > 300);
+        // A certificate file that is not one is refused, naming the file and the fix.
+        std::fs::write(&s.cert, "garbage").unwrap();
+        let e = ensure_supervisor_certs(dir.path(), &hosts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("serving-supervisor.crt") && e.contains("move it"),
+            "{e}"
+        );
     }
 }

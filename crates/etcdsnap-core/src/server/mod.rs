@@ -347,7 +347,8 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let acceptor = serve::tls_acceptor(&sup.cert, &sup.key)?;
+    let serving = serve::ServingCert::load(&sup.cert, &sup.key)?;
+    let acceptor = serve::tls_acceptor(serving.clone())?;
     tracing::info!(
         "supervisor API listening on https://{}",
         listener
@@ -359,10 +360,17 @@ pub async fn run(
         listener,
         acceptor,
         http::router(state.clone()),
-        serve::Limits::default(),
+        // After etcd started: the descriptors open now are part of the reserve.
+        serve::Limits::for_this_process(),
         stop_rx.clone(),
     ));
 
+    let renewal = tokio::spawn(serve::keep_serving_cert_fresh(
+        serving,
+        server_dir.join("tls"),
+        hosts.clone(),
+        stop_rx.clone(),
+    ));
     let drills = drill.map(|d| tokio::spawn(drills::run(state.clone(), d, stop_rx.clone())));
     let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
     notify::notify("STOPPING=1");
@@ -381,6 +389,7 @@ pub async fn run(
         tracing::warn!("a snapshot was still running at shutdown; abandoning it");
     }
     server_task.abort();
+    renewal.abort();
     if let Some(mut c) = child {
         tracing::info!("stopping etcd");
         c.process.stop(Duration::from_secs(15)).await;

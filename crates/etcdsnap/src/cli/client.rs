@@ -51,6 +51,25 @@ fn read_token(given: Option<&str>, data_dir: &Path) -> Result<Token> {
     Ok(Token::parse(&text)?)
 }
 
+/// The token in the `--etcd-token-file` file.
+fn token_file(f: &Path) -> Result<String> {
+    etcdsnap_core::token::check_file_mode(f)?;
+    let text = std::fs::read_to_string(f).map_err(|e| {
+        anyhow!(
+            "cannot read --etcd-token-file {}: {e}; give a file holding the server's token (a copy of <data-dir>/server/token on the server, mode 0600)",
+            f.display()
+        )
+    })?;
+    let t = text.trim();
+    if t.is_empty() {
+        bail!(
+            "--etcd-token-file {} is empty: put the server's token in it (from <data-dir>/server/token on the server)",
+            f.display()
+        );
+    }
+    Ok(t.to_string())
+}
+
 fn unreachable(server: &str, e: &reqwest::Error) -> anyhow::Error {
     let cause = etcdsnap_core::error::error_chain(e);
     anyhow!(
@@ -59,10 +78,13 @@ fn unreachable(server: &str, e: &reqwest::Error) -> anyhow::Error {
 }
 
 impl SupervisorClient {
-    /// Connects with the `--etcd-server`, `--etcd-token` and `--data-dir` flags.
+    /// Connects with the `--etcd-server`, `--etcd-token` (or `--etcd-token-file`) and
+    /// `--data-dir` flags.
     pub async fn from_flags(c: &super::Connection, timeout: Duration) -> Result<Self> {
         let data_dir = c.data_dir.clone().unwrap_or_else(super::default_data_dir);
-        Self::connect(&c.etcd_server, c.etcd_token.as_deref(), &data_dir, timeout).await
+        let from_file = c.etcd_token_file.as_deref().map(token_file).transpose()?;
+        let token = c.etcd_token.as_deref().or(from_file.as_deref());
+        Self::connect(&c.etcd_server, token, &data_dir, timeout).await
     }
 
     /// Loads the token and fetches and verifies the server's CA.

@@ -134,6 +134,13 @@ pub struct Connection {
     /// Token of the server to talk to (default: <data-dir>/server/token)
     #[arg(short = 't', long = "etcd-token")]
     pub etcd_token: Option<String>,
+    /// File holding the token of the server to talk to (keeps the token out of `ps`)
+    #[arg(
+        long = "etcd-token-file",
+        visible_alias = "token-file",
+        conflicts_with = "etcd_token"
+    )]
+    pub etcd_token_file: Option<PathBuf>,
     /// Supervisor URL of the server to talk to
     #[arg(
         short = 's',
@@ -218,6 +225,9 @@ pub struct ReadFlags {
     /// Unused: these subcommands run locally
     #[arg(short = 't', long = "etcd-token", hide = true)]
     pub etcd_token: Option<String>,
+    /// Unused: these subcommands run locally
+    #[arg(long = "etcd-token-file", alias = "token-file", hide = true)]
+    pub etcd_token_file: Option<PathBuf>,
     /// Unused: these subcommands run locally
     #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME", hide = true)]
     pub node_name: Option<String>,

@@ -72,6 +72,11 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             &format!("K10{}::viewer:0123456789abcdef0123\n", "0".repeat(64)),
         )
     );
+    let cli_tf = format!("--etcd-token-file={}", writable_token.display());
+    let empty_token = dir.join("token-empty");
+    std::fs::write(&empty_token, "\n").unwrap();
+    std::fs::set_permissions(&empty_token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cli_empty = format!("--token-file={}", empty_token.display());
     let other_ca = format!("K10{}::server:x", "0".repeat(64));
     let big_body = format!(
         r#"{{"operation":"list","name":["{}"]}}"#,
@@ -220,6 +225,24 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             input: server(&["-d", "/etc/passwd/x"]),
             code: 1,
             says: "/etc/passwd/x",
+        },
+        Row {
+            what: "CLI: world-writable token file",
+            input: cli(&["ls", &cli_tf]),
+            code: 1,
+            says: "chmod 600",
+        },
+        Row {
+            what: "CLI: empty token file",
+            input: cli(&["ls", &cli_empty]),
+            code: 1,
+            says: "is empty: put the server's token in it",
+        },
+        Row {
+            what: "CLI: token file and token both",
+            input: cli(&["ls", &cli_empty, "--etcd-token", "x"]),
+            code: 2,
+            says: "cannot be used with",
         },
         Row {
             what: "world-writable token file",

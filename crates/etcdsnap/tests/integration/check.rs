@@ -262,3 +262,144 @@ fn check_fails_an_unwritable_snapshot_dir_and_a_bad_cron() {
     assert_eq!(s["status"], "ok", "{s}");
     assert!(s["detail"].as_str().unwrap().starts_with("disabled"), "{s}");
 }
+
+/// Replaces `<tls>/<leaf>.crt` with a certificate for the same key, from the CA `<tls>/<ca>`
+/// (whose subject is `ca_cn`, O=etcdsnap, as the server makes it), valid from the start of the
+/// day `from_days` from now to the start of the day `to_days` from now (negative: past).
+fn reissue(
+    tls: &Path,
+    ca: &str,
+    ca_cn: &str,
+    leaf: &str,
+    eku: rcgen::ExtendedKeyUsagePurpose,
+    (from_days, to_days): (i64, i64),
+) {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
+    let read = |p: String| std::fs::read_to_string(tls.join(p)).unwrap();
+    let ca_key = KeyPair::from_pem(&read(format!("{ca}.key"))).unwrap();
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, ca_cn);
+    dn.push(DnType::OrganizationName, "etcdsnap");
+    ca_params.distinguished_name = dn;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let key = KeyPair::from_pem(&read(format!("{leaf}.key"))).unwrap();
+    let mut p = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, leaf);
+    p.extended_key_usages = vec![eku];
+    p.use_authority_key_identifier_extension = true;
+    let day = |d: i64| {
+        use chrono::Datelike;
+        let t = chrono::Utc::now() + chrono::TimeDelta::days(d);
+        rcgen::date_time_ymd(t.year(), t.month() as u8, t.day() as u8)
+    };
+    p.not_before = day(from_days);
+    p.not_after = day(to_days);
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    std::fs::write(tls.join(format!("{leaf}.crt")), cert.pem()).unwrap();
+}
+
+/// Days until the end of the first certificate in `pem`.
+fn days_left(pem: &[u8]) -> i64 {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+    let c = p.parse_x509().unwrap();
+    (c.validity().not_after.timestamp() - chrono::Utc::now().timestamp()) / 86400
+}
+
+#[test]
+fn serving_certificates_are_reported_and_renewed_at_start_from_the_same_ca() {
+    use rcgen::ExtendedKeyUsagePurpose::ServerAuth;
+    let s = Server::start(Etcd::V35);
+    let token = s.token();
+    let port = vec![format!("--etcd-client-port={}", s.client_port)];
+    let (dir, ports) = s.stop();
+    let tls = dir.path().join("server/tls");
+    let ca_before = std::fs::read(tls.join("server-ca.crt")).unwrap();
+    // New certificates: a year for serving ones, ten years for CAs, each one reported.
+    let (_, v) = check_json(dir.path(), &port);
+    let certs = result(&v, "certificates");
+    assert_eq!(certs["status"], "ok", "{certs}");
+    let detail = certs["detail"].as_str().unwrap();
+    for (kind, file) in [
+        ("CA", "server-ca.crt"),
+        ("serving", "serving-supervisor.crt"),
+        ("CA", "etcd/server-ca.crt"),
+        ("CA", "etcd/peer-ca.crt"),
+        ("serving", "etcd/server-client.crt"),
+        ("serving", "etcd/peer-server-client.crt"),
+        ("serving", "etcd/client.crt"),
+    ] {
+        assert!(
+            detail.contains(&format!("{kind} {file}: until ")),
+            "{file} not reported as {kind}: {detail}"
+        );
+    }
+    assert!(days_left(&std::fs::read(tls.join("serving-supervisor.crt")).unwrap()) <= 365);
+    assert!(days_left(&ca_before) > 3600);
+
+    // The supervisor's certificate ends in 30 days: a warning naming it and the fix.
+    reissue(
+        &tls,
+        "server-ca",
+        "etcdsnap-server-ca",
+        "serving-supervisor",
+        ServerAuth,
+        (-335, 30),
+    );
+    let (_, v) = check_json(dir.path(), &port);
+    let certs = result(&v, "certificates");
+    assert_eq!(certs["status"], "warn", "{certs}");
+    let detail = certs["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("serving serving-supervisor.crt: until") && detail.contains("(29 days)"),
+        "{detail}"
+    );
+    assert!(
+        certs["fix"]
+            .as_str()
+            .unwrap()
+            .contains("restart the server")
+    );
+    // etcd's serving certificate expired yesterday: the check fails.
+    reissue(
+        &tls.join("etcd"),
+        "server-ca",
+        "etcd-server-ca",
+        "server-client",
+        ServerAuth,
+        (-400, -1),
+    );
+    let (_, v) = check_json(dir.path(), &port);
+    let certs = result(&v, "certificates");
+    assert_eq!(certs["status"], "fail", "{certs}");
+    assert!(
+        certs["detail"]
+            .as_str()
+            .unwrap()
+            .contains("serving etcd/server-client.crt: EXPIRED on"),
+        "{certs}"
+    );
+
+    // A restart renews both from the same CA; etcd serves with the new one, the token holds.
+    let s = Server::builder(Etcd::V35).dir(dir).ports(ports).start();
+    let log = s.log_text();
+    for f in ["serving-supervisor.crt", "server-client.crt"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("renewing certificate") && l.contains(f)),
+            "no renewal of {f} logged:\n{log}"
+        );
+    }
+    for f in ["serving-supervisor.crt", "etcd/server-client.crt"] {
+        let left = days_left(&std::fs::read(tls.join(f)).unwrap());
+        assert!((360..=365).contains(&left), "{f}: {left} days left");
+    }
+    assert_eq!(std::fs::read(tls.join("server-ca.crt")).unwrap(), ca_before);
+    assert_eq!(s.token(), token);
+    // The CLI pins the CA by the hash in the token: it accepts the renewed certificate.
+    ok(&s.cli(&["save", "--etcd-token", &token]));
+    let (_, v) = check_json(s.data_dir(), &port);
+    assert_eq!(result(&v, "certificates")["status"], "ok");
+}

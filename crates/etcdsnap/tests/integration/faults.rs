@@ -88,6 +88,368 @@ fn idle_connections_and_few_descriptors_do_not_lock_out_the_token_holder() {
     drop(raw);
 }
 
+/// Reads one HTTP/1.1 response with a content-length body; true for a 200.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                match s.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return false,
+                }
+            }
+            return head.starts_with("http/1.1 200");
+        }
+        match s.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
+}
+
+/// What a flood of chatty clients saw.
+struct Flood {
+    /// Connections open now, and the most at once.
+    open: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    connections: std::sync::atomic::AtomicU64,
+    answers: std::sync::atomic::AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+    /// The loopback address the clients connect from.
+    from: std::net::Ipv4Addr,
+}
+
+impl Flood {
+    fn from(from: std::net::Ipv4Addr) -> Flood {
+        Flood {
+            open: Default::default(),
+            most: Default::default(),
+            connections: Default::default(),
+            answers: Default::default(),
+            stop: Default::default(),
+            from,
+        }
+    }
+}
+
+/// Connects to the server on 127.0.0.1:`port` from the loopback address `from`.
+async fn connect_from(from: std::net::Ipv4Addr, port: u16) -> Option<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4().ok()?;
+    sock.bind((from, 0).into()).ok()?;
+    sock.connect(([127, 0, 0, 1], port).into()).await.ok()
+}
+
+/// A chatty keep-alive client on loopback (from 127.0.0.1, or `flood.from`): `GET /metrics`
+/// every 100 ms on one TLS connection, a new connection 250 ms after the server closes one,
+/// until `flood.stop` or `until`.
+async fn chatty(port: u16, tls: Arc<rustls::ClientConfig>, flood: Arc<Flood>, until: Instant) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncWriteExt;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let live = || !flood.stop.load(SeqCst) && Instant::now() < until;
+    while live() {
+        let t = async {
+            let tcp = connect_from(flood.from, port).await?;
+            connector.connect(name.clone(), tcp).await.ok()
+        };
+        if let Ok(Some(mut t)) = tokio::time::timeout(Duration::from_secs(5), t).await {
+            flood.connections.fetch_add(1, SeqCst);
+            let now = flood.open.fetch_add(1, SeqCst) + 1;
+            flood.most.fetch_max(now, SeqCst);
+            while live() {
+                let asked = t
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .await
+                    .is_ok();
+                let answered = asked
+                    && tokio::time::timeout(Duration::from_secs(5), read_response(&mut t))
+                        .await
+                        .unwrap_or(false);
+                if !answered {
+                    break;
+                }
+                flood.answers.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            flood.open.fetch_sub(1, SeqCst);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Descriptors the process `pid` has open.
+fn fds_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_flood_of_chatty_connections_under_ulimit_300_leaves_healthz_and_save_working() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = Server::builder(Etcd::V35).fd_limit(300).start();
+    let before = fds_of(s.proc.pid());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let flood = Arc::new(Flood::from(std::net::Ipv4Addr::LOCALHOST));
+    // Bounded: 400 clients, loopback only, 60 s at most whatever happens below.
+    let until = Instant::now() + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..400)
+        .map(|_| rt.spawn(chatty(s.port, tls_config(&s), flood.clone(), until)))
+        .collect();
+    // Sample the server's descriptors while the flood runs.
+    let pid = s.proc.pid();
+    let most_fds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (flood, most_fds) = (flood.clone(), most_fds.clone());
+        std::thread::spawn(move || {
+            while !flood.stop.load(SeqCst) && Instant::now() < until {
+                most_fds.fetch_max(fds_of(pid), SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the flood to fill the server",
+        || (flood.open.load(SeqCst) >= 90 && flood.answers.load(SeqCst) >= 1000).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // Today's soft cap let the flood take every descriptor: /healthz timed out.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        let started = Instant::now();
+        loop {
+            if let Some((200, _)) = https_get(&format!("{}/healthz", s.url())) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "/healthz did not answer 200 within 5 s under the flood ({} flood connections open, server holds {} descriptors); log:\n{}",
+                flood.open.load(SeqCst),
+                fds_of(pid),
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let held = flood.open.load(SeqCst);
+    let started = Instant::now();
+    let out = s.cli(&["save"]);
+    let save_took = started.elapsed();
+    ok(&out);
+    let answers_before_stop = flood.answers.load(SeqCst);
+    flood.stop.store(true, SeqCst);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    sampler.join().unwrap();
+    eprintln!(
+        "flood: {held} connections open at the probe (most {}), {} opened, {answers_before_stop} answers; server descriptors {before} before, at most {} during; slowest /healthz {slowest:?}; save {save_took:?}",
+        flood.most.load(SeqCst),
+        flood.connections.load(SeqCst),
+        most_fds.load(SeqCst)
+    );
+    assert!(
+        s.snapshot_files()
+            .iter()
+            .any(|f| f.starts_with("on-demand-")),
+        "{:?}",
+        s.snapshot_files()
+    );
+    // The server never ran out: its own files and etcd stayed reachable.
+    let log = s.log_text();
+    assert!(
+        !log.contains("Too many open files"),
+        "the server ran out of descriptors:\n{log}"
+    );
+    assert!(most_fds.load(SeqCst) < 300);
+    // After the flood the server is as it was.
+    let (code, _) = https_get(&format!("{}/healthz", s.url())).expect("healthz after the flood");
+    assert_eq!(code, 200);
+}
+
+/// Sockets the process `pid` holds that are connections to its `port` from `from`.
+fn held_from(pid: i32, port: u16, from: std::net::Ipv4Addr) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let hex = |ip: std::net::Ipv4Addr| format!("{:08X}", u32::from_le_bytes(ip.octets()));
+    let local = format!("{}:{port:04X}", hex(std::net::Ipv4Addr::LOCALHOST));
+    let remote = format!("{}:", hex(from));
+    // The table is read in pieces while it changes, so a line may come twice: count inodes.
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[2].starts_with(&remote) && inodes.contains(f[9]))
+                .then(|| f[9].to_string())
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+#[test]
+fn a_flood_from_one_address_leaves_the_other_half_to_the_rest() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = Server::builder(Etcd::V35).fd_limit(300).start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let flood = Arc::new(Flood::from(attacker));
+    let until = Instant::now() + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..400)
+        .map(|_| rt.spawn(chatty(s.port, tls_config(&s), flood.clone(), until)))
+        .collect();
+    wait_for(
+        Duration::from_secs(20),
+        "the flood to fill its share",
+        || (flood.answers.load(SeqCst) >= 1000).then_some(()),
+    );
+    // 100 keep-alive clients from 127.0.0.1 connect, ask once, and stay idle while the flood
+    // goes on; then each asks again on the same connection.
+    let (connected, still_open, most_from_attacker) = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let connector = tokio_rustls::TlsConnector::from(tls_config(&s));
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let ask = async |t: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+            t.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .await
+                .is_ok()
+                && tokio::time::timeout(Duration::from_secs(5), read_response(t))
+                    .await
+                    .unwrap_or(false)
+        };
+        let mut mine = Vec::new();
+        for _ in 0..100 {
+            let Some(tcp) = connect_from(std::net::Ipv4Addr::LOCALHOST, s.port).await else {
+                continue;
+            };
+            let Ok(Ok(mut t)) =
+                tokio::time::timeout(Duration::from_secs(5), connector.connect(name.clone(), tcp))
+                    .await
+            else {
+                continue;
+            };
+            if ask(&mut t).await {
+                mine.push(t);
+            }
+        }
+        let mut most = 0;
+        for _ in 0..30 {
+            most = most.max(held_from(s.proc.pid(), s.port, attacker));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let connected = mine.len();
+        let mut still = 0;
+        for t in &mut mine {
+            if ask(t).await {
+                still += 1;
+            }
+        }
+        (connected, still, most)
+    });
+    flood.stop.store(true, SeqCst);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    eprintln!(
+        "127.0.0.2 held at most {most_from_attacker} connections ({} answers); 127.0.0.1: {connected} of 100 connected, {still_open} still open after 3 s",
+        flood.answers.load(SeqCst)
+    );
+    assert_eq!(
+        connected, 100,
+        "a flood from 127.0.0.2 kept 127.0.0.1 out ({most_from_attacker} held from it)"
+    );
+    assert_eq!(
+        still_open, 100,
+        "the flood from 127.0.0.2 closed idle connections of 127.0.0.1"
+    );
+    let log = s.log_text();
+    let share: usize = log
+        .split(" per client address")
+        .next()
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no per-address share logged:\n{log}"));
+    // The share, plus at most 16 waiting for a place, 16 closing and the one being accepted.
+    assert!(
+        most_from_attacker <= share + 33,
+        "127.0.0.2 held {most_from_attacker} connections, share {share}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn the_cli_reads_its_token_from_a_file_kept_out_of_argv() {
+    let s = Server::start(Etcd::V35);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("token");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(etcdsnap_bin());
+        cmd.args(["etcd-snapshot", "ls"])
+            .args(args)
+            .arg("-d")
+            .arg(elsewhere.path())
+            .arg(format!("--etcd-server={}", s.url()))
+            .env("ETCDSNAP_CONFIG_FILE", empty_config(elsewhere.path()));
+        without_aws_env(&mut cmd);
+        cmd.output().unwrap()
+    };
+    let path = file.to_str().unwrap();
+    // No token in this data dir: the file is what the CLI uses (also as --etcd-token-file).
+    std::fs::write(&file, format!("{}\n", s.token())).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    ok(&run(&["--token-file", path]));
+    ok(&run(&["--etcd-token-file", path]));
+    // An empty file, a missing one, a file others may write, and both flags: each says what to do.
+    std::fs::write(&file, "\n").unwrap();
+    let e = fails(&run(&["--token-file", path]));
+    assert!(e.contains("is empty") && e.contains("server/token"), "{e}");
+    let e = fails(&run(&["--token-file", "/nonexistent/token"]));
+    assert!(
+        e.contains("cannot read --etcd-token-file /nonexistent/token"),
+        "{e}"
+    );
+    std::fs::write(&file, s.token()).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let e = fails(&run(&["--token-file", path]));
+    assert!(e.contains("chmod 600"), "{e}");
+    let o = run(&["--token-file", path, "--etcd-token", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
 #[test]
 fn slow_headers_are_cut_off() {
     let s = Server::start(Etcd::V35);
