@@ -213,6 +213,19 @@ impl Engine {
         r
     }
 
+    /// Records a save that ended in a panic (caught by its caller) as a failed save: the
+    /// failure metrics, the save history and the log say so, as for any other failure.
+    pub fn record_crashed_save(&self, at: DateTime<Utc>, duration: Duration, message: &str) {
+        Metrics::observe(&self.metrics.save, false, duration);
+        self.metrics.failed("local", message);
+        self.metrics.saved(metrics::SaveEntry {
+            started: at,
+            duration,
+            file: None,
+            error: Some(message.to_string()),
+        });
+    }
+
     /// Saves as `plan` says; `file` is set to the local file's name and size once it is written.
     async fn save_locked(
         &self,
