@@ -200,7 +200,33 @@ pub async fn inspect(a: &InspectArgs) -> Result<()> {
         kind: a.kind.clone(),
         namespace: a.namespace.clone(),
     };
-    blocking(move || list(&opened, &opts, format)).await
+    let check = !a.skip_hash_check;
+    blocking(move || {
+        // The trailer is hashed beside the listing (a raw file) or was checked while the
+        // file was decompressed; a bad one is reported after the listing, as an error.
+        let (listed, trailer) =
+            inspect::with_trailer(&opened, check, || list(&opened, &opts, format));
+        let problem = match trailer.transpose()? {
+            Some(t) => t
+                .problem()
+                .map(|p| (p, matches!(t, Trailer::Absent { .. }))),
+            None => None,
+        };
+        let name = &opened.info.name;
+        match (listed, problem) {
+            (listed, None) => listed,
+            (Ok(()), Some((p, absent))) => bail!(
+                "{name}: {p}; the listing above may be wrong or incomplete{}",
+                if absent {
+                    " (for a raw database file, member/snap/db, pass --skip-hash-check)"
+                } else {
+                    ""
+                }
+            ),
+            (Err(e), Some((p, _))) => Err(e.context(format!("{name}: {p}"))),
+        }
+    })
+    .await
 }
 
 /// Streams the listing: JSON and YAML one entry at a time; the table after all rows (its
