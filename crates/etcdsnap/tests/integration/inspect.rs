@@ -1294,11 +1294,24 @@ fn inspect_reports_a_bad_or_missing_trailer() {
         let o = cli(dir, &["inspect", "--keys-only", p.to_str().unwrap()]);
         let err = fails_1(&o);
         assert!(err.contains(says), "{}: {err}", p.display());
-        assert!(err.contains("the listing above may be wrong"), "{err}");
+        assert!(err.contains("the output above may be wrong"), "{err}");
         assert_eq!(err.contains("--skip-hash-check"), absent, "{err}");
         assert!(stdout(&o).contains("/t/049"), "the listing is still shown");
         let o = cli(dir, &["inspect", "-o", "json", p.to_str().unwrap()]);
         assert!(fails_1(&o).contains(says));
+        // --diff checks both snapshots.
+        for pair in [[p, &good], [&good, p]] {
+            let o = cli(
+                dir,
+                &[
+                    "inspect",
+                    pair[0].to_str().unwrap(),
+                    "--diff",
+                    pair[1].to_str().unwrap(),
+                ],
+            );
+            assert!(fails_1(&o).contains(says), "--diff {pair:?}");
+        }
     }
     // A raw database file (no trailer) lists with --skip-hash-check.
     let out = ok(&cli(
