@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::etcd::{ClientTls, EtcdTarget};
-use crate::naming::parse_snapshot_time;
+use crate::naming::{future_name_time, parse_snapshot_time};
 use crate::schedule::Schedule;
 use crate::store::local::LocalStore;
 use crate::store::s3::{Provider, S3Identity, S3Store, S3Target};
@@ -437,10 +437,14 @@ pub struct SnapshotFile {
     pub name: String,
     pub time: DateTime<Utc>,
     pub size: u64,
+    /// The name's time lies in the future; `time` is then the file's mtime (as retention
+    /// orders it).
+    pub future_name: bool,
 }
 
 /// The snapshot files in `dir`, oldest first.
 pub fn snapshot_files(dir: &Path) -> Vec<SnapshotFile> {
+    let now = Utc::now();
     let files = LocalStore::new(dir.to_path_buf(), "")
         .files()
         .unwrap_or_default();
@@ -449,17 +453,57 @@ pub fn snapshot_files(dir: &Path) -> Vec<SnapshotFile> {
         .filter_map(|p| {
             let meta = std::fs::metadata(p).ok()?;
             let name = p.file_name()?.to_string_lossy().into_owned();
-            let time = parse_snapshot_time(&name)
-                .or_else(|| meta.modified().ok().map(DateTime::<Utc>::from))?;
+            let future_name = future_name_time(&name, now).is_some();
+            let mtime = meta.modified().ok().map(DateTime::<Utc>::from);
+            let time = match parse_snapshot_time(&name) {
+                Some(t) if !future_name => Some(t),
+                _ => mtime,
+            }?;
             Some(SnapshotFile {
                 name,
                 time,
                 size: meta.len(),
+                future_name,
             })
         })
         .collect();
     out.sort_by_key(|f| f.time);
     out
+}
+
+/// A warning, added to an `ok` or `warn` result, naming the files whose name's time lies in
+/// the future: retention orders them by mtime, but they look newer than they are to anyone
+/// reading the names.
+fn with_future_names(mut r: CheckResult, files: &[SnapshotFile]) -> CheckResult {
+    let future: Vec<&str> = files
+        .iter()
+        .filter(|f| f.future_name)
+        .map(|f| f.name.as_str())
+        .collect();
+    if future.is_empty() || r.status == Status::Fail {
+        return r;
+    }
+    let shown = future
+        .iter()
+        .take(3)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match future.len() {
+        n if n > 3 => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    r.detail.push_str(&format!(
+        "; {} snapshot name(s) carry a time in the future ({shown}{more}): retention orders them by when they were written",
+        future.len()
+    ));
+    let fix = "rename or remove the snapshots named for the future (the digits after a name's last - are its unix time)";
+    r.fix = Some(match r.fix.take() {
+        Some(f) if r.status == Status::Warn => format!("{f}; {fix}"),
+        _ => fix.to_string(),
+    });
+    r.status = Status::Warn;
+    r
 }
 
 fn dir_fix(d: &SnapshotDir) -> String {
@@ -531,7 +575,8 @@ pub fn snapshot_dir(d: &SnapshotDir) -> CheckResult {
     } else {
         format!("{shown} does not exist yet (the server creates it)")
     };
-    match snapshot_files(&d.path).last() {
+    let files = snapshot_files(&d.path);
+    let r = match files.last() {
         None => CheckResult::warn(
             NAME,
             format!(
@@ -559,7 +604,8 @@ pub fn snapshot_dir(d: &SnapshotDir) -> CheckResult {
                 human_bytes(newest.size)
             ),
         ),
-    }
+    };
+    with_future_names(r, &files)
 }
 
 /// The schedule parses; the next three run times after `now`.
@@ -868,6 +914,7 @@ mod tests {
             name: name.into(),
             time: parse_snapshot_time(name).unwrap(),
             size: 1,
+            future_name: false,
         }
     }
 
@@ -950,6 +997,42 @@ mod tests {
             };
             assert_eq!(snapshot_dir(&under).status, Status::Fail, "custom={custom}");
         }
+    }
+
+    #[test]
+    fn check_warns_about_names_from_the_future_and_orders_them_by_mtime() {
+        let root = tempfile::tempdir().unwrap();
+        let d = SnapshotDir {
+            path: root.path().to_path_buf(),
+            custom: true,
+        };
+        let recent = format!("etcd-snapshot-n1-{}", Utc::now().timestamp() - 60);
+        std::fs::write(d.path.join(&recent), vec![0u8; 4096]).unwrap();
+        let r = snapshot_dir(&d);
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        // A copy named for 2100, written an hour ago.
+        let future = d.path.join("etcd-snapshot-x-4102444800");
+        std::fs::write(&future, vec![0u8; 4096]).unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&future)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let files = snapshot_files(&d.path);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].name, "etcd-snapshot-x-4102444800");
+        assert!(files[0].future_name && !files[1].future_name);
+        assert_eq!(files.last().unwrap().name, recent, "newest by mtime");
+        let r = snapshot_dir(&d);
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert!(
+            r.detail
+                .contains("carry a time in the future (etcd-snapshot-x-4102444800)"),
+            "{r:?}"
+        );
+        assert!(r.fix.unwrap().contains("rename or remove"));
     }
 
     #[test]

@@ -278,6 +278,14 @@ fn open_local(
             path.display()
         )));
     }
+    if !meta.is_file() {
+        // Opening a FIFO waits for a writer, and a device may never end: refuse before.
+        return Err(Error::InvalidInput(format!(
+            "{} is a {}, not a regular file; give a snapshot file (copy the snapshot to a file first)",
+            path.display(),
+            special_kind(&meta.file_type())
+        )));
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -315,6 +323,22 @@ fn open_local(
         info,
         _tmp: Some(tmp),
     })
+}
+
+/// What a file that is neither a regular file nor a directory is, for messages.
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "FIFO (named pipe)"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
 }
 
 /// Decompresses the snapshot in `path` (`.zip` or `.zst`) into `dir`, checking its trailer on
@@ -368,7 +392,7 @@ fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
 
 /// The trailer: known already (a decompressed zip), checked beside `work` (a raw file), or
 /// skipped.
-fn with_trailer<T: Send>(
+pub fn with_trailer<T: Send>(
     o: &Opened,
     check: bool,
     work: impl FnOnce() -> T + Send,

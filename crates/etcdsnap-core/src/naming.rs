@@ -175,6 +175,16 @@ pub fn parse_snapshot_time(name: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(secs, 0)
 }
 
+/// How far ahead of the clock a name's time may be before it counts as from the future:
+/// clocks of nodes sharing a bucket or a directory disagree by seconds, not by minutes.
+pub const FUTURE_NAME_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The time in `name` when it lies in the future (more than [`FUTURE_NAME_SLACK`] after
+/// `now`): such a name cannot be when the file was taken, so it must not order it.
+pub fn future_name_time(name: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    parse_snapshot_time(name).filter(|t| *t > now + FUTURE_NAME_SLACK)
+}
+
 /// K3s's legacy map key: `<kind>-<name>` with every character outside `[-._a-zA-Z0-9]` as `_`.
 pub fn legacy_key(kind: &str, name: &str) -> String {
     let clean: String = name

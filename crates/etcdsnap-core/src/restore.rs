@@ -131,13 +131,8 @@ impl Prepared {
 fn decompress(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
     let bad = |m: String| Error::Integrity(format!("{}: {m}", source.display()));
     let started = Instant::now();
+    // `with_decompressed` has checked that the entry's name is a plain file name.
     let (dest, part, raw_size) = with_decompressed(source, |raw| {
-        validate_plain_name(&raw.name).map_err(|_| {
-            bad(format!(
-                "the compressed entry {:?} is not a plain file name",
-                raw.name
-            ))
-        })?;
         let size = match raw.size {
             Some(size) => size,
             // A zstd stream does not record its size: a first pass checks it without writing.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use etcdsnap_core::Error;
-use etcdsnap_core::retention::apply_retention;
+use etcdsnap_core::retention::{RetentionContext, apply_retention};
 use etcdsnap_core::store::s3::{
     S3Config, S3Identity, S3Store, S3StoreCache, S3Target, UPLOAD_CHUNK_SIZE,
 };
@@ -605,12 +605,14 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
     a.upload(&od, None).await.unwrap();
 
     assert!(
-        apply_retention(&a, "etcd-snapshot", 0)
+        apply_retention(&a, "etcd-snapshot", 0, RetentionContext::now())
             .await
             .unwrap()
             .is_empty()
     );
-    let mut deleted = apply_retention(&b, "etcd-snapshot", 2).await.unwrap();
+    let mut deleted = apply_retention(&b, "etcd-snapshot", 2, RetentionContext::now())
+        .await
+        .unwrap();
     deleted.sort();
     assert_eq!(
         deleted,
@@ -637,7 +639,7 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
     }
     assert!(exists(&raw, "k3s/on-demand-node-a-1").await);
     assert!(
-        apply_retention(&a, "etcd-snapshot", 2)
+        apply_retention(&a, "etcd-snapshot", 2, RetentionContext::now())
             .await
             .unwrap()
             .is_empty()

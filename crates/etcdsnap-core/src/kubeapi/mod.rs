@@ -6,6 +6,8 @@
 //!   resource, with server-side Table printing;
 //! * create, update (optimistic concurrency on `resourceVersion`), patch (merge, strategic,
 //!   JSON patch) and delete of Secrets and ConfigMaps; delete of records (the file stays);
+//!   each write verb honours `dryRun=All` (`kubectl --dry-run=server`): checked, answered as
+//!   if done, nothing written;
 //! * errors as Kubernetes `Status` objects (404 NotFound, 409 AlreadyExists/Conflict, 422
 //!   Invalid, 401 Unauthorized, 403 Forbidden, 405 MethodNotAllowed).
 //!
@@ -32,7 +34,7 @@ use serde_json::{Value, json};
 
 use self::resources::{BUILTIN_NAMESPACES, NAMESPACES, ResourceType, SECRETS, SNAPSHOT_FILES};
 use self::select::Selector;
-use self::store::ObjectStore;
+use self::store::{ObjectStore, Write};
 
 /// An API error, shaped as Kubernetes reports it.
 #[derive(Debug, Clone)]
@@ -381,6 +383,7 @@ impl KubeApi {
             }
             Method::POST => {
                 self.check_write(rt)?;
+                let write = ctx.write()?;
                 let Some(ns) = ns.or((!rt.namespaced).then_some("")) else {
                     return Err(ApiError::bad_request(
                         "a namespace is needed to create this",
@@ -396,7 +399,7 @@ impl KubeApi {
                         "the namespace of the object ({bn}) does not match the namespace on the request ({n})"
                     )));
                 }
-                let made = self.store.create(rt, ns, obj, None).await?;
+                let made = self.store.create_as(rt, ns, obj, None, write).await?;
                 Ok(json_response(StatusCode::CREATED, &made))
             }
             _ => Err(ApiError::method_not_allowed(format!(
@@ -680,17 +683,19 @@ impl KubeApi {
             }
             Method::PUT => {
                 self.check_write(rt)?;
+                let write = ctx.write()?;
                 let obj = prepare(rt, ctx.json_body()?)?;
                 if obj["metadata"]["name"].as_str() != Some(name) {
                     return Err(ApiError::bad_request(
                         "the name of the object does not match the name on the URL",
                     ));
                 }
-                let updated = self.store.update(rt, ns, obj).await?;
+                let updated = self.store.update_as(rt, ns, obj, write).await?;
                 Ok(json_response(StatusCode::OK, &updated))
             }
             Method::PATCH => {
                 self.check_write(rt)?;
+                let write = ctx.write()?;
                 let mut obj = self
                     .store
                     .get(rt, ns, name)
@@ -723,24 +728,30 @@ impl KubeApi {
                 }
                 obj["metadata"]["name"] = json!(name);
                 let obj = prepare(rt, obj)?;
-                let updated = self.store.update(rt, ns, obj).await?;
+                let updated = self.store.update_as(rt, ns, obj, write).await?;
                 Ok(json_response(StatusCode::OK, &updated))
             }
             Method::DELETE => {
                 if rt.writable {
                     self.check_write(rt)?;
                 }
-                let rv = ctx
-                    .json_body()
-                    .ok()
+                let options = ctx.json_body().ok();
+                // kubectl puts the dry run of a delete in its DeleteOptions body.
+                let write = match (ctx.write()?, &options) {
+                    (Write::Commit, Some(o)) => dry_run_option(&o["dryRun"])?,
+                    (w, _) => w,
+                };
+                let rv = options
+                    .as_ref()
                     .and_then(|b| {
                         b["preconditions"]["resourceVersion"]
                             .as_str()
                             .map(str::to_string)
                     })
                     .and_then(|r| r.parse().ok());
-                let gone = self.store.delete(rt, ns, name, rv).await?;
+                let gone = self.store.delete_as(rt, ns, name, rv, write).await?;
                 if rt == &SNAPSHOT_FILES
+                    && write == Write::Commit
                     && let Some(hook) = &self.on_snapshot_deleted
                 {
                     hook(gone.clone()).await;
@@ -814,6 +825,11 @@ impl Ctx {
             .is_some_and(|v| v == "true" || v == "1")
     }
 
+    /// `dryRun=All` (kubectl's `--dry-run=server`) makes a write a dry run.
+    fn write(&self) -> ApiResult<Write> {
+        dry_run_value(self.query.get("dryRun").map_or("", String::as_str))
+    }
+
     fn json_body(&self) -> ApiResult<Value> {
         if self
             .content_type
@@ -831,6 +847,30 @@ impl Ctx {
             ApiError::bad_request(format!("the request body is not a JSON object: {e}"))
         })
     }
+}
+
+/// One `dryRun` value: empty, or `All`; Kubernetes knows no other and refuses them.
+fn dry_run_value(v: &str) -> ApiResult<Write> {
+    match v {
+        "" => Ok(Write::Commit),
+        "All" => Ok(Write::DryRun),
+        other => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\" (kubectl --dry-run=server)"
+        ))),
+    }
+}
+
+/// The `dryRun` list of a DeleteOptions body (absent: a real delete).
+fn dry_run_option(v: &Value) -> ApiResult<Write> {
+    let mut write = Write::Commit;
+    if let Some(list) = v.as_array() {
+        for item in list {
+            if dry_run_value(item.as_str().unwrap_or("?"))? == Write::DryRun {
+                write = Write::DryRun;
+            }
+        }
+    }
+    Ok(write)
 }
 
 /// Checks and normalises an object sent by a client: a Secret's `stringData` becomes base64

@@ -24,6 +24,14 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// Whether a write is made or only checked (`dryRun=All`: every check runs, nothing is
+/// written, the answer is what the write would have answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Commit,
+    DryRun,
+}
+
 /// Objects of every served resource, over one etcd.
 #[derive(Clone)]
 pub struct ObjectStore {
@@ -222,8 +230,21 @@ impl ObjectStore {
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
+        obj: Value,
+        lease: Option<i64>,
+    ) -> ApiResult<Value> {
+        self.create_as(rt, ns, obj, lease, Write::Commit).await
+    }
+
+    /// [`ObjectStore::create`] with `write`: a dry run checks everything a create checks and
+    /// answers the object it would store (without a resourceVersion), writing nothing.
+    pub async fn create_as(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
         mut obj: Value,
         lease: Option<i64>,
+        write: Write,
     ) -> ApiResult<Value> {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         if !is_dns1123_subdomain(&name) {
@@ -251,6 +272,12 @@ impl ObjectStore {
             m.remove("deletionTimestamp");
         }
         let key = Self::key(rt, ns, &name);
+        if write == Write::DryRun {
+            return match self.etcd.get_kv(&key).await? {
+                Some(_) => Err(ApiError::already_exists(rt, &name)),
+                None => Ok(obj),
+            };
+        }
         match self
             .etcd
             .put_if(&key, encode(&obj), Precondition::Absent, lease)
@@ -272,7 +299,19 @@ impl ObjectStore {
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
+        obj: Value,
+    ) -> ApiResult<Value> {
+        self.update_as(rt, ns, obj, Write::Commit).await
+    }
+
+    /// [`ObjectStore::update`] with `write`: a dry run answers the object as it would be
+    /// stored, at the current resourceVersion, writing nothing.
+    pub async fn update_as(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
         mut obj: Value,
+        write: Write,
     ) -> ApiResult<Value> {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let key = Self::key(rt, ns, &name);
@@ -298,6 +337,10 @@ impl ObjectStore {
             let gen_now = cur["metadata"]["generation"].as_i64().unwrap_or(1);
             let changed = obj.get("spec") != cur.get("spec");
             obj["metadata"]["generation"] = json!(if changed { gen_now + 1 } else { gen_now });
+        }
+        if write == Write::DryRun {
+            obj["metadata"]["resourceVersion"] = json!(cur_kv.mod_revision.to_string());
+            return Ok(obj);
         }
         match self
             .etcd
@@ -325,6 +368,19 @@ impl ObjectStore {
         name: &str,
         rv: Option<i64>,
     ) -> ApiResult<Value> {
+        self.delete_as(rt, ns, name, rv, Write::Commit).await
+    }
+
+    /// [`ObjectStore::delete`] with `write`: a dry run answers what would be deleted and
+    /// deletes nothing.
+    pub async fn delete_as(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        rv: Option<i64>,
+        write: Write,
+    ) -> ApiResult<Value> {
         let key = Self::key(rt, ns, name);
         let Some(cur) = self.etcd.get_kv(&key).await? else {
             return Err(ApiError::not_found(rt, name));
@@ -333,6 +389,9 @@ impl ObjectStore {
             return Err(ApiError::conflict(rt, name));
         }
         let obj = decode(rt, &cur)?;
+        if write == Write::DryRun {
+            return Ok(obj);
+        }
         match self
             .etcd
             .delete_if(&key, Precondition::ModRevision(cur.mod_revision))
@@ -411,6 +470,68 @@ mod tests {
             .unwrap();
         let err = store
             .delete(rt, Some("kube-system"), "cm1", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 404);
+    }
+
+    #[tokio::test]
+    async fn dry_runs_check_and_answer_but_write_nothing() {
+        let store = ObjectStore::new(Arc::new(FakeEtcd::new(1)));
+        let (rt, ns) = (&CONFIGMAPS, Some("kube-system"));
+        let cm = json!({"metadata": {"name": "cm1"}, "data": {"a": "1"}});
+        let would = store
+            .create_as(rt, ns, cm.clone(), None, Write::DryRun)
+            .await
+            .unwrap();
+        assert_eq!(would["metadata"]["namespace"], "kube-system");
+        assert!(
+            would["metadata"].get("resourceVersion").is_none(),
+            "{would}"
+        );
+        assert!(store.get(rt, ns, "cm1").await.unwrap().is_none());
+        let bad = json!({"metadata": {"name": "Bad_Name"}});
+        let err = store
+            .create_as(rt, ns, bad, None, Write::DryRun)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+
+        let made = store.create(rt, ns, cm.clone(), None).await.unwrap();
+        let rv = made["metadata"]["resourceVersion"].clone();
+        let err = store
+            .create_as(rt, ns, cm, None, Write::DryRun)
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
+        let mut upd = made.clone();
+        upd["data"]["a"] = json!("2");
+        let would = store
+            .update_as(rt, ns, upd.clone(), Write::DryRun)
+            .await
+            .unwrap();
+        assert_eq!(would["data"]["a"], "2");
+        assert_eq!(would["metadata"]["resourceVersion"], rv);
+        let got = store.get(rt, ns, "cm1").await.unwrap().unwrap();
+        assert_eq!(
+            (&got["data"]["a"], &got["metadata"]["resourceVersion"]),
+            (&json!("1"), &rv)
+        );
+        upd["metadata"]["resourceVersion"] = json!("999999");
+        let err = store
+            .update_as(rt, ns, upd, Write::DryRun)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, "Conflict");
+
+        let would = store
+            .delete_as(rt, ns, "cm1", None, Write::DryRun)
+            .await
+            .unwrap();
+        assert_eq!(would["metadata"]["name"], "cm1");
+        assert!(store.get(rt, ns, "cm1").await.unwrap().is_some());
+        let err = store
+            .delete_as(rt, ns, "nope", None, Write::DryRun)
             .await
             .unwrap_err();
         assert_eq!(err.code, 404);

@@ -109,6 +109,100 @@ pub(super) async fn next_tick(
     }
 }
 
+/// One tick's work: the save with the server's settings, retention, and the reconcile.
+async fn tick(state: Arc<ServerState>) {
+    let s = &state.snapshots;
+    #[cfg(debug_assertions)]
+    test_hooks::maybe_panic();
+    let plan = scheduled_plan(&state).await;
+    let deleted = match state.engine.save_after_running(&plan, SAVE_WAIT).await {
+        Ok(r) => {
+            for w in &r.warnings {
+                tracing::warn!("scheduled snapshot: {w}");
+            }
+            r.deleted
+        }
+        Err(e) => {
+            tracing::error!("Failed to take scheduled snapshot: {e}");
+            Vec::new()
+        }
+    };
+    let store = match &plan.remote {
+        RemotePlan::Ready(r) => Some(r.store.clone()),
+        _ => None,
+    };
+    if let Err(e) = state
+        .engine
+        .reconcile(s.dir.as_deref(), store.as_ref(), &deleted)
+        .await
+    {
+        tracing::warn!("{e}");
+    }
+}
+
+/// Runs one tick's work in a task of its own, so that a panic in it (a library that panics on
+/// input it cannot handle) is a failed snapshot, recorded as one, and not the end of the
+/// schedule.
+async fn tick_guarded(state: &Arc<ServerState>) {
+    let (started, at) = (std::time::Instant::now(), Utc::now());
+    if let Err(why) = catch_panic(tick(state.clone())).await {
+        let message = format!("the scheduled snapshot failed: a bug stopped it ({why})");
+        tracing::error!("Failed to take scheduled snapshot: {message}; the schedule goes on");
+        state
+            .engine
+            .record_crashed_save(at, started.elapsed(), &message);
+    }
+}
+
+/// Runs `work` as a task of its own and answers what it returned, or the message of the panic
+/// that ended it. Dropping the returned future (the loop being stopped) stops the task.
+pub(super) async fn catch_panic<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::result::Result<T, String> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(work));
+    match (&mut task.0).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => Err(panic_text(e.into_panic().as_ref())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The message a panic carried, when it is text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Debug builds only: `ETCDSNAP_TEST_PANIC_TICKS=N` makes the first N ticks panic, so that a
+/// test can prove a panic does not stop the schedule.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static PANICKED: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn maybe_panic() {
+        let Some(n) = std::env::var("ETCDSNAP_TEST_PANIC_TICKS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if PANICKED.fetch_add(1, Ordering::SeqCst) < n {
+            panic!("ETCDSNAP_TEST_PANIC_TICKS: a test asked this tick to panic");
+        }
+    }
+}
+
 pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let s = &state.snapshots;
     tracing::info!(
@@ -137,30 +231,7 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
             after = next;
             continue;
         }
-        let plan = scheduled_plan(&state).await;
-        let deleted = match state.engine.save_after_running(&plan, SAVE_WAIT).await {
-            Ok(r) => {
-                for w in &r.warnings {
-                    tracing::warn!("scheduled snapshot: {w}");
-                }
-                r.deleted
-            }
-            Err(e) => {
-                tracing::error!("Failed to take scheduled snapshot: {e}");
-                Vec::new()
-            }
-        };
-        let store = match &plan.remote {
-            RemotePlan::Ready(r) => Some(r.store.clone()),
-            _ => None,
-        };
-        if let Err(e) = state
-            .engine
-            .reconcile(s.dir.as_deref(), store.as_ref(), &deleted)
-            .await
-        {
-            tracing::warn!("{e}");
-        }
+        tick_guarded(&state).await;
         // Ticks that fell inside the save are skipped, not queued.
         let now = Utc::now();
         let mut skipped = 0;
@@ -184,6 +255,32 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// One reconcile with the server's own settings; whether it worked.
+async fn reconcile_once(state: Arc<ServerState>) -> bool {
+    let s = &state.snapshots;
+    let store = match &s.s3 {
+        Some(target) => match state.engine.connect(target).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!("reconcile of snapshot records without S3: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    match state
+        .engine
+        .reconcile(s.dir.as_deref(), store.as_ref(), &[])
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("{e}");
+            false
+        }
+    }
+}
+
 /// Reconciles the records at start (retried every second until it works) and then every
 /// `--etcd-snapshot-reconcile-interval` (±5%), with the server's own settings.
 pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
@@ -197,24 +294,12 @@ pub async fn reconcile_loop(state: Arc<ServerState>, mut stop: watch::Receiver<b
                 _ = stop.changed() => return,
             }
         }
-        let store = match &s.s3 {
-            Some(target) => match state.engine.connect(target).await {
-                Ok(store) => Some(store),
-                Err(e) => {
-                    tracing::warn!("reconcile of snapshot records without S3: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
-        let ok = match state
-            .engine
-            .reconcile(s.dir.as_deref(), store.as_ref(), &[])
-            .await
-        {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!("{e}");
+        let ok = match catch_panic(reconcile_once(state.clone())).await {
+            Ok(ok) => ok,
+            Err(why) => {
+                tracing::error!(
+                    "the reconcile of snapshot records failed: a bug stopped it ({why}); it runs again later"
+                );
                 false
             }
         };

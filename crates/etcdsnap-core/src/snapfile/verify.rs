@@ -168,6 +168,7 @@ pub fn with_decompressed<T>(path: &Path, f: impl FnOnce(RawEntry<'_>) -> Result<
                 .name()
                 .map_err(|e| bad(format!("unreadable zip entry name: {e}")))?
                 .to_string();
+            check_entry_name(&name).map_err(bad)?;
             let size = Some(entry.size());
             f(RawEntry {
                 name,
@@ -190,6 +191,18 @@ pub fn with_decompressed<T>(path: &Path, f: impl FnOnce(RawEntry<'_>) -> Result<
             path.display()
         ))),
     }
+}
+
+/// The one check of a zip entry's name, for every reader (status, verify, inspect, drill,
+/// restore): a plain file name, never a path that could lead a tool that unpacks the archive
+/// out of its directory (`../x`, `/etc/x`, `a/b`).
+fn check_entry_name(name: &str) -> std::result::Result<(), String> {
+    crate::naming::validate_plain_name(name).map_err(|_| {
+        format!(
+            "the compressed entry {} is not a plain file name (a directory part, `..` or an absolute path): a snapshot .zip holds one entry named like the snapshot; this archive was not written by etcdsnap or K3s and is refused",
+            crate::naming::shown(name)
+        )
+    })
 }
 
 /// Opens a compressed snapshot, which must hold exactly one entry (`by_index(0)`).

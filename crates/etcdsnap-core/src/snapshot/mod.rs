@@ -21,7 +21,7 @@ use crate::api::SnapshotResult;
 use crate::etcd::{ChunkStream, EtcdSource, MemberStatus};
 use crate::naming::{rounded_unix, snapshot_base_name, validate_plain_name, validate_prefix};
 use crate::records::manager::Records;
-use crate::retention::apply_retention;
+use crate::retention::{RetentionContext, apply_retention};
 use crate::snapfile::growing::{GrowthSender, growing};
 use crate::snapfile::writer::{self, WriteSpec, Written, write_stream};
 use crate::store::local::{LocalStore, resolve_snapshot_dir};
@@ -226,6 +226,19 @@ impl Engine {
         r
     }
 
+    /// Records a save that ended in a panic (caught by its caller) as a failed save: the
+    /// failure metrics, the save history and the log say so, as for any other failure.
+    pub fn record_crashed_save(&self, at: DateTime<Utc>, duration: Duration, message: &str) {
+        Metrics::observe(&self.metrics.save, false, duration);
+        self.metrics.failed("local", message);
+        self.metrics.saved(metrics::SaveEntry {
+            started: at,
+            duration,
+            file: None,
+            error: Some(message.to_string()),
+        });
+    }
+
     /// Saves as `plan` says; `file` is set to the local file's name and size once it is written.
     async fn save_locked(
         &self,
@@ -326,12 +339,14 @@ impl Engine {
                 Err(e) => tracing::warn!("cannot record snapshot {}: {e}", written.file_name),
             }
         }
-        self.local_retention(&local, plan, &mut result).await;
+        self.local_retention(&local, plan, &written.file_name, &mut result)
+            .await;
         if let (Some(r), Some(task)) = (remote, task) {
             self.finish_upload(r, task, &written, &mut result, &mut recorded)
                 .await;
             // Retention runs even after a failed upload: a full bucket may be the cause.
-            self.remote_retention(r, &plan.prefix, &mut result).await;
+            self.remote_retention(r, &plan.prefix, &written.file_name, &mut result)
+                .await;
         }
         if written.size == written.raw_size {
             self.add_figures(written.path.clone(), recorded);
@@ -459,11 +474,21 @@ impl Engine {
         written
     }
 
-    async fn local_retention(&self, local: &LocalStore, plan: &SavePlan, out: &mut SnapshotResult) {
+    async fn local_retention(
+        &self,
+        local: &LocalStore,
+        plan: &SavePlan,
+        just_taken: &str,
+        out: &mut SnapshotResult,
+    ) {
         if plan.retention < 1 {
             return;
         }
-        match apply_retention(local, &plan.prefix, plan.retention).await {
+        let ctx = RetentionContext {
+            now: Utc::now(),
+            just_taken: Some(just_taken),
+        };
+        match apply_retention(local, &plan.prefix, plan.retention, ctx).await {
             Ok(deleted) => out.deleted.extend(deleted),
             Err(e) => {
                 tracing::warn!("Failed to apply local snapshot retention: {e}");
@@ -520,8 +545,18 @@ impl Engine {
         }
     }
 
-    async fn remote_retention(&self, remote: &Remote, prefix: &str, out: &mut SnapshotResult) {
-        match apply_retention(remote.store.as_ref(), prefix, remote.retention).await {
+    async fn remote_retention(
+        &self,
+        remote: &Remote,
+        prefix: &str,
+        just_taken: &str,
+        out: &mut SnapshotResult,
+    ) {
+        let ctx = RetentionContext {
+            now: Utc::now(),
+            just_taken: Some(just_taken),
+        };
+        match apply_retention(remote.store.as_ref(), prefix, remote.retention, ctx).await {
             Ok(deleted) => out.deleted.extend(deleted),
             Err(e) => {
                 tracing::warn!("Failed to apply s3 snapshot retention policy: {e}");
@@ -750,13 +785,19 @@ impl Engine {
         validate_prefix(prefix)?;
         let local = self.local(dir, false)?;
         let mut result = SnapshotResult {
-            deleted: apply_retention(&local, prefix, keep).await?,
+            deleted: apply_retention(&local, prefix, keep, RetentionContext::now()).await?,
             ..Default::default()
         };
         if let Some(r) = remote {
-            result
-                .deleted
-                .extend(apply_retention(r.store.as_ref(), prefix, r.retention).await?);
+            result.deleted.extend(
+                apply_retention(
+                    r.store.as_ref(),
+                    prefix,
+                    r.retention,
+                    RetentionContext::now(),
+                )
+                .await?,
+            );
         }
         Ok(result)
     }

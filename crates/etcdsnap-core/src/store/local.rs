@@ -400,9 +400,14 @@ mod tests {
             format!("file://{}/etcd-snapshot-n1-100", dir.display())
         );
 
-        let deleted = crate::retention::apply_retention(&store, "etcd-snapshot", 2)
-            .await
-            .unwrap();
+        let deleted = crate::retention::apply_retention(
+            &store,
+            "etcd-snapshot",
+            2,
+            crate::retention::RetentionContext::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(deleted, ["etcd-snapshot-n1-100"]);
         assert!(!store.sidecar_path("etcd-snapshot-n1-100").exists());
         assert!(dir.join("on-demand-n1-150").exists());

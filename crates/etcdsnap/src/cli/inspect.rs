@@ -181,16 +181,18 @@ pub async fn inspect(a: &InspectArgs) -> Result<()> {
         let prefix = a.prefix.clone();
         let names = (old.info.name.clone(), new.info.name.clone());
         let keys_only = a.keys_only;
-        let report = blocking(move || {
-            let (od, nd) = (old.db()?, new.db()?);
-            Ok(inspect::diff(
-                &od,
-                &nd,
-                prefix.as_deref().map(str::as_bytes),
-            )?)
+        let check = !a.skip_hash_check;
+        return blocking(move || {
+            // Both trailers are hashed beside the comparison, the new one after the old.
+            checked_trailer(&old, check, || {
+                checked_trailer(&new, check, || {
+                    let (od, nd) = (old.db()?, new.db()?);
+                    let report = inspect::diff(&od, &nd, prefix.as_deref().map(str::as_bytes))?;
+                    print_diff(&report, &names, format, keys_only)
+                })
+            })
         })
-        .await?;
-        return print_diff(&report, &names, format, keys_only);
+        .await;
     }
     let opened = open(&a.flags, a.snapshot.as_deref()).await?;
     let opts = InspectOptions {
@@ -200,7 +202,39 @@ pub async fn inspect(a: &InspectArgs) -> Result<()> {
         kind: a.kind.clone(),
         namespace: a.namespace.clone(),
     };
-    blocking(move || list(&opened, &opts, format)).await
+    let check = !a.skip_hash_check;
+    // The trailer is hashed beside the listing (a raw file) or was checked while the file was
+    // decompressed; a bad one is reported after the listing, as an error.
+    blocking(move || checked_trailer(&opened, check, || list(&opened, &opts, format))).await
+}
+
+/// Runs `work` on `o` with its trailer checked beside it (unless `check` is off); a trailer
+/// that is absent or does not match makes the outcome an error naming it.
+fn checked_trailer(
+    o: &Opened,
+    check: bool,
+    work: impl FnOnce() -> Result<()> + Send,
+) -> Result<()> {
+    let (done, trailer) = inspect::with_trailer(o, check, work);
+    let problem = match trailer.transpose()? {
+        Some(t) => t
+            .problem()
+            .map(|p| (p, matches!(t, Trailer::Absent { .. }))),
+        None => None,
+    };
+    let name = &o.info.name;
+    match (done, problem) {
+        (done, None) => done,
+        (Ok(()), Some((p, absent))) => bail!(
+            "{name}: {p}; the output above may be wrong or incomplete{}",
+            if absent {
+                " (for a raw database file, member/snap/db, pass --skip-hash-check)"
+            } else {
+                ""
+            }
+        ),
+        (Err(e), Some((p, _))) => Err(e.context(format!("{name}: {p}"))),
+    }
 }
 
 /// Streams the listing: JSON and YAML one entry at a time; the table after all rows (its

@@ -292,6 +292,11 @@ pub struct InspectArgs {
     /// removed and changed from SNAPSHOT to OTHER
     #[arg(long = "diff", value_name = "OTHER")]
     pub diff: Option<String>,
+    /// Do not check the SHA-256 trailer (for a raw database file, member/snap/db, which has
+    /// none); a snapshot whose trailer is absent or does not match is otherwise listed and
+    /// then reported as an error (exit 1)
+    #[arg(long = "skip-hash-check", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub skip_hash_check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -132,6 +132,30 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "etcd-s3-timeout must be greater than 0s",
         },
         Row {
+            what: "S3 endpoint 127.0.0.1:abc",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=127.0.0.1:abc"]),
+            code: 1,
+            says: "the port \"abc\" is not a number from 1 to 65535",
+        },
+        Row {
+            what: "S3 endpoint 127.0.0.1:99999",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=127.0.0.1:99999"]),
+            code: 1,
+            says: "the port \"99999\" is not a number from 1 to 65535",
+        },
+        Row {
+            what: "S3 endpoint [::1",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=[::1"]),
+            code: 1,
+            says: "lacks its closing ']'",
+        },
+        Row {
+            what: "S3 endpoint bob@minio:9000",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=bob@minio:9000"]),
+            code: 1,
+            says: "user information (user@host) is not allowed",
+        },
+        Row {
             what: "S3 endpoint with a scheme",
             input: server(&[
                 "--etcd-s3",
@@ -527,6 +551,30 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "etcd-s3-folder",
         },
         Row {
+            what: "S3 endpoint 127.0.0.1:abc (CLI)",
+            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=127.0.0.1:abc"]),
+            code: 1,
+            says: "the port \"abc\" is not a number from 1 to 65535",
+        },
+        Row {
+            what: "S3 endpoint 127.0.0.1:99999 (CLI)",
+            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=127.0.0.1:99999"]),
+            code: 1,
+            says: "the port \"99999\" is not a number from 1 to 65535",
+        },
+        Row {
+            what: "S3 endpoint [::1 (CLI)",
+            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=[::1"]),
+            code: 1,
+            says: "lacks its closing ']'",
+        },
+        Row {
+            what: "S3 endpoint bob@minio:9000 (CLI)",
+            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=bob@minio:9000"]),
+            code: 1,
+            says: "user information (user@host) is not allowed",
+        },
+        Row {
             what: "restore without output dir",
             input: Input::Local(strs(&["restore", "x.zip"])),
             code: 1,
@@ -707,6 +755,30 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             ),
             code: 400,
             says: "etcd-s3-upload-concurrency 99 is too high",
+        },
+        Row {
+            what: "API: S3 endpoint 127.0.0.1:abc",
+            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"127.0.0.1:abc"}}"#),
+            code: 400,
+            says: "invalid etcd-s3-endpoint 127.0.0.1:abc: the port",
+        },
+        Row {
+            what: "API: S3 endpoint 127.0.0.1:99999",
+            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"127.0.0.1:99999"}}"#),
+            code: 400,
+            says: "invalid etcd-s3-endpoint 127.0.0.1:99999: the port",
+        },
+        Row {
+            what: "API: S3 endpoint [::1",
+            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"[::1"}}"#),
+            code: 400,
+            says: "lacks its closing ']'",
+        },
+        Row {
+            what: "API: S3 endpoint bob@minio:9000",
+            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"bob@minio:9000"}}"#),
+            code: 400,
+            says: "user information (user@host) is not allowed",
         },
         Row {
             what: "dir that does not exist",

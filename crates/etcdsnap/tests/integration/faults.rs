@@ -1201,3 +1201,116 @@ fn sigterm_during_a_scheduled_save_lets_it_finish() {
         .unwrap();
     ok(&v);
 }
+
+/// The value of `name{…labels…}` in `/metrics`, when there is one.
+fn metric_sample(s: &Server, name: &str, labels: &str) -> Option<f64> {
+    let (code, body) = https_get(&format!("{}/metrics", s.url()))?;
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// An S3 endpoint with a port no client can use, in the config Secret the server reads at
+/// each tick (checked only then): client libraries panicked on it, which ended the schedule.
+/// Now the upload fails with the reason, the local snapshots go on, and a CLI save says why.
+#[test]
+fn a_bad_s3_port_in_the_config_secret_fails_the_upload_and_the_schedule_goes_on() {
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 2s",
+            "--etcd-s3",
+            "--etcd-s3-config-secret=s3-config",
+        ])
+        .start();
+    ok(&s.kubectl(&[
+        "-n",
+        "kube-system",
+        "create",
+        "secret",
+        "generic",
+        "s3-config",
+        "--from-literal=etcd-s3-bucket=bucket",
+        "--from-literal=etcd-s3-endpoint=127.0.0.1:abc",
+        "--from-literal=etcd-s3-insecure=true",
+    ]));
+    let log_from = s.proc.log_text().len();
+    let log = wait_for(
+        Duration::from_secs(60),
+        "two scheduled snapshots after the bad Secret",
+        || {
+            let log = s.proc.log_text()[log_from..].to_string();
+            (log.matches(" bytes of database)").count() >= 2).then_some(log)
+        },
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("invalid etcd-s3-endpoint 127.0.0.1:abc: the port \"abc\""),
+        "{log}"
+    );
+    assert!(
+        metric_sample(
+            &s,
+            "etcdsnap_snapshot_last_failure_timestamp_seconds",
+            "store=\"s3\""
+        )
+        .is_some()
+    );
+    let out = s.cli(&["save", "--s3", "--s3-config-secret=s3-config"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("peer closed"), "{text}");
+    assert!(text.contains("the port \"abc\" is not a number"), "{text}");
+    assert!(matches!(
+        https_get(&format!("{}/healthz", s.url())),
+        Some((200, _))
+    ));
+}
+
+/// A panic inside a scheduled tick (provoked by a debug-build hook) is a recorded failure:
+/// logged, in the failure metric and the save history; the next tick saves as usual.
+#[test]
+fn a_panic_in_a_scheduled_tick_is_recorded_and_the_next_tick_saves() {
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 2s",
+            "--etcd-snapshot-retention",
+            "100",
+        ])
+        .env("ETCDSNAP_TEST_PANIC_TICKS", "1")
+        .start();
+    let logged = wait_for(
+        Duration::from_secs(30),
+        "the tick's panic to be recorded",
+        || {
+            s.proc
+                .log_text()
+                .lines()
+                .find(|l| l.contains("a bug stopped it"))
+                .map(str::to_string)
+        },
+    );
+    assert!(
+        logged.contains("ERROR Failed to take scheduled snapshot"),
+        "{logged}"
+    );
+    assert!(logged.contains("ETCDSNAP_TEST_PANIC_TICKS"), "{logged}");
+    assert!(
+        metric_sample(
+            &s,
+            "etcdsnap_snapshot_last_failure_timestamp_seconds",
+            "store=\"local\""
+        )
+        .is_some()
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "a scheduled snapshot after the panic",
+        || (!s.snapshot_files().is_empty()).then_some(()),
+    );
+    assert!(matches!(
+        https_get(&format!("{}/healthz", s.url())),
+        Some((200, _))
+    ));
+}

@@ -1240,3 +1240,163 @@ fn saved_snapshots_carry_their_status_figures_in_records_and_ls_wide() {
     let plain = ok(&s.cli(&["ls"]));
     assert!(!plain.contains("Revision"), "{plain}");
 }
+
+// ---- trailers, archive entry names, special files ----
+
+/// A small real snapshot of a PlainEtcd: its bytes.
+fn small_snapshot(dir: &Path) -> Vec<u8> {
+    let etcd = PlainEtcd::start(Etcd::V35, None, "m1", None, false);
+    let kvs: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("/t/{i:03}"), format!("value {i}").into_bytes()))
+        .collect();
+    put_keys(&etcd.endpoint(), None, &kvs);
+    let p = dir.join("etcd-snapshot-m1-1730308816");
+    etcdctl_save(Etcd::V35, &etcd.endpoint(), &p);
+    std::fs::read(&p).unwrap()
+}
+
+/// `inspect` lists and then reports a bad trailer as an error, as `status` and `verify` do:
+/// a bit flip, a cut trailer, a `.zst` of two frames, a `.zip` with a bit flip.
+#[test]
+fn inspect_reports_a_bad_or_missing_trailer() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let orig = small_snapshot(dir);
+    let data_len = orig.len() - 32;
+    let good = write_case(dir, &orig);
+    let out = ok(&cli(
+        dir,
+        &["inspect", "--keys-only", good.to_str().unwrap()],
+    ));
+    assert!(out.contains("/t/049"), "{out}");
+
+    let mut flipped = orig.clone();
+    // The last byte of the database before the trailer: free space of the last page, which
+    // a listing never reads.
+    flipped[data_len - 1] ^= 0x01;
+    let flip = write_case(dir, &flipped);
+    let cut = write_case(dir, &orig[..data_len]);
+    let two_frames = dir.join("etcd-snapshot-m1-1730308817.zst");
+    let mut z = zstd::encode_all(&orig[..], 3).unwrap();
+    z.extend(zstd::encode_all(&orig[..], 3).unwrap());
+    std::fs::write(&two_frames, z).unwrap();
+    let flipped_zip = dir.join("etcd-snapshot-m1-1730308818.zip");
+    let raw = dir.join("etcd-snapshot-m1-1730308818");
+    std::fs::write(&raw, &flipped).unwrap();
+    write_zip(&raw, &flipped_zip);
+    let cases = [
+        (&flip, "checksum mismatch", false),
+        (&cut, "no SHA-256 trailer", true),
+        (&two_frames, "no SHA-256 trailer", true),
+        (&flipped_zip, "checksum mismatch", false),
+    ];
+    for (p, says, absent) in cases {
+        let o = cli(dir, &["inspect", "--keys-only", p.to_str().unwrap()]);
+        let err = fails_1(&o);
+        assert!(err.contains(says), "{}: {err}", p.display());
+        assert!(err.contains("the output above may be wrong"), "{err}");
+        assert_eq!(err.contains("--skip-hash-check"), absent, "{err}");
+        assert!(stdout(&o).contains("/t/049"), "the listing is still shown");
+        let o = cli(dir, &["inspect", "-o", "json", p.to_str().unwrap()]);
+        assert!(fails_1(&o).contains(says));
+        // --diff checks both snapshots.
+        for pair in [[p, &good], [&good, p]] {
+            let o = cli(
+                dir,
+                &[
+                    "inspect",
+                    pair[0].to_str().unwrap(),
+                    "--diff",
+                    pair[1].to_str().unwrap(),
+                ],
+            );
+            assert!(fails_1(&o).contains(says), "--diff {pair:?}");
+        }
+    }
+    // A raw database file (no trailer) lists with --skip-hash-check.
+    let out = ok(&cli(
+        dir,
+        &[
+            "inspect",
+            "--keys-only",
+            "--skip-hash-check",
+            cut.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("/t/049"), "{out}");
+}
+
+/// A zip whose entry is a path (`../../x`, `/abs/x`, `a/b`) is refused by every reader with
+/// the message restore gave (restore's own unit test covers it).
+#[test]
+fn every_reader_refuses_a_zip_entry_that_is_a_path() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let orig = small_snapshot(dir);
+    for entry in ["../../x", "/tmp/abs-x", "sub/x"] {
+        let zip = dir.join("etcd-snapshot-m1-1730308816.zip");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zip).unwrap());
+        z.start_file(entry, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(&orig).unwrap();
+        z.finish().unwrap();
+        let etcd = format!("--etcd-binary={}", Etcd::V35.etcd().display());
+        let readers: [&[&str]; 4] = [&["verify"], &["status"], &["inspect"], &["drill", &etcd]];
+        for args in readers {
+            let mut a = args.to_vec();
+            a.push(zip.to_str().unwrap());
+            let err = fails_1(&cli(dir, &a));
+            assert!(
+                err.contains("is not a plain file name"),
+                "{entry} {args:?}: {err}"
+            );
+        }
+    }
+    assert!(!dir.join("x").exists() && !dir.parent().unwrap().join("x").exists());
+}
+
+/// A FIFO (or any file that is not regular) is refused at once, before it is opened: reading
+/// one waits for a writer for ever.
+#[test]
+fn readers_refuse_a_fifo_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let fifo = dir.join("etcd-snapshot-m1-1730308816");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let zfifo = dir.join("etcd-snapshot-m1-1730308817.zip");
+    let c = std::ffi::CString::new(zfifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for p in [&fifo, &zfifo] {
+        for args in [&["verify"][..], &["status"], &["inspect"]] {
+            let tmp = dir.join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
+            let mut child = Command::new(etcdsnap_bin())
+                .arg("etcd-snapshot")
+                .args(args)
+                .arg(p)
+                .env("ETCDSNAP_CONFIG_FILE", empty_config(dir))
+                .env("TMPDIR", &tmp)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let started = std::time::Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > std::time::Duration::from_secs(20) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{args:?} {} hangs", p.display());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let o = child.wait_with_output().unwrap();
+            let err = fails_1(&o);
+            assert!(
+                err.contains("is a FIFO (named pipe), not a regular file"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

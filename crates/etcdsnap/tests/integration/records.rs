@@ -447,6 +447,142 @@ fn secrets_and_configmaps_through_kubectl() {
     assert!(e.contains("configmaps \"settings\" not found"), "{e}");
 }
 
+/// `kubectl --dry-run=server` on every write verb: answered as if done, nothing written, and
+/// still checked (a taken name, an invalid name, a record that cannot be created).
+#[test]
+fn kubectl_server_dry_runs_write_nothing() {
+    let s = Server::start(Etcd::V35);
+    let dir = s.data_dir().to_path_buf();
+    let k = |args: &[&str]| {
+        let mut a = vec!["-n", "kube-system"];
+        a.extend_from_slice(args);
+        s.kubectl(&a)
+    };
+    ok(&k(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=user=admin",
+    ]));
+    ok(&k(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+    ]));
+    let before = |kind: &str, name: &str| json_of(&ok(&k(&["get", kind, name, "-o", "json"])));
+    let (secret0, cm0) = (before("secret", "creds"), before("cm", "settings"));
+
+    // create
+    let out = ok(&k(&[
+        "create",
+        "secret",
+        "generic",
+        "dry",
+        "--from-literal=pw=x",
+        "--dry-run=server",
+    ]));
+    assert!(out.contains("(server dry run)"), "{out}");
+    ok(&k(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=x=1",
+        "--dry-run=server",
+    ]));
+    for kind in ["secret", "configmap"] {
+        let e = fails(&k(&["get", kind, "dry"]));
+        assert!(e.contains("\"dry\" not found"), "{kind}: {e}");
+    }
+    let e = fails(&k(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=user=x",
+        "--dry-run=server",
+    ]));
+    assert!(e.contains("already exists"), "{e}");
+    let e = fails(&k(&["create", "configmap", "Bad_Name", "--dry-run=server"]));
+    assert!(e.contains("Invalid") || e.contains("invalid"), "{e}");
+
+    // patch, apply (a patch), replace (an update)
+    let patched = json_of(&ok(&k(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"9"}}"#,
+        "--dry-run=server",
+        "-o",
+        "json",
+    ])));
+    assert_eq!(
+        patched["data"]["a"], "9",
+        "the answer is the patched object"
+    );
+    let cm = dir.join("cm.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: kube-system\ndata:\n  a: \"7\"\n",
+    )
+    .unwrap();
+    ok(&s.kubectl(&["apply", "-f", cm.to_str().unwrap(), "--dry-run=server"]));
+    let mut replaced = cm0.clone();
+    replaced["data"]["a"] = "8".into();
+    let replace = dir.join("replace.json");
+    std::fs::write(&replace, replaced.to_string()).unwrap();
+    ok(&s.kubectl(&[
+        "replace",
+        "-f",
+        replace.to_str().unwrap(),
+        "--dry-run=server",
+    ]));
+    ok(&k(&[
+        "patch",
+        "secret",
+        "creds",
+        "-p",
+        r#"{"data":{"user":"eA=="}}"#,
+        "--dry-run=server",
+    ]));
+
+    // delete, of a Secret and of a record
+    let out = ok(&k(&["delete", "secret", "creds", "--dry-run=server"]));
+    assert!(out.contains("deleted (server dry run)"), "{out}");
+    ok(&k(&["delete", "cm", "settings", "--dry-run=server"]));
+    assert_eq!(before("secret", "creds"), secret0);
+    assert_eq!(before("cm", "settings"), cm0);
+
+    let name = saved_name(&ok(&s.cli(&["save"])));
+    let record = wait_for(Duration::from_secs(30), "the save's record", || {
+        record_names(&s).into_iter().next()
+    });
+    let out = ok(&s.kubectl(&["delete", "etcdsnapshotfile", &record, "--dry-run=server"]));
+    assert!(out.contains("(server dry run)"), "{out}");
+    assert_eq!(record_names(&s), std::slice::from_ref(&record));
+    assert!(s.snapshot_files().contains(&name));
+    let rec = dir.join("rec.yaml");
+    std::fs::write(
+        &rec,
+        "apiVersion: k3s.cattle.io/v1\nkind: ETCDSnapshotFile\nmetadata:\n  name: local-x-000000\nspec:\n  snapshotName: x\n  nodeName: n1\n  location: file:///x\n",
+    )
+    .unwrap();
+    fails(&s.kubectl(&[
+        "create",
+        "-f",
+        rec.to_str().unwrap(),
+        "--validate=false",
+        "--dry-run=server",
+    ]));
+    assert_eq!(record_names(&s), [record]);
+    // No event says a record was deleted.
+    let events = ok(&s.kubectl(&["get", "events", "-A", "-o", "json"]));
+    assert!(!events.contains("ETCDSnapshotDeleted"), "{events}");
+}
+
 #[test]
 fn python_kubernetes_client_reads_records_and_writes_configmaps() {
     let s = Server::start(Etcd::V35);

@@ -234,6 +234,57 @@ fn zstd_scheduled_snapshots_follow_retention() {
     }
 }
 
+/// Copies of a snapshot named for the year 2100 outranked every new snapshot by their names,
+/// so retention 2 deleted each scheduled snapshot as soon as it was taken. Now they are
+/// ordered by when they were written (and warned about), the file just taken is never
+/// deleted, and the copies age out like any other file.
+#[test]
+fn snapshots_named_for_the_future_do_not_make_retention_eat_new_ones() {
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-schedule-cron",
+            "@every 2s",
+            "--etcd-snapshot-retention",
+            "2",
+        ])
+        .start();
+    let first = wait_for(Duration::from_secs(30), "a first scheduled save", || {
+        s.snapshot_files().into_iter().next()
+    });
+    let future = ["etcd-snapshot-x-4102444800", "etcd-snapshot-y-4102444801"];
+    for name in future {
+        let tmp = s.snapshot_dir().join(format!(".{name}.tmp"));
+        std::fs::copy(s.snapshot_dir().join(&first), &tmp).unwrap();
+        std::fs::rename(&tmp, s.snapshot_dir().join(name)).unwrap();
+    }
+    let copied = now();
+    let files = wait_for(
+        Duration::from_secs(60),
+        "two scheduled snapshots taken after the copies, and the copies aged out",
+        || {
+            let f = s.snapshot_files();
+            let newer = f
+                .iter()
+                .filter(|n| {
+                    n.starts_with("etcd-snapshot-n1-")
+                        && n.rsplit('-').next().unwrap().parse::<i64>().unwrap() > copied
+                })
+                .count();
+            (newer == 2 && f.len() == 2).then_some(f)
+        },
+    );
+    assert!(
+        files.iter().all(|f| !future.contains(&f.as_str())),
+        "{files:?}"
+    );
+    let log = s.proc.log_text();
+    assert!(
+        log.contains("snapshot etcd-snapshot-x-4102444800 in")
+            && log.contains("in the future: retention orders it by when it was written"),
+        "{log}"
+    );
+}
+
 #[test]
 fn zip_is_readable_by_go_archive_zip() {
     let s = Server::start(Etcd::V35);

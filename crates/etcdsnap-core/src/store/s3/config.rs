@@ -435,6 +435,14 @@ impl S3Config {
                     self.endpoint
                 )));
             }
+            let after_scheme = self.endpoint.split_once("://").map_or("", |(_, r)| r);
+            let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+            check_host_port(authority).map_err(|why| {
+                Error::InvalidInput(format!(
+                    "invalid {flag}-endpoint {}: {why}",
+                    redact_userinfo(authority)
+                ))
+            })?;
         }
         if self.provider == Provider::Gcs && !self.credentials_file.is_empty() {
             let meta = std::fs::metadata(&self.credentials_file).map_err(|e| {
@@ -624,6 +632,110 @@ fn validate_endpoint(endpoint: &str) -> Result<()> {
             "etcd-s3-endpoint must be host[:port]: {endpoint}"
         )));
     }
+    if endpoint.is_empty() {
+        return Ok(());
+    }
+    check_host_port(endpoint).map_err(|why| {
+        Error::InvalidInput(format!(
+            "invalid etcd-s3-endpoint {}: {why}",
+            redact_userinfo(endpoint)
+        ))
+    })
+}
+
+/// `user[:password]@host` with the user information hidden (it may hold a password).
+fn redact_userinfo(authority: &str) -> String {
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("<redacted>@{host}"),
+        None => authority.to_string(),
+    }
+}
+
+/// Checks an endpoint's `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in
+/// brackets, and a port from 1 to 65535. Returns what is wrong and how to write it instead.
+/// Client libraries are not trusted with such text: one of them panics on a port it cannot
+/// parse.
+fn check_host_port(authority: &str) -> std::result::Result<(), String> {
+    if authority.contains('@') {
+        return Err(
+            "user information (user@host) is not allowed in the endpoint: give \
+                    host[:port] only, and the credentials with the access-key and secret-key \
+                    settings"
+                .into(),
+        );
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let Some((addr, after)) = rest.split_once(']') else {
+                return Err(
+                    "the IPv6 address lacks its closing ']': write it as [addr]:port, \
+                            e.g. [::1]:9000"
+                        .into(),
+                );
+            };
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!(
+                    "{addr:?} in brackets is not an IPv6 address: write [addr]:port, e.g. [::1]:9000"
+                ));
+            }
+            let port = match after {
+                "" => None,
+                p => match p.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => {
+                        return Err(format!(
+                            "unexpected {p:?} after the IPv6 address: write [addr]:port, e.g. [::1]:9000"
+                        ));
+                    }
+                },
+            };
+            (None, port)
+        }
+        None => {
+            if authority.matches(':').count() > 1 {
+                return Err(
+                    "an IPv6 address must be written in brackets: [addr]:port, e.g. \
+                            [::1]:9000"
+                        .into(),
+                );
+            }
+            match authority.split_once(':') {
+                Some((h, p)) => (Some(h), Some(p)),
+                None => (Some(authority), None),
+            }
+        }
+    };
+    if let Some(host) = host {
+        if host.is_empty() {
+            return Err("the host name is empty: give host[:port], e.g. minio.local:9000".into());
+        }
+        let bad = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')));
+        if let Some(c) = bad {
+            return Err(format!(
+                "the host name {host:?} holds {c:?}: use letters, digits, '-' and '.', an IPv4 \
+                 address, or an IPv6 address in brackets"
+            ));
+        }
+        if host.starts_with(['.', '-']) || host.contains("..") {
+            return Err(format!(
+                "the host name {host:?} is not a valid DNS name or IP address"
+            ));
+        }
+    }
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+        if !valid {
+            return Err(format!(
+                "the port {port:?} is not a number from 1 to 65535: give host[:port], e.g. \
+                 minio.local:9000, or leave the port out for 443 (80 with insecure)"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -788,6 +900,91 @@ mod tests {
                 }
                 (got, want) => panic!("{cfg:?}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn endpoints_need_a_host_and_a_port_from_1_to_65535() {
+        let good = [
+            "",
+            "s3.amazonaws.com",
+            "minio:9000",
+            "127.0.0.1:1",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[::1]:9000",
+            "[2001:db8::7]:443",
+            "my_host.local:80",
+        ];
+        for e in good {
+            let c = S3Config {
+                endpoint: e.into(),
+                ..valid()
+            };
+            assert!(c.validate().is_ok(), "{e}: {:?}", c.validate());
+        }
+        let bad = [
+            ("127.0.0.1:abc", "\"abc\" is not a number from 1 to 65535"),
+            (
+                "127.0.0.1:99999",
+                "\"99999\" is not a number from 1 to 65535",
+            ),
+            ("127.0.0.1:0", "\"0\" is not a number from 1 to 65535"),
+            ("127.0.0.1:", "\"\" is not a number from 1 to 65535"),
+            ("minio:+80", "is not a number from 1 to 65535"),
+            ("[::1", "lacks its closing ']'"),
+            ("[::1]9000", "after the IPv6 address"),
+            ("[::1]:x", "is not a number from 1 to 65535"),
+            ("[nope]:80", "is not an IPv6 address"),
+            ("::1", "must be written in brackets"),
+            ("::1:9000", "must be written in brackets"),
+            (":9000", "the host name is empty"),
+            (
+                "bob@minio:9000",
+                "user information (user@host) is not allowed",
+            ),
+            ("min!o:9000", "holds '!'"),
+            (".minio", "not a valid DNS name"),
+        ];
+        for (e, want) in bad {
+            let c = S3Config {
+                endpoint: e.into(),
+                ..valid()
+            };
+            let err = c.validate().unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{e}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains("invalid etcd-s3-endpoint"), "{e}: {msg}");
+            assert!(msg.contains(want), "{e}: {msg} should say {want}");
+        }
+        // A password in the user part never reaches the message.
+        let c = S3Config {
+            endpoint: "bob:hunter22@minio:9000".into(),
+            ..valid()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            !msg.contains("hunter22") && msg.contains("<redacted>@minio:9000"),
+            "{msg}"
+        );
+        // GCS and Azure emulator URLs get the same check of their host and port.
+        for (e, ok) in [
+            ("http://127.0.0.1:10000/devstoreaccount1", true),
+            ("http://127.0.0.1:abc/devstoreaccount1", false),
+            ("https://[::1/x", false),
+            ("http://u:p@host/x", false),
+        ] {
+            let c = S3Config {
+                provider: Provider::Gcs,
+                endpoint: e.into(),
+                ..valid()
+            };
+            assert_eq!(
+                c.validate_cloud().is_ok(),
+                ok,
+                "{e}: {:?}",
+                c.validate_cloud()
+            );
         }
     }
 
