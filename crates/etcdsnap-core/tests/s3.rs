@@ -902,6 +902,65 @@ mod moto {
         assert!(store.list(ListDetail::Basic).await.unwrap().is_empty());
     }
 
+    /// K3s's own S3 tests send anonymous requests (an access key, no secret key) to a bucket
+    /// that lets anyone list, upload and delete but not read objects (here a bucket policy:
+    /// moto refuses an anonymous HEAD). `delete`, `prune` and S3 retention need only LIST and
+    /// DELETE, as in K3s: no HEAD per object.
+    #[tokio::test]
+    async fn anonymous_delete_and_retention_need_no_head() {
+        let m = MotoTls::start();
+        m.create_bucket("anon").await;
+        m.allow_anonymous(
+            "anon",
+            &["s3:ListBucket", "s3:PutObject", "s3:DeleteObject"],
+        )
+        .await;
+        let cfg = S3Config {
+            endpoint_ca: m.ca_path().display().to_string(),
+            secret_key: String::new(),
+            ..moto_cfg(&m, "anon")
+        };
+        let store = connect(&cfg, identity("node-a")).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sidecar = write_file(dir.path(), "m.json", b"{}");
+        let names = [
+            "etcd-snapshot-node-a-1700000100",
+            "etcd-snapshot-node-a-1700000200",
+            "etcd-snapshot-node-a-1700000300",
+            "etcd-snapshot-node-a-1700000400",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                // LastModified has one-second resolution.
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            let p = write_file(dir.path(), name, &raw_snapshot(512, i as u8));
+            store.upload(&p, Some(&sidecar)).await.unwrap();
+        }
+        // The store really refuses an anonymous HEAD: a client without the uploads in its
+        // cache learns no node names.
+        let other = connect(&cfg, identity("node-b")).await.unwrap();
+        let head = other.list(ListDetail::Full).await.unwrap();
+        assert_eq!(head.len(), 4);
+        assert!(head.iter().all(|r| r.node_source.is_none()), "{head:?}");
+
+        let mut deleted = apply_retention(&store, "etcd-snapshot", 3).await.unwrap();
+        assert_eq!(deleted, [names[0]]);
+        assert!(store.delete(names[1]).await.unwrap());
+        assert!(!store.delete(names[1]).await.unwrap(), "gone already");
+        // A name that only prefixes an object is not that object.
+        assert!(!store.delete("etcd-snapshot-node-a-17000003").await.unwrap());
+        deleted = store
+            .list(ListDetail::Basic)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        deleted.sort();
+        assert_eq!(deleted, [names[2], names[3]]);
+    }
+
     #[tokio::test]
     async fn tls_with_custom_ca_file_and_base64() {
         let m = MotoTls::start();

@@ -940,20 +940,12 @@ impl S3Store {
         }
     }
 
+    /// Deletes a snapshot and its extra metadata. Whether it existed comes from a LIST of its
+    /// key, not a HEAD: deleting needs only the LIST and DELETE rights, as in K3s (a bucket
+    /// may let anonymous requests list and delete but not read, as K3s's own tests use it).
     async fn delete_inner(&self, name: &str) -> Result<bool> {
         let key = self.key(name);
-        let path = self.obj_path(&key)?;
-        let head = GetOptions {
-            head: true,
-            ..Default::default()
-        };
-        let exists = match self.store.get_opts(&path, head).await {
-            Ok(_) => true,
-            Err(object_store::Error::NotFound { .. }) => false,
-            Err(e) => {
-                return Err(self.err(&format!("HEAD of {}", self.key_location(&key)), &e));
-            }
-        };
+        let exists = self.listed(&key).await?;
         if exists {
             tracing::info!(
                 "Removing {} snapshot: {}",
@@ -971,6 +963,38 @@ impl S3Store {
             }
         }
         Ok(exists)
+    }
+
+    /// Whether the object `key` exists, by listing with the key as prefix (longer names that
+    /// start with it are skipped page by page).
+    async fn listed(&self, key: &str) -> Result<bool> {
+        let what = format!("listing of {}", self.key_location(key));
+        let mut page_token = None;
+        loop {
+            let page = self
+                .lister
+                .list_paginated(
+                    Some(key),
+                    PaginatedListOptions {
+                        page_token: page_token.take(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.err(&what, &e))?;
+            if page
+                .result
+                .objects
+                .iter()
+                .any(|o| o.location.as_ref() == key)
+            {
+                return Ok(true);
+            }
+            match page.page_token {
+                Some(t) if !t.is_empty() => page_token = Some(t),
+                _ => return Ok(false),
+            }
+        }
     }
 }
 
