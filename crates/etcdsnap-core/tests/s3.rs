@@ -293,6 +293,59 @@ async fn growing_upload_is_abandoned_when_the_writer_fails() {
     }
 }
 
+/// The files s3s-fs keeps for incomplete multipart uploads (it cannot list them over S3).
+fn pending_uploads(server: &S3sFs) -> Vec<String> {
+    std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect()
+}
+
+/// An upload whose future is dropped midway (a request cancelled, a server shutting down
+/// while a save uploads) aborts its multipart upload: no parts are left in the bucket.
+#[tokio::test]
+async fn a_growing_upload_dropped_midway_aborts_its_multipart_upload() {
+    use std::io::Write;
+    let server = S3sFs::start(&[BUCKET]);
+    let store = connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "on-demand-node-a-1730000009";
+    let (tx, rx) = etcdsnap_core::snapfile::growing::growing();
+    let mut f = std::fs::File::create_new(dir.path().join(name)).unwrap();
+    tx.opened(&f).unwrap();
+    let data = raw_snapshot(UPLOAD_CHUNK_SIZE * 2 + 1, 4);
+    f.write_all(&data).unwrap();
+    tx.wrote(data.len());
+    // The writer never finishes: the upload sends the two whole parts and waits.
+    let up = store.upload_growing(name, rx, None);
+    let parts_sent = async {
+        while !pending_uploads(&server)
+            .iter()
+            .any(|n| n.contains(".part-2"))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        r = up => panic!("the upload ended: {r:?}"),
+        () = parts_sent => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("no parts sent"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending_uploads(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left in the bucket: {:?}",
+            pending_uploads(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+}
+
 #[tokio::test]
 async fn download_verifies_and_fetches_metadata() {
     let server = S3sFs::start(&[BUCKET]);
