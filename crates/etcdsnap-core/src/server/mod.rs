@@ -241,7 +241,7 @@ pub async fn run(
         None => None,
     };
     let _lock = lock_data_dir(&cfg)?;
-    reset::remove_stale_staging(&db);
+    reset::recover(&server_dir)?;
     if let Some(cluster) = &joining {
         join::back_up_removed_member(&db)?;
         join::write_cluster_tls(&server_dir, &cluster.bootstrap)?;

@@ -1025,3 +1025,85 @@ fn a_disk_that_fills_up_mid_restore_leaves_the_data_dir_as_it_was() {
         .start();
     assert!(has_key(&s, "/x/0") && has_key(&s, "/noise/47") && !has_key(&s, "/after/0"));
 }
+
+/// A server with keys `/x/*` saved in a snapshot (zipped with `compress`), then `/after/*`
+/// written after it; stopped. Returns the data dir, the ports and the snapshot's path.
+fn small_snapshot_then_more(compress: bool) -> (tempfile::TempDir, Ports, PathBuf) {
+    let s = Server::start(Etcd::V35);
+    s.put(&kv("x", 10));
+    let mut args = vec!["save"];
+    if compress {
+        args.push("--snapshot-compress");
+    }
+    let name = ok(&s.cli(&args))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    s.put(&kv("after", 5));
+    let (dir, ports) = s.stop();
+    let snap = dir.path().join("server/db/snapshots").join(name);
+    (dir, ports, snap)
+}
+
+/// The CA certificates and keys of `server/tls` (the leaf certificates are issued again).
+fn ca_files(dir: &Path) -> BTreeMap<PathBuf, String> {
+    tree_hashes(&dir.join("server/tls"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("-ca."))
+        .collect()
+}
+
+/// A reset killed at any point of its last step (the moves of `db/etcd`, `tls` and the token
+/// file, a test hook exiting there as a kill would) is finished by the next start: the
+/// cluster's own CAs are in place (same files, same CA hash in the token, the old full token
+/// still accepted) and the restored data is served. Before, a reset killed once `tls` had
+/// moved aside left the next start to make new etcd CAs.
+#[test]
+fn a_reset_killed_while_it_moves_db_and_tls_is_finished_at_the_next_start() {
+    let (mut dir, mut ports, snap) = small_snapshot_then_more(false);
+    let token = std::fs::read_to_string(dir.path().join("server/token")).unwrap();
+    let cas = ca_files(dir.path());
+    assert!(cas.len() >= 4, "{cas:?}");
+    for point in ["journal", "move-1", "move-2", "move-3", "move-4", "move-5"] {
+        let out = reset_cmd(
+            Command::new(etcdsnap_bin()),
+            Etcd::V35,
+            dir.path(),
+            ports,
+            &[&format!("--cluster-reset-restore-path={}", snap.display())],
+        )
+        .env("ETCDSNAP_TEST_EXIT_AT", point)
+        .output()
+        .unwrap();
+        assert!(
+            !out.status.success() && stderr(&out).contains("ETCDSNAP_TEST_EXIT_AT"),
+            "{point}: the reset was not stopped there: {}",
+            stderr(&out)
+        );
+        let s = restart(Etcd::V35, dir, ports);
+        assert!(
+            s.log_text()
+                .contains("Finished the interrupted cluster reset"),
+            "{point}: {}",
+            s.log_text()
+        );
+        assert_eq!(ca_files(s.data_dir()), cas, "{point}: the CAs changed");
+        assert_eq!(
+            std::fs::read_to_string(s.data_dir().join("server/token")).unwrap(),
+            token,
+            "{point}"
+        );
+        ok(&s.cli(&["ls", "--etcd-token", token.trim()]));
+        assert!(has_key(&s, "/x/0") && !has_key(&s, "/after/0"), "{point}");
+        assert_eq!(members(&s).len(), 1, "{point}");
+        let server = s.data_dir().join("server");
+        let left: Vec<String> = entries(&server)
+            .into_iter()
+            .chain(entries(&server.join("db")))
+            .filter(|n| n.contains("restore") || n == "reset-journal")
+            .collect();
+        assert!(left.is_empty(), "{point}: {left:?}");
+        (dir, ports) = s.stop();
+    }
+}
