@@ -34,7 +34,7 @@ use super::datastore::{embedded, embedded_target, new_member_name};
 use crate::bootstrap::{self, Bootstrap};
 use crate::etcd::EtcdSource;
 use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version};
-use crate::fsutil::{RemoveOnDrop, sync_dir, write_private};
+use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir, write_private};
 use crate::naming::validate_plain_name;
 use crate::restore::{Membership, RestoreTool, prepare};
 use crate::store::SnapshotStore;
@@ -137,6 +137,8 @@ fn remove_stale(dir: &Path, stem: &str) {
 
 /// The name of the staging dirs of restores.
 const STAGING_STEM: &str = "etcd-restore-";
+/// The decompressed copy of a compressed snapshot, in `db/`, while it is restored.
+const SOURCE_STAGING_STEM: &str = ".etcd-restore-src-";
 /// The certificates a reset writes, in `server/`, before they replace `tls`.
 const TLS_STAGING_STEM: &str = ".tls-restore-";
 /// The token file a reset writes, in `server/`, before it replaces `token`.
@@ -375,6 +377,7 @@ pub fn recover(server_dir: &Path) -> Result<()> {
         );
     }
     remove_stale_staging(&server_dir.join("db"));
+    remove_stale(&server_dir.join("db"), SOURCE_STAGING_STEM);
     remove_stale(server_dir, TLS_STAGING_STEM);
     remove_stale(server_dir, TOKEN_STAGING);
     Ok(())
@@ -447,9 +450,15 @@ async fn restore(
         }
         None => PathBuf::from(path),
     };
+    // A compressed snapshot is decompressed into a staging dir of its own beside `db/etcd`,
+    // never into the snapshot dir, where a killed restore would leave it listed as a
+    // snapshot; the next start removes it with the other staging dirs.
+    let work = unique_beside(&db, SOURCE_STAGING_STEM.trim_end_matches('-'));
+    create_private_dir(&work)?;
+    let _work_guard = RemoveDirOnDrop(Some(work.clone()));
     let mut prepared = tokio::task::spawn_blocking({
-        let (source, snapdir, db) = (source.clone(), snapdir.clone(), db.clone());
-        move || prepare(&source, &snapdir, &db, false)
+        let (source, work, db) = (source.clone(), work.clone(), db.clone());
+        move || prepare(&source, &work, &db, false)
     })
     .await
     .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;

@@ -1107,3 +1107,75 @@ fn a_reset_killed_while_it_moves_db_and_tls_is_finished_at_the_next_start() {
         (dir, ports) = s.stop();
     }
 }
+
+/// A wrapper of etcdutl that, asked to restore, touches `marker` and sleeps: the reset or
+/// drill is then killed while "the tool runs", at a known point.
+pub(crate) fn hanging_etcdutl(tools: &Path, marker: &Path) -> PathBuf {
+    let wrapper = tools.join("etcdutl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = snapshot ] && [ \"$2\" = restore ]; then touch {marker}; exec sleep 600; fi\nexec {real} \"$@\"\n",
+            marker = marker.display(),
+            real = env_bin("ETCDUTL35_BIN").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// SIGKILLs `child` and then its children (nothing of them can clean up).
+pub(crate) fn kill_tree(child: &mut std::process::Child) {
+    let kids = crate::server::child_pids(child.id() as i32);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for k in kids {
+        // SAFETY: a process this test's child started.
+        unsafe {
+            libc::kill(k, libc::SIGKILL);
+        }
+    }
+}
+
+/// A restore of a `.zip` killed while etcd's tool runs leaves no decompressed copy in the
+/// snapshot dir (it would be listed and recorded as a snapshot): the copy lives in a staging
+/// dir of `db/`, which the next start removes.
+#[test]
+fn a_restore_of_a_zip_killed_midway_leaves_nothing_in_the_snapshot_dir() {
+    let (dir, ports, snap) = small_snapshot_then_more(true);
+    let snapdir = dir.path().join("server/db/snapshots");
+    let before = entries(&snapdir);
+    let tools = tempfile::tempdir().unwrap();
+    let marker = tools.path().join("restoring");
+    let wrapper = hanging_etcdutl(tools.path(), &marker);
+    let mut child = reset_cmd(
+        Command::new(etcdsnap_bin()),
+        Etcd::V35,
+        dir.path(),
+        ports,
+        &[
+            &format!("--cluster-reset-restore-path={}", snap.display()),
+            &format!("--etcdutl-binary={}", wrapper.display()),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for(std::time::Duration::from_secs(60), "etcdutl to run", || {
+        marker.exists().then_some(())
+    });
+    kill_tree(&mut child);
+    assert_eq!(entries(&snapdir), before, "left in the snapshot dir");
+    let s = restart(Etcd::V35, dir, ports);
+    let db = s.data_dir().join("server/db");
+    let left: Vec<String> = entries(&db)
+        .into_iter()
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(s.snapshot_files(), before);
+    assert!(has_key(&s, "/after/0"), "the data dir was not changed");
+}
