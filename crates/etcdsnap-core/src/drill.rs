@@ -7,7 +7,8 @@
 //! the restored etcd serves exactly the snapshot's keys and values: same count, same revision,
 //! same SHA-256 over keys, values and modification revisions, read from the snapshot file by
 //! our own bbolt reader on one side and through etcd's API on the other. Everything it made is
-//! removed afterwards, and the etcd it started is stopped, whatever the outcome.
+//! removed afterwards, and the etcd it started is stopped, whatever the outcome; what a killed
+//! drill leaves (its directories carry its pid) is removed by the next drill or server start.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +32,70 @@ pub async fn newest_snapshot(
         .into_iter()
         .filter(|r| r.status == SnapshotStatus::Successful && r.size > 0)
         .max_by_key(|r| r.created_at))
+}
+
+/// The name of every directory a drill makes starts with this, then the drill's pid:
+/// `.etcdsnap-drill-<pid>-<kind>-<random>`, so that one left by a killed drill is known as
+/// ours and as dead.
+const WORK_PREFIX: &str = ".etcdsnap-drill-";
+
+/// A new temporary directory of this process's drill in `parent`, removed when dropped.
+pub fn work_dir(parent: &Path, kind: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{WORK_PREFIX}{}-{kind}-", std::process::id()))
+        .tempdir_in(parent)
+        .map_err(|e| Error::io("create a temporary directory in", parent, e))
+}
+
+/// Removes the directories in `parent` left by drills that were killed (their process is
+/// gone, so nothing of theirs cleaned up): the next drill, or the server's start, finds them.
+/// With `all`, every drill directory goes, whatever its pid says: for a server holding its
+/// data-dir lock, whose drills are the only ones there (a pid may have been reused).
+pub fn remove_stale_work(parent: &Path, all: bool) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(WORK_PREFIX) else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let stale = match owner {
+            Some(pid) => all || !process_alive(pid),
+            // No pid in the name: an older version's, known dead to a server holding the
+            // lock, or once it is a day old (no drill runs that long).
+            None => {
+                all || e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(24 * 3600))
+            }
+        };
+        if !stale {
+            continue;
+        }
+        let p = e.path();
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => tracing::info!(
+                "Removed {}, left by a restore drill that was killed",
+                p.display()
+            ),
+            Err(err) => tracing::warn!(
+                "cannot remove {}, left by a killed restore drill: {err}",
+                p.display()
+            ),
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Keys read from the restored etcd per request.
@@ -100,16 +165,12 @@ fn free_port() -> Result<u16> {
 impl Drill {
     pub async fn run(&self) -> Result<DrillReport> {
         let started = Instant::now();
+        remove_stale_work(&self.work_parent, false);
         let opened = match &self.source {
             // A local file is decompressed next to the drill's data dir, not in $TMPDIR
             // (often a RAM disk).
             Source::Path(p) => {
-                let scratch = tempfile::Builder::new()
-                    .prefix(".etcdsnap-drill-raw-")
-                    .tempdir_in(&self.work_parent)
-                    .map_err(|e| {
-                        Error::io("create a temporary directory in", &self.work_parent, e)
-                    })?;
+                let scratch = work_dir(&self.work_parent, "raw")?;
                 let p = p.clone();
                 tokio::task::spawn_blocking(move || inspect::open_path_in(&p, scratch))
                     .await
@@ -149,10 +210,7 @@ impl Drill {
         .await
         .map_err(|e| Error::Other(format!("drill task failed: {e}")))??;
 
-        let work = tempfile::Builder::new()
-            .prefix(".etcdsnap-drill-")
-            .tempdir_in(&self.work_parent)
-            .map_err(|e| Error::io("create a temporary directory in", &self.work_parent, e))?;
+        let work = work_dir(&self.work_parent, "etcd")?;
         // Ports are picked free but may be taken before etcd binds them: then the restore
         // (which records the peer URL) and the start are tried again with new ones.
         let mut attempt = 0;

@@ -293,6 +293,59 @@ async fn growing_upload_is_abandoned_when_the_writer_fails() {
     }
 }
 
+/// The files s3s-fs keeps for incomplete multipart uploads (it cannot list them over S3).
+fn pending_uploads(server: &S3sFs) -> Vec<String> {
+    std::fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect()
+}
+
+/// An upload whose future is dropped midway (a request cancelled, a server shutting down
+/// while a save uploads) aborts its multipart upload: no parts are left in the bucket.
+#[tokio::test]
+async fn a_growing_upload_dropped_midway_aborts_its_multipart_upload() {
+    use std::io::Write;
+    let server = S3sFs::start(&[BUCKET]);
+    let store = connect(&s3s_cfg(&server, "grow"), identity("node-a"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "on-demand-node-a-1730000009";
+    let (tx, rx) = etcdsnap_core::snapfile::growing::growing();
+    let mut f = std::fs::File::create_new(dir.path().join(name)).unwrap();
+    tx.opened(&f).unwrap();
+    let data = raw_snapshot(UPLOAD_CHUNK_SIZE * 2 + 1, 4);
+    f.write_all(&data).unwrap();
+    tx.wrote(data.len());
+    // The writer never finishes: the upload sends the two whole parts and waits.
+    let up = store.upload_growing(name, rx, None);
+    let parts_sent = async {
+        while !pending_uploads(&server)
+            .iter()
+            .any(|n| n.contains(".part-2"))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        r = up => panic!("the upload ended: {r:?}"),
+        () = parts_sent => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("no parts sent"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending_uploads(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left in the bucket: {:?}",
+            pending_uploads(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+}
+
 #[tokio::test]
 async fn download_verifies_and_fetches_metadata() {
     let server = S3sFs::start(&[BUCKET]);
@@ -902,6 +955,65 @@ mod moto {
         assert!(recs[0].metadata.is_some());
         assert!(store.delete(name).await.unwrap());
         assert!(store.list(ListDetail::Basic).await.unwrap().is_empty());
+    }
+
+    /// K3s's own S3 tests send anonymous requests (an access key, no secret key) to a bucket
+    /// that lets anyone list, upload and delete but not read objects (here a bucket policy:
+    /// moto refuses an anonymous HEAD). `delete`, `prune` and S3 retention need only LIST and
+    /// DELETE, as in K3s: no HEAD per object.
+    #[tokio::test]
+    async fn anonymous_delete_and_retention_need_no_head() {
+        let m = MotoTls::start();
+        m.create_bucket("anon").await;
+        m.allow_anonymous(
+            "anon",
+            &["s3:ListBucket", "s3:PutObject", "s3:DeleteObject"],
+        )
+        .await;
+        let cfg = S3Config {
+            endpoint_ca: m.ca_path().display().to_string(),
+            secret_key: String::new(),
+            ..moto_cfg(&m, "anon")
+        };
+        let store = connect(&cfg, identity("node-a")).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sidecar = write_file(dir.path(), "m.json", b"{}");
+        let names = [
+            "etcd-snapshot-node-a-1700000100",
+            "etcd-snapshot-node-a-1700000200",
+            "etcd-snapshot-node-a-1700000300",
+            "etcd-snapshot-node-a-1700000400",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                // LastModified has one-second resolution.
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            let p = write_file(dir.path(), name, &raw_snapshot(512, i as u8));
+            store.upload(&p, Some(&sidecar)).await.unwrap();
+        }
+        // The store really refuses an anonymous HEAD: a client without the uploads in its
+        // cache learns no node names.
+        let other = connect(&cfg, identity("node-b")).await.unwrap();
+        let head = other.list(ListDetail::Full).await.unwrap();
+        assert_eq!(head.len(), 4);
+        assert!(head.iter().all(|r| r.node_source.is_none()), "{head:?}");
+
+        let mut deleted = apply_retention(&store, "etcd-snapshot", 3).await.unwrap();
+        assert_eq!(deleted, [names[0]]);
+        assert!(store.delete(names[1]).await.unwrap());
+        assert!(!store.delete(names[1]).await.unwrap(), "gone already");
+        // A name that only prefixes an object is not that object.
+        assert!(!store.delete("etcd-snapshot-node-a-17000003").await.unwrap());
+        deleted = store
+            .list(ListDetail::Basic)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        deleted.sort();
+        assert_eq!(deleted, [names[2], names[3]]);
     }
 
     #[tokio::test]

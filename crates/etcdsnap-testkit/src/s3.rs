@@ -162,6 +162,35 @@ impl MotoTls {
             }
         }
     }
+
+    /// Lets anonymous (unsigned) requests do these S3 actions on `bucket` and its objects, by
+    /// a bucket policy; everything else stays refused to them (moto checks anonymous requests
+    /// against the policy, and calls a HEAD `s3:HeadObject`).
+    pub async fn allow_anonymous(&self, bucket: &str, actions: &[&str]) {
+        let ca = reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .no_proxy()
+            .build()
+            .unwrap();
+        let actions: Vec<String> = actions.iter().map(|a| format!("{a:?}")).collect();
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":[{}],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}}]}}"#,
+            actions.join(",")
+        );
+        // moto takes a request with any SigV4 header as signed by its owner.
+        let r = http
+            .put(format!("https://127.0.0.1:{}/{bucket}?policy", self.port))
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(policy)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "put policy: {}", r.status());
+    }
 }
 
 /// An object_store client independent of the store under test.

@@ -91,10 +91,7 @@ async fn drill_newest(state: &ServerState, d: &DrillSettings) -> Result<DrillRep
             ))
         })?;
     let work_parent = state.engine.config().data_dir.join("server/db");
-    let held = tempfile::Builder::new()
-        .prefix(".etcdsnap-drill-src-")
-        .tempdir_in(&work_parent)
-        .map_err(|e| Error::io("create a temporary directory in", &work_parent, e))?;
+    let held = crate::drill::work_dir(&work_parent, "src")?;
     let copy = hold(&local.dir().join(&newest.key), held.path(), &newest.name)?;
     tracing::info!("Restore drill of {} starting", newest.name);
     Drill {

@@ -363,8 +363,10 @@ async fn run_request(state: &Arc<ServerState>, req: &SnapshotRequest) -> Result<
                 ListDetail::Basic
             };
             let recs = engine.list(dir.as_deref(), store, detail).await?;
-            reconcile(dir, Vec::new()).await;
-            json(StatusCode::OK, &stored_list(engine, &recs).await)
+            // The answer comes from the listing; the records follow it in the background.
+            let answer = json(StatusCode::OK, &stored_list(engine, &recs).await);
+            reconcile_after_list(state.clone(), dir, store.cloned());
+            answer
         }
         Operation::Delete { dir, names, .. } => {
             let r = engine.delete(dir.as_deref(), &names, store).await?;
@@ -410,6 +412,59 @@ async fn reconcile_after(
             RECONCILE_WAIT.as_secs()
         );
     }
+}
+
+/// Reconciles in the background after a listing, so that `ls` answers as fast as the listing
+/// (K3s's `ls` never waited for records). Bounded: per server, one reconcile runs and at most
+/// one waits; a listing that finds one waiting leaves it to that one, which starts after it.
+fn reconcile_after_list(
+    state: Arc<ServerState>,
+    dir: Option<std::path::PathBuf>,
+    store: Option<Arc<dyn crate::store::SnapshotStore>>,
+) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Turn = Arc<tokio::sync::Mutex<()>>;
+    /// Per server state (its address, held by every task of the entry): the reconciles
+    /// started or waiting, and the turn they take one after the other.
+    static PENDING: Mutex<Option<HashMap<usize, (usize, Turn)>>> = Mutex::new(None);
+    let key = Arc::as_ptr(&state) as usize;
+    let turn = {
+        let mut map = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.get_or_insert_with(HashMap::new).entry(key).or_default();
+        if entry.0 >= 2 {
+            return;
+        }
+        entry.0 += 1;
+        entry.1.clone()
+    };
+    /// Counts the reconcile out when it ends, however it ends.
+    struct Done(usize);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let mut map = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(map) = map.as_mut()
+                && let Some(entry) = map.get_mut(&self.0)
+            {
+                entry.0 -= 1;
+                if entry.0 == 0 {
+                    map.remove(&self.0);
+                }
+            }
+        }
+    }
+    let done = Done(key);
+    tokio::spawn(async move {
+        let _done = done;
+        let _turn = turn.lock().await;
+        if let Err(e) = state
+            .engine
+            .reconcile(dir.as_deref(), store.as_ref(), &[])
+            .await
+        {
+            tracing::warn!("{e}");
+        }
+    });
 }
 
 /// The list `ls -o json|yaml` prints: the stored ETCDSnapshotFile of each file (with uid and

@@ -254,7 +254,9 @@ pub async fn run(
         None => None,
     };
     let _lock = lock_data_dir(&cfg)?;
-    reset::remove_stale_staging(&db);
+    reset::recover(&server_dir)?;
+    // No drill runs yet: any drill directory in `db/` is a killed server's.
+    crate::drill::remove_stale_work(&db, true);
     if let Some(cluster) = &joining {
         join::back_up_removed_member(&db)?;
         join::write_cluster_tls(&server_dir, &cluster.bootstrap)?;

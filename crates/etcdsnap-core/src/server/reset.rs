@@ -10,13 +10,18 @@
 //! 3. etcd is started on the staging dir, on loopback only and with `--force-new-cluster`; the
 //!    member list must be this member alone, and the bootstrap data (CAs) is read and decrypted
 //!    with the token; then etcd is stopped;
-//! 4. only now is anything of the server's changed: `db/etcd` moves to `db/etcd-old-<unix>`
-//!    (never deleted by us) and the staging dir takes its place; `tls` moves to `tls-<unix>`
-//!    and the CAs are written from the bootstrap data; `db/reset-flag` is written.
+//! 4. the CAs of the bootstrap data, the etcd certificates issued from them and the token file
+//!    with their hash are written into staging names beside `tls` and `token`;
+//! 5. only now is anything of the server's changed, in one recoverable step: a journal
+//!    (`server/reset-journal`) lists the renames, then `db/etcd` moves to `db/etcd-old-<unix>`
+//!    (never deleted by us) and the staging dir takes its place, `tls` moves to `tls-<unix>`
+//!    and the staged certificates and token take their places; `db/reset-flag` is written and
+//!    the journal removed.
 //!
-//! A failure before step 4 leaves `server/db` and `server/tls` as they were (the staging dir,
-//! the download and the decompressed copy are removed); a failure in step 4 says how to put the
-//! old data back. K3s moved the data first and restored after; it also started etcd on the
+//! A failure before step 5 leaves `server/db` and `server/tls` as they were (the staging dirs,
+//! the download and the decompressed copy are removed, or by the next start if the process was
+//! killed); a reset killed in step 5 is finished by the next start or reset, from the journal,
+//! so `server/tls` is never left half written. K3s moved the data first and restored after; it also started etcd on the
 //! data dir after the move. Without a restore path the data is kept: etcd runs once with
 //! `--force-new-cluster` on `db/etcd` itself.
 
@@ -29,7 +34,7 @@ use super::datastore::{embedded, embedded_target, new_member_name};
 use crate::bootstrap::{self, Bootstrap};
 use crate::etcd::EtcdSource;
 use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version};
-use crate::fsutil::{RemoveOnDrop, sync_dir, write_private};
+use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir, write_private};
 use crate::naming::validate_plain_name;
 use crate::restore::{Membership, RestoreTool, prepare};
 use crate::store::SnapshotStore;
@@ -93,25 +98,34 @@ pub async fn run(cfg: &ServerConfig, reset: &ResetSettings) -> Result<String> {
     }
     let token = reset_token(cfg)?;
     let _lock = super::lock_data_dir(cfg)?;
-    remove_stale_staging(&cfg.server_dir().join("db"));
-    run_locked(cfg, reset, token, &flag).await
+    recover(&cfg.server_dir())?;
+    run_locked(cfg, reset, token).await
 }
 
 /// Staging dirs (`db/etcd-restore-*`) are left only by a restore that was killed: it
 /// restores into one and moves it into place as its last step, so one never holds the
 /// server's data. Removed (with a log line) by the next reset or start, under the data-dir
 /// lock, so that no restore is running.
-pub fn remove_stale_staging(db: &Path) {
-    let Ok(rd) = std::fs::read_dir(db) else {
+fn remove_stale_staging(db: &Path) {
+    remove_stale(db, STAGING_STEM);
+}
+
+fn remove_stale(dir: &Path, stem: &str) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(STAGING_STEM) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        if !name.starts_with(stem) {
             continue;
         }
         let p = e.path();
-        match std::fs::remove_dir_all(&p) {
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match removed {
             Ok(()) => tracing::info!(
                 "Removed {}, left by a cluster reset that did not finish (the data dir was not changed by it)",
                 p.display()
@@ -123,6 +137,12 @@ pub fn remove_stale_staging(db: &Path) {
 
 /// The name of the staging dirs of restores.
 const STAGING_STEM: &str = "etcd-restore-";
+/// The decompressed copy of a compressed snapshot, in `db/`, while it is restored.
+const SOURCE_STAGING_STEM: &str = ".etcd-restore-src-";
+/// The certificates a reset writes, in `server/`, before they replace `tls`.
+const TLS_STAGING_STEM: &str = ".tls-restore-";
+/// The token file a reset writes, in `server/`, before it replaces `token`.
+const TOKEN_STAGING: &str = ".token-restore";
 
 fn previously_reset(flag: &Path) -> Error {
     Error::InvalidInput(format!(
@@ -131,12 +151,7 @@ fn previously_reset(flag: &Path) -> Error {
     ))
 }
 
-async fn run_locked(
-    cfg: &ServerConfig,
-    reset: &ResetSettings,
-    token: Token,
-    flag: &Path,
-) -> Result<String> {
+async fn run_locked(cfg: &ServerConfig, reset: &ResetSettings, token: Token) -> Result<String> {
     let hosts = cfg.hosts();
     let tls_dir = cfg.server_dir().join("tls");
     ensure_supervisor_certs(&tls_dir, &hosts)?;
@@ -144,7 +159,7 @@ async fn run_locked(
     let version = binary_version(&etcd.binary).await?;
     etcd.check_ports_free()?;
     let started = Instant::now();
-    let bootstrap = match &reset.restore_path {
+    let staged = match &reset.restore_path {
         Some(path) => restore(cfg, reset, &mut etcd, &version, &token, path).await?,
         None => {
             tracing::info!(
@@ -157,11 +172,23 @@ async fn run_locked(
                     etcd.data_dir.display()
                 )));
             }
-            reset_in_place(&etcd, &token).await?
+            Staged {
+                bootstrap: reset_in_place(&etcd, &token).await?,
+                ..Default::default()
+            }
         }
     };
-    match bootstrap {
-        Some(data) if data.is_complete() => restore_certificates(cfg, &tls_dir, &data, &token)?,
+    let server_dir = cfg.server_dir();
+    let mut journal = Journal {
+        moves: staged.moves.clone(),
+    };
+    let mut tls_staging = None;
+    match &staged.bootstrap {
+        Some(data) if data.is_complete() => {
+            let (guard, moves) = stage_certificates(cfg, &tls_dir, data, &token)?;
+            tls_staging = Some(guard);
+            journal.moves.extend(moves);
+        }
         Some(_) => tracing::warn!(
             "Cluster reset: the bootstrap data in etcd is incomplete; keeping the certificates in {}",
             tls_dir.display()
@@ -171,9 +198,189 @@ async fn run_locked(
             tls_dir.display()
         ),
     }
-    write_private(flag, b"")?;
+    // From here on the server's own files change, as one step that the next start finishes
+    // if this process dies midway.
+    journal.write(&server_dir)?;
+    staged.disarm();
+    if let Some(g) = tls_staging {
+        g.disarm();
+    }
+    exit_if_asked("journal");
+    journal.apply(&server_dir)?;
     tracing::info!("Cluster reset finished in {:.1?}", started.elapsed());
     Ok(reset_message(&cfg.data_dir))
+}
+
+/// What a reset prepared before changing anything of the server: the bootstrap data read
+/// from etcd, and for a restore the moves that put the staging dir in place of `db/etcd`.
+#[derive(Default)]
+struct Staged {
+    bootstrap: Option<Bootstrap>,
+    moves: Vec<Move>,
+    /// Removed if the reset fails before its journal is written.
+    guards: Vec<RemoveDirOnDrop>,
+    downloaded: Vec<RemoveOnDrop>,
+}
+
+impl Staged {
+    fn disarm(self) {
+        for g in self.guards {
+            g.disarm();
+        }
+        // The restored snapshot stays where it was (a download stays in the snapshot dir).
+        for d in self.downloaded {
+            d.disarm();
+        }
+    }
+}
+
+/// `server/reset-journal`: the renames that put a reset's result in place, written (fsynced)
+/// once everything they move is complete, so a reset killed midway is finished by the next
+/// start or reset, never half applied. Every move either sets a live path aside under a new
+/// name (done once that name exists) or puts a staged path in place (done once the staged
+/// name is gone), so each is done exactly once however often the journal is replayed. The
+/// flag `db/reset-flag` is written and the journal removed last.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    /// In order.
+    moves: Vec<Move>,
+}
+
+/// One rename, paths relative to `server/`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Move {
+    from: PathBuf,
+    to: PathBuf,
+    /// `to` is a new name (a backup); otherwise `from` is (a staging name).
+    aside: bool,
+}
+
+impl Move {
+    fn aside(from: PathBuf, to: PathBuf) -> Move {
+        Move {
+            from,
+            to,
+            aside: true,
+        }
+    }
+
+    fn into_place(from: PathBuf, to: PathBuf) -> Move {
+        Move {
+            from,
+            to,
+            aside: false,
+        }
+    }
+}
+
+const JOURNAL: &str = "reset-journal";
+
+impl Journal {
+    fn write(&self, server_dir: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Other(format!("cannot encode the reset journal: {e}")))?;
+        write_private(&server_dir.join(JOURNAL), &text)
+    }
+
+    fn read(server_dir: &Path) -> Result<Option<Journal>> {
+        let path = server_dir.join(JOURNAL);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        serde_json::from_slice(&text).map(Some).map_err(|e| {
+            Error::InvalidInput(format!(
+                "{} (the steps left of an interrupted cluster reset) cannot be read: {e}; finish the moves it lists by hand, then delete it",
+                path.display()
+            ))
+        })
+    }
+
+    /// Does the moves not yet done, writes `db/reset-flag`, removes the journal.
+    fn apply(&self, server_dir: &Path) -> Result<()> {
+        let journal = server_dir.join(JOURNAL);
+        for (i, m) in self.moves.iter().enumerate() {
+            let (src, dst) = (server_dir.join(&m.from), server_dir.join(&m.to));
+            let exists = |p: &Path| p.symlink_metadata().is_ok();
+            let done = if m.aside { exists(&dst) } else { !exists(&src) };
+            if !done {
+                // Only a file replaces what it lands on (the token file); a directory that
+                // would land on one means someone else changed the data dir meanwhile.
+                if src.is_dir() && exists(&dst) {
+                    return Err(Error::Other(format!(
+                        "cannot finish the cluster reset: both {} and {} exist; move one of them away, and the next start finishes the steps listed in {}",
+                        src.display(),
+                        dst.display(),
+                        journal.display()
+                    )));
+                }
+                std::fs::rename(&src, &dst).map_err(|e| {
+                    Error::Other(format!(
+                        "cannot move {} to {}: {e}; the next start finishes the steps listed in {}",
+                        src.display(),
+                        dst.display(),
+                        journal.display()
+                    ))
+                })?;
+                sync_dir(crate::fsutil::parent_dir(&dst))?;
+                log_move(&m.from, &dst);
+            }
+            exit_if_asked(&format!("move-{}", i + 1));
+        }
+        write_private(&server_dir.join("db").join("reset-flag"), b"")?;
+        std::fs::remove_file(&journal).map_err(|e| Error::io("remove", &journal, e))?;
+        sync_dir(server_dir)
+    }
+}
+
+fn log_move(from: &Path, dst: &Path) {
+    if from == Path::new("db/etcd") {
+        tracing::info!("Pre-restore etcd database moved to {}", dst.display());
+    } else if from == Path::new("tls") {
+        tracing::info!(
+            "Cluster reset: backing up certificates directory to {}",
+            dst.display()
+        );
+    } else {
+        tracing::info!(
+            "Cluster reset: moved {} to {}",
+            from.display(),
+            dst.display()
+        );
+    }
+}
+
+/// Test hook: `ETCDSNAP_TEST_EXIT_AT=<point>` makes a reset exit at once (no clean-up, as a
+/// kill would) at that point of its last step, so tests can check that the next start
+/// finishes it.
+fn exit_if_asked(point: &str) {
+    if std::env::var_os("ETCDSNAP_TEST_EXIT_AT").is_some_and(|v| v == point) {
+        eprintln!("ETCDSNAP_TEST_EXIT_AT={point}: exiting");
+        std::process::exit(99);
+    }
+}
+
+/// At the start of a server or a reset, under the data-dir lock: finishes a reset whose
+/// journal was written (its staging dirs hold the result), then removes the staging dirs of
+/// resets that died before they wrote one (they hold nothing of the server's).
+pub fn recover(server_dir: &Path) -> Result<()> {
+    if let Some(journal) = Journal::read(server_dir)? {
+        tracing::warn!(
+            "A cluster reset was interrupted after it had prepared everything; finishing it ({} moves)",
+            journal.moves.len()
+        );
+        journal.apply(server_dir)?;
+        tracing::info!(
+            "Finished the interrupted cluster reset; {} now hold its result",
+            server_dir.display()
+        );
+    }
+    remove_stale_staging(&server_dir.join("db"));
+    remove_stale(&server_dir.join("db"), SOURCE_STAGING_STEM);
+    remove_stale(server_dir, TLS_STAGING_STEM);
+    remove_stale(server_dir, TOKEN_STAGING);
+    Ok(())
 }
 
 /// The token whose secret decrypts the bootstrap data: `--token`, else the token file. Its CA
@@ -199,7 +406,7 @@ async fn restore(
     version: &str,
     token: &Token,
     path: &str,
-) -> Result<Option<Bootstrap>> {
+) -> Result<Staged> {
     let snapdir = resolve_snapshot_dir(&cfg.data_dir, cfg.snapshots.dir.as_deref(), true)?;
     let db = cfg.server_dir().join("db");
     // A download is ours to remove if the restore fails before anything changed.
@@ -243,9 +450,15 @@ async fn restore(
         }
         None => PathBuf::from(path),
     };
+    // A compressed snapshot is decompressed into a staging dir of its own beside `db/etcd`,
+    // never into the snapshot dir, where a killed restore would leave it listed as a
+    // snapshot; the next start removes it with the other staging dirs.
+    let work = unique_beside(&db, SOURCE_STAGING_STEM.trim_end_matches('-'));
+    create_private_dir(&work)?;
+    let _work_guard = RemoveDirOnDrop(Some(work.clone()));
     let mut prepared = tokio::task::spawn_blocking({
-        let (source, snapdir, db) = (source.clone(), snapdir.clone(), db.clone());
-        move || prepare(&source, &snapdir, &db, false)
+        let (source, work, db) = (source.clone(), work.clone(), db.clone());
+        move || prepare(&source, &work, &db, false)
     })
     .await
     .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
@@ -277,35 +490,35 @@ async fn restore(
     let data = run_once(etcd, token).await;
     etcd.data_dir = live_dir.clone();
     let data = data?;
-
-    // From here on the server's own files change.
-    let old = unique_beside(&db, "etcd-old");
-    if live_dir.exists() {
-        std::fs::rename(&live_dir, &old).map_err(|e| Error::io("move", &live_dir, e))?;
-        tracing::info!("Pre-restore etcd database moved to {}", old.display());
-    }
-    if let Err(e) = std::fs::rename(&staging, &live_dir) {
-        return Err(Error::Other(format!(
-            "cannot move the restored data {} to {}: {e}; the data dir as it was before the restore is in {}: to put it back, run `mv {} {}`",
-            staging.display(),
-            live_dir.display(),
-            old.display(),
-            old.display(),
-            live_dir.display()
-        )));
-    }
-    staging_guard.disarm();
-    sync_dir(&db)?;
-    // The restored snapshot stays where it was (a download stays in the snapshot dir).
-    for d in downloaded {
-        d.disarm();
-    }
     tracing::info!(
-        "Restore: {} now holds the snapshot's data as member {name}; the previous data is in {}",
-        live_dir.display(),
-        old.display()
+        "Restore: {} holds the snapshot's data as member {name}; it replaces {}",
+        staging.display(),
+        live_dir.display()
     );
-    Ok(data)
+    let server_dir = cfg.server_dir();
+    let rel = |p: &Path| p.strip_prefix(&server_dir).map(Path::to_path_buf);
+    let (Ok(live_rel), Ok(staging_rel)) = (rel(&live_dir), rel(&staging)) else {
+        return Err(Error::Other(format!(
+            "{} is not below {}",
+            staging.display(),
+            server_dir.display()
+        )));
+    };
+    let mut moves = Vec::new();
+    if live_dir.exists() {
+        let old = unique_beside(&db, "etcd-old");
+        moves.push(Move::aside(
+            live_rel.clone(),
+            Path::new("db").join(old.file_name().unwrap_or_default()),
+        ));
+    }
+    moves.push(Move::into_place(staging_rel, live_rel));
+    Ok(Staged {
+        bootstrap: data,
+        moves,
+        guards: vec![staging_guard],
+        downloaded,
+    })
 }
 
 /// Resets membership on the data dir as it is.
@@ -376,32 +589,30 @@ async fn wait_healthy(etcd: &dyn EtcdSource, child: &mut EtcdChild) -> Result<()
     }
 }
 
-/// Moves `tls` to `tls-<unix>` and writes the CAs of the bootstrap data; the leaf certificates
-/// are issued again from them at the next start. The token file is rewritten with the restored
-/// CA's hash, so the full token (`K10<hash>::server:<secret>`) of the old cluster works.
-fn restore_certificates(
+/// Writes the CAs of the bootstrap data into a staging dir beside `tls`, issues the etcd leaf
+/// certificates from them (so that a failure shows now, not at the next start), and writes
+/// the token file with the restored CA's hash beside `token`, so the full token
+/// (`K10<hash>::server:<secret>`) of the old cluster works. Returns the staging guard and
+/// the moves that put them in place (`tls` goes to `tls-<unix>`).
+fn stage_certificates(
     cfg: &ServerConfig,
     tls_dir: &Path,
     data: &Bootstrap,
     token: &Token,
-) -> Result<()> {
-    let backup = unique_beside(&cfg.server_dir(), "tls");
-    tracing::info!(
-        "Cluster reset: backing up certificates directory to {}",
-        backup.display()
-    );
-    std::fs::rename(tls_dir, &backup).map_err(|e| Error::io("move", tls_dir, e))?;
-    let written = data.write(tls_dir)?;
+) -> Result<(RemoveDirOnDrop, Vec<Move>)> {
+    let server_dir = cfg.server_dir();
+    let staging = unique_beside(&server_dir, TLS_STAGING_STEM.trim_end_matches('-'));
+    let guard = RemoveDirOnDrop(Some(staging.clone()));
+    let token_staging = server_dir.join(TOKEN_STAGING);
+    let written = data.write(&staging)?;
     tracing::info!(
         "Cluster reset: wrote {} CA files from the datastore into {}",
         written.len(),
-        tls_dir.display()
+        staging.display()
     );
-    // The etcd leaf certificates must come from the restored CAs: issue them now, so that a
-    // failure shows here rather than at the next start.
-    ensure_etcd_certs(tls_dir, &cfg.hosts())?;
-    let ca_pem = std::fs::read(tls_dir.join("server-ca.crt"))
-        .map_err(|e| Error::io("read", &tls_dir.join("server-ca.crt"), e))?;
+    ensure_etcd_certs(&staging, &cfg.hosts())?;
+    let ca_pem = std::fs::read(staging.join("server-ca.crt"))
+        .map_err(|e| Error::io("read", &staging.join("server-ca.crt"), e))?;
     let hash = crate::token::ca_hash(&ca_pem);
     if let Some(h) = &token.ca_hash
         && *h != hash
@@ -415,10 +626,19 @@ fn restore_certificates(
         username: "server".into(),
         password: token.password.clone(),
     };
-    write_private(
-        &cfg.server_dir().join("token"),
-        format!("{}\n", full.to_full()).as_bytes(),
-    )
+    write_private(&token_staging, format!("{}\n", full.to_full()).as_bytes())?;
+    let name = |p: &Path| PathBuf::from(p.file_name().unwrap_or_default());
+    let mut moves = Vec::new();
+    if tls_dir.exists() {
+        let backup = unique_beside(&server_dir, "tls");
+        moves.push(Move::aside(name(tls_dir), name(&backup)));
+    }
+    moves.push(Move::into_place(name(&staging), name(tls_dir)));
+    moves.push(Move::into_place(
+        name(&token_staging),
+        PathBuf::from("token"),
+    ));
+    Ok((guard, moves))
 }
 
 /// Removes a directory tree when dropped unless disarmed.

@@ -30,7 +30,7 @@ use futures::StreamExt;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
 use object_store::{
-    Attribute, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt,
+    Attribute, Attributes, GetOptions, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::io::AsyncWriteExt;
@@ -537,10 +537,11 @@ impl S3Store {
                 ..Default::default()
             },
         );
-        let mut upload = tokio::time::timeout(timeout, start)
+        let upload = tokio::time::timeout(timeout, start)
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| self.err(&what, &e))?;
+        let mut upload = AbortOnDrop(Some(upload), self.key_location(key), self.secrets.clone());
 
         let mut parts: JoinSet<object_store::Result<()>> = JoinSet::new();
         // While the writer runs, only each part is bounded; once the file is complete, the rest
@@ -564,7 +565,7 @@ impl S3Store {
                 };
                 let data = source.read_at(offset, len as usize).await?;
                 offset += len;
-                parts.spawn(upload.put_part(PutPayload::from(Bytes::from(data))));
+                parts.spawn(upload.get().put_part(PutPayload::from(Bytes::from(data))));
             }
             while !parts.is_empty() {
                 Self::join_part(&mut parts, deadline, &timed_out, |e| self.err(&what, &e)).await?;
@@ -574,7 +575,7 @@ impl S3Store {
         .await;
 
         let completed = match sent {
-            Ok(sent) => tokio::time::timeout_at(deadline, upload.complete())
+            Ok(sent) => tokio::time::timeout_at(deadline, upload.get().complete())
                 .await
                 .map_err(|_| timed_out())
                 .and_then(|r| r.map_err(|e| self.err(&what, &e)))
@@ -582,9 +583,15 @@ impl S3Store {
             Err(e) => Err(e),
         };
         match completed {
-            Ok(done) => Ok(done),
+            Ok(done) => {
+                upload.0 = None;
+                Ok(done)
+            }
             Err(e) => {
                 parts.shutdown().await;
+                let Some(mut upload) = upload.0.take() else {
+                    return Err(e);
+                };
                 match tokio::time::timeout(ABORT_GRACE, upload.abort()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(ae)) => tracing::warn!(
@@ -940,20 +947,12 @@ impl S3Store {
         }
     }
 
+    /// Deletes a snapshot and its extra metadata. Whether it existed comes from a LIST of its
+    /// key, not a HEAD: deleting needs only the LIST and DELETE rights, as in K3s (a bucket
+    /// may let anonymous requests list and delete but not read, as K3s's own tests use it).
     async fn delete_inner(&self, name: &str) -> Result<bool> {
         let key = self.key(name);
-        let path = self.obj_path(&key)?;
-        let head = GetOptions {
-            head: true,
-            ..Default::default()
-        };
-        let exists = match self.store.get_opts(&path, head).await {
-            Ok(_) => true,
-            Err(object_store::Error::NotFound { .. }) => false,
-            Err(e) => {
-                return Err(self.err(&format!("HEAD of {}", self.key_location(&key)), &e));
-            }
-        };
+        let exists = self.listed(&key).await?;
         if exists {
             tracing::info!(
                 "Removing {} snapshot: {}",
@@ -971,6 +970,81 @@ impl S3Store {
             }
         }
         Ok(exists)
+    }
+
+    /// Whether the object `key` exists, by listing with the key as prefix (longer names that
+    /// start with it are skipped page by page).
+    async fn listed(&self, key: &str) -> Result<bool> {
+        let what = format!("listing of {}", self.key_location(key));
+        let mut page_token = None;
+        loop {
+            let page = self
+                .lister
+                .list_paginated(
+                    Some(key),
+                    PaginatedListOptions {
+                        page_token: page_token.take(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.err(&what, &e))?;
+            if page
+                .result
+                .objects
+                .iter()
+                .any(|o| o.location.as_ref() == key)
+            {
+                return Ok(true);
+            }
+            match page.page_token {
+                Some(t) if !t.is_empty() => page_token = Some(t),
+                _ => return Ok(false),
+            }
+        }
+    }
+}
+
+/// A multipart upload that is aborted if it is dropped unfinished: when the operation's future
+/// is dropped (a request cancelled, a server shutting down), the abort goes on in a task of
+/// its own, bounded by [`ABORT_GRACE`]. Completing or aborting takes the upload out first.
+/// A process killed mid-upload leaves the upload to the bucket's lifecycle rule: object_store
+/// cannot list the incomplete uploads of a folder (no ListMultipartUploads), so they cannot
+/// be found and aborted at the next start.
+struct AbortOnDrop(Option<Box<dyn MultipartUpload>>, String, Vec<String>);
+
+impl AbortOnDrop {
+    fn get(&mut self) -> &mut Box<dyn MultipartUpload> {
+        self.0
+            .as_mut()
+            .expect("the upload is taken out only when it ends")
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(mut upload) = self.0.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let location = std::mem::take(&mut self.1);
+        let secrets = std::mem::take(&mut self.2);
+        rt.spawn(async move {
+            match tokio::time::timeout(ABORT_GRACE, upload.abort()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("Aborted the multipart upload of {location}, cut short")
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    "Failed to abort the multipart upload of {location}, cut short: {}",
+                    scrub(&e.to_string(), &secrets)
+                ),
+                Err(_) => {
+                    tracing::warn!("Abort of the multipart upload of {location} timed out")
+                }
+            }
+        });
     }
 }
 

@@ -219,3 +219,93 @@ fn scheduled_drills_fail_without_a_snapshot_pass_with_one_and_clean_up() {
     assert!(left.is_empty(), "{left:?}");
     no_drill_etcd_runs(&dir.path().join("server/db/.etcdsnap-drill"));
 }
+
+fn drill_dirs(dir: &Path) -> Vec<String> {
+    list_files(dir)
+        .into_iter()
+        .filter(|f| f.starts_with(".etcdsnap-drill-"))
+        .collect()
+}
+
+/// A server killed (SIGKILL) while a scheduled drill restores leaves its drill dirs in
+/// `server/db`; the next start removes them (before, they stayed for ever).
+#[test]
+fn a_server_killed_mid_drill_leaves_no_drill_dirs_after_its_restart() {
+    let tools = tempfile::tempdir().unwrap();
+    let marker = tools.path().join("restoring");
+    let wrapper = crate::restore::hanging_etcdutl(tools.path(), &marker);
+    let mut s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-snapshot-drill-schedule-cron=@every 2s".to_string(),
+            "--etcd-disable-snapshots".to_string(),
+            format!("--etcdutl-binary={}", wrapper.display()),
+        ])
+        .start();
+    s.put(&noise("k", 1));
+    ok(&s.cli(&["save"]));
+    wait_for(Duration::from_secs(60), "a drill to restore", || {
+        marker.exists().then_some(())
+    });
+    let db = s.data_dir().join("server/db");
+    assert!(!drill_dirs(&db).is_empty(), "{:?}", list_files(&db));
+    let kids = crate::server::child_pids(s.proc.pid());
+    // SAFETY: the server this test started, then its children.
+    unsafe {
+        libc::kill(s.proc.pid(), libc::SIGKILL);
+        for k in kids {
+            libc::kill(k, libc::SIGKILL);
+        }
+    }
+    s.proc.wait_exit(Duration::from_secs(10));
+    assert!(!drill_dirs(&db).is_empty(), "the kill came too late");
+    let ports = s.ports();
+    let s = Server::builder(Etcd::V35).dir(s.dir).ports(ports).start();
+    assert!(drill_dirs(&db).is_empty(), "{:?}", drill_dirs(&db));
+    assert!(
+        s.log_text()
+            .contains("left by a restore drill that was killed"),
+        "{}",
+        s.log_text()
+    );
+}
+
+/// A CLI drill killed while it restores leaves its dirs in `$TMPDIR`; the next drill removes
+/// them, as their owner is gone (dirs of a drill still running are left alone).
+#[test]
+fn a_killed_cli_drill_leaves_temp_dirs_that_the_next_drill_removes() {
+    let s = Server::start(Etcd::V35);
+    s.put(&noise("k", 1));
+    ok(&s.cli(&["save", "--snapshot-compress"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let marker = tools.path().join("restoring");
+    let wrapper = crate::restore::hanging_etcdutl(tools.path(), &marker);
+    // A directory of a drill that still runs (this test's pid) stays.
+    let alive = t.join(format!(".etcdsnap-drill-{}-etcd-x", std::process::id()));
+    std::fs::create_dir(&alive).unwrap();
+    let mut cmd = Command::new(etcdsnap_bin());
+    cmd.args(["etcd-snapshot", "drill"])
+        .arg("-d")
+        .arg(s.data_dir())
+        .arg(format!("--etcd-binary={}", Etcd::V35.etcd().display()))
+        .arg(format!("--etcdutl-binary={}", wrapper.display()))
+        .env("ETCDSNAP_CONFIG_FILE", empty_config(tmp.path()))
+        .env("TMPDIR", &t)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    without_aws_env(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for(Duration::from_secs(60), "the drill to restore", || {
+        marker.exists().then_some(())
+    });
+    crate::restore::kill_tree(&mut child);
+    let left = drill_dirs(&t);
+    assert!(left.len() >= 2, "{left:?}");
+    ok(&drill(&s, Etcd::V35, tmp.path(), &[]));
+    assert_eq!(
+        drill_dirs(&t),
+        [alive.file_name().unwrap().to_string_lossy()]
+    );
+}

@@ -1025,3 +1025,157 @@ fn a_disk_that_fills_up_mid_restore_leaves_the_data_dir_as_it_was() {
         .start();
     assert!(has_key(&s, "/x/0") && has_key(&s, "/noise/47") && !has_key(&s, "/after/0"));
 }
+
+/// A server with keys `/x/*` saved in a snapshot (zipped with `compress`), then `/after/*`
+/// written after it; stopped. Returns the data dir, the ports and the snapshot's path.
+fn small_snapshot_then_more(compress: bool) -> (tempfile::TempDir, Ports, PathBuf) {
+    let s = Server::start(Etcd::V35);
+    s.put(&kv("x", 10));
+    let mut args = vec!["save"];
+    if compress {
+        args.push("--snapshot-compress");
+    }
+    let name = ok(&s.cli(&args))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    s.put(&kv("after", 5));
+    let (dir, ports) = s.stop();
+    let snap = dir.path().join("server/db/snapshots").join(name);
+    (dir, ports, snap)
+}
+
+/// The CA certificates and keys of `server/tls` (the leaf certificates are issued again).
+fn ca_files(dir: &Path) -> BTreeMap<PathBuf, String> {
+    tree_hashes(&dir.join("server/tls"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("-ca."))
+        .collect()
+}
+
+/// A reset killed at any point of its last step (the moves of `db/etcd`, `tls` and the token
+/// file, a test hook exiting there as a kill would) is finished by the next start: the
+/// cluster's own CAs are in place (same files, same CA hash in the token, the old full token
+/// still accepted) and the restored data is served. Before, a reset killed once `tls` had
+/// moved aside left the next start to make new etcd CAs.
+#[test]
+fn a_reset_killed_while_it_moves_db_and_tls_is_finished_at_the_next_start() {
+    let (mut dir, mut ports, snap) = small_snapshot_then_more(false);
+    let token = std::fs::read_to_string(dir.path().join("server/token")).unwrap();
+    let cas = ca_files(dir.path());
+    assert!(cas.len() >= 4, "{cas:?}");
+    for point in ["journal", "move-1", "move-2", "move-3", "move-4", "move-5"] {
+        let out = reset_cmd(
+            Command::new(etcdsnap_bin()),
+            Etcd::V35,
+            dir.path(),
+            ports,
+            &[&format!("--cluster-reset-restore-path={}", snap.display())],
+        )
+        .env("ETCDSNAP_TEST_EXIT_AT", point)
+        .output()
+        .unwrap();
+        assert!(
+            !out.status.success() && stderr(&out).contains("ETCDSNAP_TEST_EXIT_AT"),
+            "{point}: the reset was not stopped there: {}",
+            stderr(&out)
+        );
+        let s = restart(Etcd::V35, dir, ports);
+        assert!(
+            s.log_text()
+                .contains("Finished the interrupted cluster reset"),
+            "{point}: {}",
+            s.log_text()
+        );
+        assert_eq!(ca_files(s.data_dir()), cas, "{point}: the CAs changed");
+        assert_eq!(
+            std::fs::read_to_string(s.data_dir().join("server/token")).unwrap(),
+            token,
+            "{point}"
+        );
+        ok(&s.cli(&["ls", "--etcd-token", token.trim()]));
+        assert!(has_key(&s, "/x/0") && !has_key(&s, "/after/0"), "{point}");
+        assert_eq!(members(&s).len(), 1, "{point}");
+        let server = s.data_dir().join("server");
+        let left: Vec<String> = entries(&server)
+            .into_iter()
+            .chain(entries(&server.join("db")))
+            .filter(|n| n.contains("restore") || n == "reset-journal")
+            .collect();
+        assert!(left.is_empty(), "{point}: {left:?}");
+        (dir, ports) = s.stop();
+    }
+}
+
+/// A wrapper of etcdutl that, asked to restore, touches `marker` and sleeps: the reset or
+/// drill is then killed while "the tool runs", at a known point.
+pub(crate) fn hanging_etcdutl(tools: &Path, marker: &Path) -> PathBuf {
+    let wrapper = tools.join("etcdutl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = snapshot ] && [ \"$2\" = restore ]; then touch {marker}; exec sleep 600; fi\nexec {real} \"$@\"\n",
+            marker = marker.display(),
+            real = env_bin("ETCDUTL35_BIN").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// SIGKILLs `child` and then its children (nothing of them can clean up).
+pub(crate) fn kill_tree(child: &mut std::process::Child) {
+    let kids = crate::server::child_pids(child.id() as i32);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for k in kids {
+        // SAFETY: a process this test's child started.
+        unsafe {
+            libc::kill(k, libc::SIGKILL);
+        }
+    }
+}
+
+/// A restore of a `.zip` killed while etcd's tool runs leaves no decompressed copy in the
+/// snapshot dir (it would be listed and recorded as a snapshot): the copy lives in a staging
+/// dir of `db/`, which the next start removes.
+#[test]
+fn a_restore_of_a_zip_killed_midway_leaves_nothing_in_the_snapshot_dir() {
+    let (dir, ports, snap) = small_snapshot_then_more(true);
+    let snapdir = dir.path().join("server/db/snapshots");
+    let before = entries(&snapdir);
+    let tools = tempfile::tempdir().unwrap();
+    let marker = tools.path().join("restoring");
+    let wrapper = hanging_etcdutl(tools.path(), &marker);
+    let mut child = reset_cmd(
+        Command::new(etcdsnap_bin()),
+        Etcd::V35,
+        dir.path(),
+        ports,
+        &[
+            &format!("--cluster-reset-restore-path={}", snap.display()),
+            &format!("--etcdutl-binary={}", wrapper.display()),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for(std::time::Duration::from_secs(60), "etcdutl to run", || {
+        marker.exists().then_some(())
+    });
+    kill_tree(&mut child);
+    assert_eq!(entries(&snapdir), before, "left in the snapshot dir");
+    let s = restart(Etcd::V35, dir, ports);
+    let db = s.data_dir().join("server/db");
+    let left: Vec<String> = entries(&db)
+        .into_iter()
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(s.snapshot_files(), before);
+    assert!(has_key(&s, "/after/0"), "the data dir was not changed");
+}

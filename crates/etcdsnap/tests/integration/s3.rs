@@ -1201,3 +1201,51 @@ fn s3_faults_mid_upload_keep_the_local_snapshot_and_the_last_good_copy() {
     );
     assert_log_clean(&s, &[]);
 }
+
+/// `ls` answers from the listing; the records of what it listed follow in the background, as
+/// K3s's `ls` never waited for them. 2,000 objects never seen before: the reconcile HEADs each
+/// and writes 2,000 records, which held the answer up to its 5 s cap.
+#[test]
+fn ls_answers_from_the_listing_and_the_records_follow() {
+    const N: usize = 2000;
+    let fs = S3sFs::start(&[BUCKET]);
+    // Objects written as files into s3s-fs's data dir, which is how s3s-fs stores them.
+    let folder = fs.root.path().join(BUCKET).join("many");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..N {
+        std::fs::write(
+            folder.join(format!("etcd-snapshot-n9-{}", 1_700_000_000 + i)),
+            b"not a real snapshot, only listed",
+        )
+        .unwrap();
+    }
+    let s = Server::start(Etcd::V35);
+    let flags = s3_flags(&fs, "many");
+    let s3_records = || {
+        let out = ok(&s.kubectl(&["get", "etcdsnapshotfile", "-o", "name"]));
+        out.lines().filter(|l| l.contains("/s3-")).count()
+    };
+    let started = Instant::now();
+    let out = ok(&snap(&s, "ls", &flags));
+    let first = started.elapsed();
+    assert_eq!(out.lines().filter(|l| l.contains("s3://")).count(), N);
+    let at_answer = s3_records();
+    wait_for(
+        Duration::from_secs(120),
+        "the records of the listing",
+        || (s3_records() == N).then_some(()),
+    );
+    let started = Instant::now();
+    ok(&snap(&s, "ls", &flags));
+    let second = started.elapsed();
+    eprintln!(
+        "ls of {N} S3 objects: {first:.2?} first ({at_answer} records at the answer), {second:.2?} once recorded"
+    );
+    // The reconcile of 2,000 new objects takes seconds: an answer that waited for it comes
+    // with every record in place.
+    assert!(
+        at_answer < N,
+        "the first ls ({first:.2?}) waited for the records"
+    );
+    assert_log_clean(&s, &[]);
+}
