@@ -999,7 +999,9 @@ mod moto {
         assert_eq!(head.len(), 4);
         assert!(head.iter().all(|r| r.node_source.is_none()), "{head:?}");
 
-        let mut deleted = apply_retention(&store, "etcd-snapshot", 3).await.unwrap();
+        let mut deleted = apply_retention(&store, "etcd-snapshot", 3, RetentionContext::now())
+            .await
+            .unwrap();
         assert_eq!(deleted, [names[0]]);
         assert!(store.delete(names[1]).await.unwrap());
         assert!(!store.delete(names[1]).await.unwrap(), "gone already");
