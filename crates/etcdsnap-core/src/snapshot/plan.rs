@@ -156,6 +156,14 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
     };
     let s3 = match &req.s3 {
         Some(cfg) => {
+            // The settings' own checks first (pure: nothing is read), so that a bad endpoint
+            // is named as such rather than as a store without keys.
+            if cfg.provider == crate::store::s3::Provider::S3 && !cfg.uses_config_secret() {
+                S3Target::new(S3Config {
+                    endpoint_ca: String::new(),
+                    ..cfg.clone()
+                })?;
+            }
             let cfg = confine_remote(cfg, settings.s3.as_ref().map(S3Target::config))?;
             // Fails here, before anything is connected or written.
             S3Target::new(cfg.clone())?;
@@ -390,7 +398,7 @@ mod tests {
                 "is not one this server allows",
             ),
             (
-                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","timeout":"5s"}}"#,
                 "carries no keys of its own",
             ),
         ];

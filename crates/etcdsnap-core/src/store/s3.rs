@@ -952,7 +952,24 @@ impl S3Store {
     /// may let anonymous requests list and delete but not read, as K3s's own tests use it).
     async fn delete_inner(&self, name: &str) -> Result<bool> {
         let key = self.key(name);
-        let exists = self.listed(&key).await?;
+        let exists = if self.cfg.provider == Provider::S3 {
+            self.listed(&key).await?
+        } else {
+            // object_store lists GCS and Azure by directory (a prefix `k` lists `k/...`), so
+            // a key cannot be listed by itself there; their rights come as read-write anyway.
+            let path = self.obj_path(&key)?;
+            let head = GetOptions {
+                head: true,
+                ..Default::default()
+            };
+            match self.store.get_opts(&path, head).await {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => {
+                    return Err(self.err(&format!("HEAD of {}", self.key_location(&key)), &e));
+                }
+            }
+        };
         if exists {
             tracing::info!(
                 "Removing {} snapshot: {}",

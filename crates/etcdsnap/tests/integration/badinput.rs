@@ -813,7 +813,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "request S3 store without keys, not the server's",
             input: api(
-                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","insecure":true}}"#,
+                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","insecure":true,"timeout":"5s"}}"#,
             ),
             code: 400,
             says: "carries no keys of its own",
@@ -829,7 +829,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "request CA bundle naming a server file",
             input: api(
-                r#"{"operation":"list","s3":{"bucket":"b","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:9","endpointCA":"/etc/hostname"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"b","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:9","endpointCA":"/etc/hostname","timeout":"5s"}}"#,
             ),
             code: 400,
             says: "CA bundle names a file on the server",
