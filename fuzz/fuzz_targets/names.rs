@@ -71,6 +71,8 @@ fn prefix_ok(s: &str) -> bool {
         && !s.contains('\\')
         && !s.contains("..")
         && !s.chars().any(char::is_control)
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Kubernetes' `IsDNS1123Subdomain`, written out from its regexp

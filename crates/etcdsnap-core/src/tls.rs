@@ -239,6 +239,42 @@ pub struct EtcdCerts {
 }
 
 /// Creates (or reuses) the etcd CAs and certificates under `<tls_dir>/etcd`.
+/// What a PEM file given by the user must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemKind {
+    Certificates,
+    PrivateKey,
+}
+
+/// Checks that `path` (named by `flag`) is a readable PEM file holding `kind`, so that a wrong
+/// file stops the start with its flag rather than failing every TLS handshake later.
+pub fn check_pem_file(path: &Path, flag: &str, kind: PemKind) -> Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::InvalidInput(format!(
+            "cannot read {flag} {shown}: {e}: give an existing PEM file"
+        ))
+    })?;
+    let ok = match kind {
+        PemKind::Certificates => CertificateDer::pem_slice_iter(&bytes)
+            .next()
+            .is_some_and(|c| c.is_ok()),
+        PemKind::PrivateKey => PrivateKeyDer::from_pem_slice(&bytes).is_ok(),
+    };
+    if !ok {
+        let what = match kind {
+            PemKind::Certificates => "a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            PemKind::PrivateKey => "a PEM private key (-----BEGIN ... PRIVATE KEY-----)",
+        };
+        return Err(Error::InvalidInput(format!(
+            "{flag} {shown} does not hold {what}: give the file etcd's TLS uses"
+        )));
+    }
+    Ok(())
+}
+
 pub fn ensure_etcd_certs(tls_dir: &Path, hosts: &[String]) -> Result<EtcdCerts> {
     let dir = tls_dir.join("etcd");
     create_private_dir(&dir)?;

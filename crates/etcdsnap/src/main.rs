@@ -210,7 +210,65 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        eprintln!("Error: {e:#}");
+        eprintln!(
+            "Error: {}",
+            as_typed(&format!("{e:#}"), &std::env::args().collect::<Vec<_>>())
+        );
         std::process::exit(1);
+    }
+}
+
+/// A message names S3 settings by their server flags (`etcd-s3-bucket`); where the user typed
+/// the `etcd-snapshot` spelling (`--s3-bucket`), name that one instead, so the message points
+/// at what is on the screen.
+fn as_typed(msg: &str, argv: &[String]) -> String {
+    let mut out = msg.to_string();
+    for a in argv {
+        let Some(flag) = a.strip_prefix("--s3-") else {
+            continue;
+        };
+        let name = flag.split('=').next().unwrap_or(flag);
+        if name.is_empty()
+            || argv
+                .iter()
+                .any(|b| b.starts_with(&format!("--etcd-s3-{name}")))
+        {
+            continue;
+        }
+        out = out
+            .replace(&format!("--etcd-s3-{name}"), &format!("--s3-{name}"))
+            .replace(&format!("etcd-s3-{name}"), &format!("--s3-{name}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_name_the_flag_as_typed() {
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::as_typed(
+                "invalid etcd-s3-bucket \"ab\": S3 bucket names",
+                &argv(&["etcdsnap", "etcd-snapshot", "ls", "--s3", "--s3-bucket=ab"])
+            ),
+            "invalid --s3-bucket \"ab\": S3 bucket names"
+        );
+        assert_eq!(
+            super::as_typed(
+                "invalid --etcd-s3-timeout \"x\"",
+                &argv(&["etcdsnap", "etcd-snapshot", "ls", "--s3-timeout", "x"])
+            ),
+            "invalid --s3-timeout \"x\""
+        );
+        // Typed with the server spelling: left as it is.
+        let same = "invalid etcd-s3-bucket \"ab\"";
+        assert_eq!(
+            super::as_typed(
+                same,
+                &argv(&["etcdsnap", "etcd-snapshot", "ls", "--etcd-s3-bucket=ab"])
+            ),
+            same
+        );
     }
 }

@@ -769,7 +769,7 @@ pub(super) mod tests {
     #[tokio::test]
     async fn s3_failures_map_to_their_status() {
         let a = api();
-        let req = r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","retention":5,"accessKey":"AK","secretKey":"SK"}}"#;
+        let req = r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","retention":5,"accessKey":"AK","secretKey":"SK"}}"#;
         *a.remotes.fail_connect.lock().unwrap() =
             Some(|b| Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b}")));
         let (code, body) = a.post(req).await;
@@ -782,7 +782,7 @@ pub(super) mod tests {
             body["message"]
                 .as_str()
                 .unwrap()
-                .contains("bucket b does not exist")
+                .contains("bucket bkt does not exist")
         );
         *a.remotes.fail_connect.lock().unwrap() = Some(|_| Error::Timeout("too slow".into()));
         assert_eq!(a.post(req).await.0, 504);
@@ -792,9 +792,9 @@ pub(super) mod tests {
         let (code, body) = a.post(req).await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["created"].as_array().unwrap().len(), 2);
-        assert_eq!(a.remotes.bucket("b").names().len(), 1);
+        assert_eq!(a.remotes.bucket("bkt").names().len(), 1);
         let (code, body) = a
-            .post(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#)
+            .post(r#"{"operation":"list","s3":{"bucket":"bkt","timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#)
             .await;
         assert_eq!(code, 200);
         assert_eq!(body["kind"], "List");

@@ -403,7 +403,7 @@ mod tests {
             );
         }
         // No server store at all: a keyless request is refused too.
-        assert!(confine_remote(&request(r#"{"bucket":"b"}"#), None).is_err());
+        assert!(confine_remote(&request(r#"{"bucket":"bkt"}"#), None).is_err());
     }
 
     #[test]
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(got.access_key, "AK");
         assert!(!got.ambient_identity);
         // Half a pair is K3s's anonymous request: allowed, unsigned.
-        let got = confine_remote(&request(r#"{"bucket":"b","accessKey":"AK"}"#), None).unwrap();
+        let got = confine_remote(&request(r#"{"bucket":"bkt","accessKey":"AK"}"#), None).unwrap();
         assert!(!got.ambient_identity);
     }
 
@@ -429,7 +429,7 @@ mod tests {
         let keys = r#""accessKey":"AK","secretKey":"SK""#;
         let e = confine_remote(
             &request(&format!(
-                r#"{{"bucket":"b",{keys},"endpointCA":"/etc/shadow"}}"#
+                r#"{{"bucket":"bkt",{keys},"endpointCA":"/etc/shadow"}}"#
             )),
             Some(&srv),
         )
@@ -438,7 +438,7 @@ mod tests {
         // The server's own CA file may be named; an inline bundle always.
         confine_remote(
             &request(&format!(
-                r#"{{"bucket":"b",{keys},"endpointCA":"/etc/ours/ca.pem"}}"#
+                r#"{{"bucket":"bkt",{keys},"endpointCA":"/etc/ours/ca.pem"}}"#
             )),
             Some(&srv),
         )
@@ -450,15 +450,15 @@ mod tests {
         let inline = base64::engine::general_purpose::STANDARD.encode(cert);
         confine_remote(
             &request(&format!(
-                r#"{{"bucket":"b",{keys},"endpointCA":"{inline}"}}"#
+                r#"{{"bucket":"bkt",{keys},"endpointCA":"{inline}"}}"#
             )),
             None,
         )
         .unwrap();
         // GCS: a key file named by the request, or Google's default identity, is refused.
         for json in [
-            r#"{"provider":"gcs","bucket":"b","credentialsFile":"/srv/key.json","endpoint":"http://evil:1"}"#,
-            r#"{"provider":"gcs","bucket":"b"}"#,
+            r#"{"provider":"gcs","bucket":"bkt","credentialsFile":"/srv/key.json","endpoint":"http://evil:1"}"#,
+            r#"{"provider":"gcs","bucket":"bkt"}"#,
         ] {
             let e = confine_remote(&request(json), None).unwrap_err();
             assert!(
@@ -469,7 +469,7 @@ mod tests {
         }
         // An emulator endpoint without a key is unsigned: allowed.
         confine_remote(
-            &request(r#"{"provider":"gcs","bucket":"b","endpoint":"http://127.0.0.1:4443"}"#),
+            &request(r#"{"provider":"gcs","bucket":"bkt","endpoint":"http://127.0.0.1:4443"}"#),
             None,
         )
         .unwrap();

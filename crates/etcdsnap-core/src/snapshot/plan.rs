@@ -272,7 +272,7 @@ mod tests {
                 },
             ),
             (
-                r#"{"operation":"save","dir":"","s3":{"bucket":"b","retention":2,"timeout":"1m","accessKey":"AK","secretKey":"SK"}}"#,
+                r#"{"operation":"save","dir":"","s3":{"bucket":"bkt","retention":2,"timeout":"1m","accessKey":"AK","secretKey":"SK"}}"#,
                 Operation::Save {
                     prefix: "on-demand".into(),
                     dir: srv.clone(),
@@ -287,7 +287,7 @@ mod tests {
                         access_key: "AK".into(),
                         secret_key: "SK".into(),
                         ambient_identity: false,
-                        ..s3("b")
+                        ..s3("bkt")
                     }),
                 },
             ),
@@ -382,7 +382,7 @@ mod tests {
                 "invalid compression level 23 for zstd",
             ),
             (
-                r#"{"operation":"list","s3":{"bucket":"b","timeout":"0s","accessKey":"AK","secretKey":"SK"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"bkt","timeout":"0s","accessKey":"AK","secretKey":"SK"}}"#,
                 "etcd-s3-timeout must be greater than 0s",
             ),
             (
@@ -398,7 +398,7 @@ mod tests {
                 "is not one this server allows",
             ),
             (
-                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","timeout":"5s"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"bkt","endpoint":"127.0.0.1:9","timeout":"5s"}}"#,
                 "carries no keys of its own",
             ),
         ];

@@ -201,7 +201,7 @@ mod tests {
         };
         assert!(only.uses_config_secret());
         let also = S3Config {
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             ..only.clone()
         };
         assert!(!also.uses_config_secret());

@@ -1211,7 +1211,7 @@ mod tests {
 
     fn cfg() -> S3Config {
         S3Config {
-            bucket: "bk".into(),
+            bucket: "bkx".into(),
             folder: "/k3s/snaps/".into(),
             endpoint: "127.0.0.1:9".into(),
             insecure: true,
@@ -1226,9 +1226,9 @@ mod tests {
     fn key_location_config() {
         let s = build(&cfg()).unwrap();
         assert_eq!(s.key("snap-1"), "k3s/snaps/snap-1");
-        assert_eq!(s.location("snap-1"), "s3://bk/k3s/snaps/snap-1");
+        assert_eq!(s.location("snap-1"), "s3://bkx/k3s/snaps/snap-1");
         assert_eq!(s.metadata_key("snap-1"), "k3s/snaps/.metadata/snap-1");
-        assert_eq!(s.config().bucket, "bk");
+        assert_eq!(s.config().bucket, "bkx");
         assert_eq!(s.endpoint_url(), "http://127.0.0.1:9");
         let root = build(&S3Config {
             folder: String::new(),
@@ -1236,7 +1236,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(root.key("snap-1"), "snap-1");
-        assert_eq!(root.location("snap-1"), "s3://bk/snap-1");
+        assert_eq!(root.location("snap-1"), "s3://bkx/snap-1");
         assert_eq!(root.dir_prefix(), None);
     }
 

@@ -272,6 +272,17 @@ fn list(opened: &Opened, opts: &InspectOptions, format: Format) -> Result<()> {
                     .map(|c| format!(" (compacted at {c})"))
                     .unwrap_or_default()
             );
+            if n == 0
+                && let Some(kind) = &opts.kind
+            {
+                eprintln!(
+                    "no object of kind or resource {kind:?}{} is in this snapshot at that revision: give a kind as Kubernetes spells it (Secret, ConfigMap, Deployment) or its resource (secrets); without --kind every key is listed",
+                    opts.namespace
+                        .as_ref()
+                        .map(|ns| format!(" in namespace {ns:?}"))
+                        .unwrap_or_default()
+                );
+            }
         }
         Format::Json => {
             write!(out, "{{\"header\":{header},\"kvs\":[")?;

@@ -176,17 +176,27 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
                 ),
                 _ => {}
             }
-            for f in [
-                &a.datastore_cafile,
-                &a.datastore_certfile,
-                &a.datastore_keyfile,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                std::fs::metadata(f).with_context(|| {
-                    format!("cannot read {}: give an existing file", f.display())
-                })?;
+            use etcdsnap_core::tls::{PemKind, check_pem_file};
+            for (f, flag, kind) in [
+                (
+                    &a.datastore_cafile,
+                    "--datastore-cafile",
+                    PemKind::Certificates,
+                ),
+                (
+                    &a.datastore_certfile,
+                    "--datastore-certfile",
+                    PemKind::Certificates,
+                ),
+                (
+                    &a.datastore_keyfile,
+                    "--datastore-keyfile",
+                    PemKind::PrivateKey,
+                ),
+            ] {
+                if let Some(f) = f {
+                    check_pem_file(f, flag, kind)?;
+                }
             }
             Some(ExternalDatastore {
                 endpoints,

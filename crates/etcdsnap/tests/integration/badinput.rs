@@ -53,6 +53,17 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
     std::fs::write(&writable_token, "secret").unwrap();
     std::fs::set_permissions(&writable_token, std::fs::Permissions::from_mode(0o666)).unwrap();
     let tf = format!("--token-file={}", writable_token.display());
+    let random = dir.join("random.pem");
+    std::fs::write(
+        &random,
+        (0..300u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let random_ca = format!("--datastore-cafile={}", random.display());
+    let random_key = format!("--datastore-keyfile={}", random.display());
+    let random_cert = format!("--datastore-certfile={}", random.display());
     let weak = |name: &str, text: &str| -> &'static str {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -121,37 +132,37 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "bad S3 timeout",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-timeout=5x"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-timeout=5x"]),
             code: 1,
             says: "invalid --etcd-s3-timeout",
         },
         Row {
             what: "zero S3 timeout",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-timeout=0s"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-timeout=0s"]),
             code: 1,
             says: "etcd-s3-timeout must be greater than 0s",
         },
         Row {
             what: "S3 endpoint 127.0.0.1:abc",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=127.0.0.1:abc"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-endpoint=127.0.0.1:abc"]),
             code: 1,
             says: "the port \"abc\" is not a number from 1 to 65535",
         },
         Row {
             what: "S3 endpoint 127.0.0.1:99999",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=127.0.0.1:99999"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-endpoint=127.0.0.1:99999"]),
             code: 1,
             says: "the port \"99999\" is not a number from 1 to 65535",
         },
         Row {
             what: "S3 endpoint [::1",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=[::1"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-endpoint=[::1"]),
             code: 1,
             says: "lacks its closing ']'",
         },
         Row {
             what: "S3 endpoint bob@minio:9000",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-endpoint=bob@minio:9000"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-endpoint=bob@minio:9000"]),
             code: 1,
             says: "user information (user@host) is not allowed",
         },
@@ -159,7 +170,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             what: "S3 endpoint with a scheme",
             input: server(&[
                 "--etcd-s3",
-                "--etcd-s3-bucket=b",
+                "--etcd-s3-bucket=bkt",
                 "--etcd-s3-endpoint=https://minio:9000",
             ]),
             code: 1,
@@ -167,13 +178,37 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "S3 proxy without scheme",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-proxy=notaurl"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-proxy=notaurl"]),
             code: 1,
-            says: "proxy URL must include scheme and host",
+            says: "invalid etcd-s3-proxy \"notaurl\": proxy URL must include scheme and host",
+        },
+        Row {
+            what: "S3 bucket name in upper case",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=UPPER"]),
+            code: 1,
+            says: "invalid etcd-s3-bucket \"UPPER\": S3 bucket names are 3 to 63 lowercase letters",
+        },
+        Row {
+            what: "S3 bucket name too short (CLI)",
+            input: cli(&["ls", "--s3", "--s3-bucket=ab"]),
+            code: 1,
+            says: "invalid --s3-bucket \"ab\"",
+        },
+        Row {
+            what: "S3 bucket name with underscores (API)",
+            input: api(r#"{"operation":"list","s3":{"bucket":"a_b_c","timeout":"5s","accessKey":"A","secretKey":"S"}}"#),
+            code: 400,
+            says: "S3 bucket names are 3 to 63 lowercase letters",
+        },
+        Row {
+            what: "S3 proxy of a scheme we do not speak",
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-proxy=ftp://p:21"]),
+            code: 1,
+            says: "invalid etcd-s3-proxy \"ftp://p:21\": the scheme \"ftp\" is not a proxy etcdsnap speaks",
         },
         Row {
             what: "S3 folder with ..",
-            input: server(&["--etcd-s3", "--etcd-s3-bucket=b", "--etcd-s3-folder=a/../b"]),
+            input: server(&["--etcd-s3", "--etcd-s3-bucket=bkt", "--etcd-s3-folder=a/../b"]),
             code: 1,
             says: "etcd-s3-folder",
         },
@@ -181,7 +216,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             what: "S3 bucket lookup type",
             input: server(&[
                 "--etcd-s3",
-                "--etcd-s3-bucket=b",
+                "--etcd-s3-bucket=bkt",
                 "--etcd-s3-bucket-lookup-type=virtual",
             ]),
             code: 1,
@@ -191,7 +226,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             what: "S3 CA that is not a file",
             input: server(&[
                 "--etcd-s3",
-                "--etcd-s3-bucket=b",
+                "--etcd-s3-bucket=bkt",
                 "--etcd-s3-endpoint-ca=/no/such/ca.pem",
             ]),
             code: 1,
@@ -243,6 +278,23 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             ]),
             code: 1,
             says: "needs both --datastore-certfile and --datastore-keyfile",
+        },
+        Row {
+            what: "datastore CA file of random bytes",
+            input: server(&["--datastore-endpoint", "https://127.0.0.1:1", &random_ca]),
+            code: 1,
+            says: "random.pem does not hold a PEM certificate",
+        },
+        Row {
+            what: "datastore client key of random bytes",
+            input: server(&[
+                "--datastore-endpoint",
+                "https://127.0.0.1:1",
+                &random_cert,
+                &random_key,
+            ]),
+            code: 1,
+            says: "--datastore-certfile",
         },
         Row {
             what: "data dir under a file",
@@ -546,31 +598,31 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "S3 folder with .. (CLI)",
-            input: cli(&["ls", "--s3", "--s3-bucket=b", "--s3-folder=../x"]),
+            input: cli(&["ls", "--s3", "--s3-bucket=bkt", "--s3-folder=../x"]),
             code: 1,
-            says: "etcd-s3-folder",
+            says: "--s3-folder \"../x\" must not contain",
         },
         Row {
             what: "S3 endpoint 127.0.0.1:abc (CLI)",
-            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=127.0.0.1:abc"]),
+            input: cli(&["save", "--s3", "--s3-bucket=bkt", "--s3-endpoint=127.0.0.1:abc"]),
             code: 1,
             says: "the port \"abc\" is not a number from 1 to 65535",
         },
         Row {
             what: "S3 endpoint 127.0.0.1:99999 (CLI)",
-            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=127.0.0.1:99999"]),
+            input: cli(&["save", "--s3", "--s3-bucket=bkt", "--s3-endpoint=127.0.0.1:99999"]),
             code: 1,
             says: "the port \"99999\" is not a number from 1 to 65535",
         },
         Row {
             what: "S3 endpoint [::1 (CLI)",
-            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=[::1"]),
+            input: cli(&["save", "--s3", "--s3-bucket=bkt", "--s3-endpoint=[::1"]),
             code: 1,
             says: "lacks its closing ']'",
         },
         Row {
             what: "S3 endpoint bob@minio:9000 (CLI)",
-            input: cli(&["save", "--s3", "--s3-bucket=b", "--s3-endpoint=bob@minio:9000"]),
+            input: cli(&["save", "--s3", "--s3-bucket=bkt", "--s3-endpoint=bob@minio:9000"]),
             code: 1,
             says: "user information (user@host) is not allowed",
         },
@@ -637,7 +689,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "negative S3 timeout (CLI)",
-            input: cli(&["ls", "--s3", "--s3-bucket=b", "--s3-timeout", "-5m"]),
+            input: cli(&["ls", "--s3", "--s3-bucket=bkt", "--s3-timeout", "-5m"]),
             code: 1,
             says: "negative durations are not allowed",
         },
@@ -731,7 +783,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "S3 timeout not Go syntax",
-            input: api(r#"{"operation":"list","s3":{"bucket":"b","timeout":"5 minutes"}}"#),
+            input: api(r#"{"operation":"list","s3":{"bucket":"bkt","timeout":"5 minutes"}}"#),
             code: 400,
             says: "invalid snapshot request",
         },
@@ -750,7 +802,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "API: S3 upload concurrency too high",
             input: Input::Api(
-                br#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","uploadConcurrency":99,"accessKey":"A","secretKey":"S"}}"#
+                br#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","uploadConcurrency":99,"accessKey":"A","secretKey":"S"}}"#
                     .to_vec(),
             ),
             code: 400,
@@ -758,25 +810,25 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "API: S3 endpoint 127.0.0.1:abc",
-            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"127.0.0.1:abc"}}"#),
+            input: api(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","endpoint":"127.0.0.1:abc"}}"#),
             code: 400,
             says: "invalid etcd-s3-endpoint 127.0.0.1:abc: the port",
         },
         Row {
             what: "API: S3 endpoint 127.0.0.1:99999",
-            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"127.0.0.1:99999"}}"#),
+            input: api(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","endpoint":"127.0.0.1:99999"}}"#),
             code: 400,
             says: "invalid etcd-s3-endpoint 127.0.0.1:99999: the port",
         },
         Row {
             what: "API: S3 endpoint [::1",
-            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"[::1"}}"#),
+            input: api(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","endpoint":"[::1"}}"#),
             code: 400,
             says: "lacks its closing ']'",
         },
         Row {
             what: "API: S3 endpoint bob@minio:9000",
-            input: api(r#"{"operation":"save","s3":{"bucket":"b","timeout":"5m","endpoint":"bob@minio:9000"}}"#),
+            input: api(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","endpoint":"bob@minio:9000"}}"#),
             code: 400,
             says: "user information (user@host) is not allowed",
         },
@@ -794,7 +846,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         },
         Row {
             what: "unknown S3 field (a misspelt access key)",
-            input: api(r#"{"operation":"list","s3":{"bucket":"b","acessKey":"x"}}"#),
+            input: api(r#"{"operation":"list","s3":{"bucket":"bkt","acessKey":"x"}}"#),
             code: 400,
             says: "unknown field `acessKey`",
         },
@@ -813,7 +865,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "request S3 store without keys, not the server's",
             input: api(
-                r#"{"operation":"list","s3":{"bucket":"b","endpoint":"127.0.0.1:9","insecure":true,"timeout":"5s"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"bkt","endpoint":"127.0.0.1:9","insecure":true,"timeout":"5s"}}"#,
             ),
             code: 400,
             says: "carries no keys of its own",
@@ -821,7 +873,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "request GCS key file on the server",
             input: api(
-                r#"{"operation":"list","s3":{"provider":"gcs","bucket":"b","credentialsFile":"/etc/passwd","endpoint":"http://127.0.0.1:9","timeout":"5s"}}"#,
+                r#"{"operation":"list","s3":{"provider":"gcs","bucket":"bkt","credentialsFile":"/etc/passwd","endpoint":"http://127.0.0.1:9","timeout":"5s"}}"#,
             ),
             code: 400,
             says: "names a GCS key file on the server",
@@ -829,7 +881,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
         Row {
             what: "request CA bundle naming a server file",
             input: api(
-                r#"{"operation":"list","s3":{"bucket":"b","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:9","endpointCA":"/etc/hostname","timeout":"5s"}}"#,
+                r#"{"operation":"list","s3":{"bucket":"bkt","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:9","endpointCA":"/etc/hostname","timeout":"5s"}}"#,
             ),
             code: 400,
             says: "CA bundle names a file on the server",
@@ -927,22 +979,8 @@ fn every_bad_input_gets_a_clear_error_and_writes_nothing() {
                 (out.status.code().unwrap_or(-1), stderr(&out))
             }
             Input::Api(body) => {
-                let secret = s.token().rsplit(':').next().unwrap().to_string();
-                let body = body.clone();
-                rt().block_on(async {
-                    let r = reqwest::Client::builder()
-                        .danger_accept_invalid_certs(true)
-                        .build()
-                        .unwrap()
-                        .post(format!("{}/db/snapshot", s.url()))
-                        .basic_auth("server", Some(secret))
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
-                    (r.status().as_u16() as i32, r.text().await.unwrap())
-                })
+                let (code, text) = s.post_snapshot(body);
+                (code as i32, text)
             }
         };
         let clear = text.len() < 2000 && !text.contains("panicked");

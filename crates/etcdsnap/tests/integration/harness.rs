@@ -362,6 +362,26 @@ impl Server {
             .to_string()
     }
 
+    /// A raw `POST /db/snapshot` of `body` (JSON) with the server token: status and body.
+    pub fn post_snapshot(&self, body: &[u8]) -> (u16, String) {
+        let secret = self.token().rsplit(':').next().unwrap().to_string();
+        let body = body.to_vec();
+        rt().block_on(async {
+            let r = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap()
+                .post(format!("{}/db/snapshot", self.url()))
+                .basic_auth("server", Some(secret))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+
     /// What the server logged so far.
     pub fn log_text(&self) -> String {
         self.proc.log_text()

@@ -765,6 +765,14 @@ fn kubernetes_objects_are_decoded() {
         keys(&["--kind", "Deployment"]),
         ["/registry/deployments/default/web"]
     );
+    // A kind that matches nothing says why, not only "0 keys".
+    let none = s.cli(&["inspect", name.as_str(), "--kind", "Bogus"]);
+    let said = stderr(&none);
+    assert!(said.contains("0 keys at revision"), "{said}");
+    assert!(
+        said.contains("no object of kind or resource \"Bogus\" is in this snapshot"),
+        "{said}"
+    );
 
     // YAML carries the same entries.
     let yaml = ok(&s.cli(&[

@@ -793,7 +793,12 @@ fn s3_configuration_errors_are_clear_and_write_nothing() {
     );
     assert_no_secret_in("stderr", &format!("{}{err}", stdout(&out)), &[wrong]);
     assert!(err.contains("access denied"), "{err}");
-    assert!(err.contains("--etcd-s3-secret-key"), "{err}");
+    // Named as the user typed it (--s3-secret-key), not by its server spelling.
+    assert!(
+        err.contains("check --s3-access-key and --s3-secret-key"),
+        "{err}"
+    );
+    assert!(!err.contains("--etcd-s3-secret-key"), "{err}");
     assert!(err.contains("HTTP 502"), "S3 refused us: {err}");
     assert_eq!(s.snapshot_files(), Vec::<String>::new());
 

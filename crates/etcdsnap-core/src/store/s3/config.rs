@@ -491,6 +491,7 @@ impl S3Config {
         validate_folder(&self.folder, "etcd-s3")?;
         validate_proxy(&self.proxy)?;
         validate_endpoint(&self.endpoint)?;
+        validate_bucket(&self.bucket)?;
         Ok(())
     }
 
@@ -595,11 +596,37 @@ fn validate_folder(folder: &str, flag: &str) -> Result<()> {
     Ok(())
 }
 
+/// S3's bucket naming rules (the ones every S3 server since 2018 enforces), so that a bad name
+/// fails here with the rule, not later with the server's `InvalidBucketName`.
+fn validate_bucket(bucket: &str) -> Result<()> {
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge_ok(bucket.chars().next())
+        && edge_ok(bucket.chars().last())
+        && !bucket.contains("..");
+    if ok {
+        return Ok(());
+    }
+    let shown: String = bucket.chars().take(80).collect();
+    Err(Error::InvalidInput(format!(
+        "invalid etcd-s3-bucket {shown:?}: S3 bucket names are 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit"
+    )))
+}
+
 fn validate_proxy(proxy: &str) -> Result<()> {
     if proxy.is_empty() || proxy == "none" {
         return Ok(());
     }
-    let bad = || Error::InvalidInput("proxy URL must include scheme and host".into());
+    // K3s's words, with the flag and the value (its user information hidden) in front.
+    let bad = || {
+        Error::InvalidInput(format!(
+            "invalid etcd-s3-proxy {:?}: proxy URL must include scheme and host, e.g. http://proxy.example:3128, or give none to ignore HTTP(S)_PROXY",
+            redact_proxy(proxy)
+        ))
+    };
     let (scheme, rest) = proxy.split_once("://").ok_or_else(bad)?;
     let scheme_ok = !scheme.is_empty()
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -615,9 +642,20 @@ fn validate_proxy(proxy: &str) -> Result<()> {
     if !scheme_ok || host.is_empty() {
         return Err(bad());
     }
-    reqwest::Proxy::all(proxy)
-        .map(|_| ())
-        .map_err(|_| Error::InvalidInput(format!("invalid proxy URL {}", redact_proxy(proxy))))
+    // reqwest takes any scheme here and then ignores a proxy it cannot speak (ftp://): the
+    // requests would go direct, silently.
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(Error::InvalidInput(format!(
+            "invalid etcd-s3-proxy {:?}: the scheme {scheme:?} is not a proxy etcdsnap speaks: give an http:// or https:// proxy URL, or none",
+            redact_proxy(proxy)
+        )));
+    }
+    reqwest::Proxy::all(proxy).map(|_| ()).map_err(|_| {
+        Error::InvalidInput(format!(
+            "invalid etcd-s3-proxy {:?}: give an http:// or https:// proxy URL, or none",
+            redact_proxy(proxy)
+        ))
+    })
 }
 
 fn validate_endpoint(endpoint: &str) -> Result<()> {
@@ -745,7 +783,7 @@ mod tests {
 
     fn valid() -> S3Config {
         S3Config {
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             ..S3Config::default()
         }
     }
@@ -762,7 +800,7 @@ mod tests {
     #[test]
     fn json_uses_k3s_names_and_omits_empty() {
         let c = S3Config {
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             endpoint_ca: "/ca.pem".into(),
             skip_ssl_verify: true,
             bucket_lookup: "path".into(),
@@ -773,7 +811,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({
-                "accessKey": "AK", "bucket": "b", "bucketLookup": "path",
+                "accessKey": "AK", "bucket": "bkt", "bucketLookup": "path",
                 "endpoint": "s3.amazonaws.com", "endpointCA": "/ca.pem",
                 "region": "us-east-1", "skipSSLVerify": true, "retention": 5,
                 "timeout": "5m0s"
@@ -794,7 +832,7 @@ mod tests {
     #[test]
     fn json_reads_go_durations_and_zero_values() {
         let c: S3Config = serde_json::from_str(
-            r#"{"bucket":"b","timeout":"1m30.5s","insecure":true,"sessionToken":"t"}"#,
+            r#"{"bucket":"bkt","timeout":"1m30.5s","insecure":true,"sessionToken":"t"}"#,
         )
         .unwrap();
         assert_eq!(c.timeout, Duration::from_millis(90_500));
@@ -803,7 +841,7 @@ mod tests {
         assert_eq!(c.retention, 0);
         assert_eq!(c.endpoint, "");
         assert_eq!(c.effective_endpoint(), DEFAULT_ENDPOINT);
-        let neg: S3Config = serde_json::from_str(r#"{"bucket":"b","timeout":"-1s"}"#).unwrap();
+        let neg: S3Config = serde_json::from_str(r#"{"bucket":"bkt","timeout":"-1s"}"#).unwrap();
         assert_eq!(neg.timeout, Duration::ZERO);
         assert!(serde_json::from_str::<S3Config>(r#"{"timeout":"5 minutes"}"#).is_err());
     }
@@ -995,7 +1033,7 @@ mod tests {
             secret_key: "sUpErSeCrEt/KEY".into(),
             session_token: "SeSsIoNtOkEn".into(),
             proxy: "http://bob:hunter22@proxy:3128".into(),
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             ..S3Config::default()
         };
         let dbg = format!("{c:?} {c:#?}");
@@ -1009,20 +1047,20 @@ mod tests {
         }
         assert!(dbg.contains("<redacted>"));
         assert!(c.secrets().contains(&"bob:hunter22".to_string()));
-        assert!(dbg.contains("\"b\""));
+        assert!(dbg.contains("\"bkt\""));
     }
 
     #[test]
     fn spec_is_the_non_secret_part() {
         let c = S3Config {
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             folder: "f".into(),
             secret_key: "s".into(),
             insecure: true,
             ..S3Config::default()
         };
         let s = c.spec();
-        assert_eq!(s.bucket, "b");
+        assert_eq!(s.bucket, "bkt");
         assert_eq!(s.prefix, "f");
         assert_eq!(s.endpoint, "s3.amazonaws.com");
         assert_eq!(s.region, "us-east-1");
