@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use etcdsnap_core::api::{self, SnapshotRequest};
 use etcdsnap_core::naming::{Compression, validate_plain_name, validate_prefix};
 use etcdsnap_core::schedule::Schedule;
+use etcdsnap_core::snapshot::confine::RequestDirs;
 use etcdsnap_core::snapshot::plan::{Operation, SnapshotSettings, resolve};
 use etcdsnap_core::store::s3::S3Target;
 use libfuzzer_sys::fuzz_target;
@@ -31,6 +32,12 @@ fn settings() -> SnapshotSettings {
         s3: None,
         reconcile_interval: std::time::Duration::from_secs(600),
         idle_timeout: std::time::Duration::from_secs(120),
+        request_dirs: RequestDirs::new(
+            Path::new("/nonexistent-data-dir"),
+            Some(Path::new(SERVER_DIR)),
+            &[],
+        )
+        .unwrap(),
     }
 }
 
@@ -49,16 +56,20 @@ fn reads_no_kernel_files(req: &SnapshotRequest) -> bool {
     })
 }
 
-fn expected_dir(req: &SnapshotRequest) -> Option<PathBuf> {
-    match req.dir.as_deref() {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ => Some(PathBuf::from(SERVER_DIR)),
-    }
+/// Whatever the request's `dir`, a resolved operation works in the server's dir: it is the only
+/// dir these settings allow (issue 23).
+fn expected_dir(_req: &SnapshotRequest) -> Option<PathBuf> {
+    Some(PathBuf::from(SERVER_DIR))
 }
 
 fn check_resolved(req: &SnapshotRequest, op: &Operation) {
     if let Some(cfg) = op.s3() {
         assert_eq!(Some(cfg), req.s3.as_ref());
+        // What came in a request never gets the server's own identity.
+        assert!(
+            !cfg.ambient_identity,
+            "a request's store may use the server's identity"
+        );
         // Settings taken from the config Secret are checked when it is read, at each operation.
         assert!(
             cfg.uses_config_secret() || cfg.validate().is_ok(),

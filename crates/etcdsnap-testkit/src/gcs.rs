@@ -108,3 +108,23 @@ fn encode(name: &str) -> String {
         })
         .collect()
 }
+
+/// A GCS service-account key (the JSON Google issues) with a fresh 2048-bit RSA key made by
+/// `openssl`, for tests that sign tokens with it.
+pub fn service_account_key(key_id: &str, email: &str) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl is needed to make a test RSA key");
+    assert!(out.status.success(), "openssl genpkey failed");
+    let pem = String::from_utf8(out.stdout).unwrap().replace('\n', "\\n");
+    format!(
+        r#"{{"type":"service_account","private_key_id":"{key_id}","private_key":"{pem}","client_email":"{email}"}}"#
+    )
+}

@@ -108,21 +108,44 @@ impl MotoTls {
         std::fs::write(dir.path().join("server.pem"), &pki.cert_pem).unwrap();
         std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .arg("-c")
-            .arg(dir.path().join("server.pem"))
-            .arg("-k")
-            .arg(dir.path().join("server.key"));
-        let mut proc = Proc::spawn_temp("moto_server", cmd);
-        proc.wait_port(port);
-        MotoTls {
-            proc,
-            port,
-            pki,
-            dir,
+        // Another test process may take the free port before moto binds it: then the port
+        // answers (the other program) while moto exits. Ours is the one whose log says it
+        // runs on that port; otherwise try another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .arg("-c")
+                .arg(dir.path().join("server.pem"))
+                .arg("-k")
+                .arg(dir.path().join("server.key"));
+            let mut proc = Proc::spawn_temp("moto_server", cmd);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let running = format!("Running on https://127.0.0.1:{port}");
+            loop {
+                if proc.log_text().contains(&running) {
+                    proc.wait_port(port);
+                    return MotoTls {
+                        proc,
+                        port,
+                        pki,
+                        dir,
+                    };
+                }
+                if let Ok(Some(_)) = proc.child.try_wait() {
+                    let log = proc.log_text();
+                    assert!(log.contains("in use"), "moto_server exited; log:\n{log}");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server not ready on port {port}; log:\n{}",
+                    proc.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("moto_server found no free port in 5 tries")
     }
 
     pub fn endpoint(&self) -> String {

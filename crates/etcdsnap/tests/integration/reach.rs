@@ -14,22 +14,7 @@ use crate::harness::*;
 
 /// `POST /db/snapshot` with the server's token: status and body.
 fn post(s: &Server, body: &str) -> (u16, String) {
-    let secret = s.token().rsplit(':').next().unwrap().to_string();
-    let body = body.to_string();
-    rt().block_on(async {
-        let r = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .build()
-            .unwrap()
-            .post(format!("{}/db/snapshot", s.url()))
-            .basic_auth("server", Some(secret))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
+    s.post_snapshot(body.as_bytes())
 }
 
 /// A loopback listener that keeps every byte sent to it, to see what a server sent to an
@@ -199,25 +184,15 @@ fn a_request_reaches_only_the_servers_snapshot_dirs() {
 
 /// A service-account key file with a fresh RSA key (openssl).
 fn gcs_key_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success());
-    let key = serde_json::json!({
-        "type": "service_account",
-        "private_key_id": "SERVERKEYID0001",
-        "private_key": String::from_utf8(out.stdout).unwrap(),
-        "client_email": "server-identity@proj.iam.gserviceaccount.com",
-    });
     let path = dir.join("sa.json");
-    std::fs::write(&path, key.to_string()).unwrap();
+    std::fs::write(
+        &path,
+        etcdsnap_testkit::gcs::service_account_key(
+            "SERVERKEYID0001",
+            "server-identity@proj.iam.gserviceaccount.com",
+        ),
+    )
+    .unwrap();
     path
 }
 
@@ -259,10 +234,10 @@ fn a_request_never_borrows_the_servers_credentials() {
         ),
         // A key file on the server, and a token for it sent to the request's endpoint.
         format!(
-            r#"{{"operation":"list","s3":{{"provider":"gcs","bucket":"b","credentialsFile":"{sa}","endpoint":"http://127.0.0.1:{t}","timeout":"3s"}}}}"#
+            r#"{{"operation":"list","s3":{{"provider":"gcs","bucket":"bkt","credentialsFile":"{sa}","endpoint":"http://127.0.0.1:{t}","timeout":"3s"}}}}"#
         ),
         // Google's application-default credentials are the server's identity too.
-        r#"{"operation":"list","s3":{"provider":"gcs","bucket":"b","timeout":"3s"}}"#.to_string(),
+        r#"{"operation":"list","s3":{"provider":"gcs","bucket":"bkt","timeout":"3s"}}"#.to_string(),
     ];
     for body in &refused {
         let (code, answer) = post(&s, body);
@@ -279,7 +254,7 @@ fn a_request_never_borrows_the_servers_credentials() {
             &post(
                 &s,
                 &format!(
-                    r#"{{"operation":"list","s3":{{"bucket":"b","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:{t}","endpointCA":"{path}","timeout":"3s"}}}}"#
+                    r#"{{"operation":"list","s3":{{"bucket":"bkt","accessKey":"A","secretKey":"S","endpoint":"127.0.0.1:{t}","endpointCA":"{path}","timeout":"3s"}}}}"#
                 ),
             )
             .1,

@@ -286,24 +286,7 @@ mod tests {
 
     /// A service-account key as Google issues it, with a fresh RSA key from openssl.
     fn service_account_key() -> String {
-        let out = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-            ])
-            .output()
-            .expect("openssl is needed to make a test RSA key");
-        assert!(out.status.success());
-        serde_json::json!({
-            "type": "service_account",
-            "private_key_id": "kid1",
-            "private_key": String::from_utf8(out.stdout).unwrap(),
-            "client_email": "snaps@proj.iam.gserviceaccount.com",
-        })
-        .to_string()
+        etcdsnap_testkit::gcs::service_account_key("kid1", "snaps@proj.iam.gserviceaccount.com")
     }
 
     #[test]
@@ -344,7 +327,7 @@ mod tests {
         // The GCS client is built with it, signed.
         let cfg = S3Config {
             provider: Provider::Gcs,
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             credentials_json: json,
             ambient_identity: false,
             ..S3Config::default()
@@ -385,7 +368,7 @@ mod tests {
         );
         let gcs = S3Config {
             provider: Provider::Gcs,
-            bucket: "b".into(),
+            bucket: "bkt".into(),
             endpoint: "http://127.0.0.1:4443".into(),
             ..S3Config::default()
         };
