@@ -156,15 +156,20 @@ impl MotoTls {
         self.dir.path().join("ca.pem")
     }
 
-    /// Creates a bucket with a plain PUT (moto does not check signatures).
-    pub async fn create_bucket(&self, bucket: &str) {
+    /// A plain HTTPS client that trusts only this server's CA.
+    fn client(&self) -> reqwest::Client {
         etcdsnap_core::tls::install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .tls_certs_only([ca])
             .no_proxy()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Creates a bucket with a plain PUT (moto does not check signatures).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let http = self.client();
         let url = format!("https://127.0.0.1:{}/{bucket}", self.port);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -190,12 +195,7 @@ impl MotoTls {
     /// a bucket policy; everything else stays refused to them (moto checks anonymous requests
     /// against the policy, and calls a HEAD `s3:HeadObject`).
     pub async fn allow_anonymous(&self, bucket: &str, actions: &[&str]) {
-        let ca = reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .no_proxy()
-            .build()
-            .unwrap();
+        let http = self.client();
         let actions: Vec<String> = actions.iter().map(|a| format!("{a:?}")).collect();
         let policy = format!(
             r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":[{}],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}}]}}"#,
