@@ -63,7 +63,14 @@ fn check_json(value: &[u8]) {
     if has_surrogate_escape(value) {
         return;
     }
-    let v: Value = serde_json::from_slice(value).expect("peek_json read it as JSON");
+    let v: Value = match serde_json::from_slice(value) {
+        Ok(v) => v,
+        // The scan steps over numbers without reading them; the full parser refuses one
+        // beyond f64 (5e344466666666). Go cannot write such a number either, so only a
+        // hand-made value has one.
+        Err(e) if e.to_string().starts_with("number out of range") => return,
+        Err(e) => panic!("peek_json read it as JSON, serde_json refused it: {e}"),
+    };
     let obj = from_json(v).unwrap_or_else(|v| panic!("peek found {id:?}, from_json refused {v}"));
     assert_eq!(sorted(obj.ident()), sorted(id));
 }

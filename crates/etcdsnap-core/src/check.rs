@@ -28,7 +28,8 @@ pub const CA_EXPIRY_WARN_DAYS: i64 = 365;
 /// S3 clocks further apart than this are a warning (SigV4 refuses requests beyond 15 minutes).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Check names, in the order they are printed.
-pub const CHECKS: [&str; 6] = [
+pub const CHECKS: [&str; 7] = [
+    "config",
     "etcd",
     "certificates",
     "snapshot-dir",
@@ -91,6 +92,19 @@ impl CheckResult {
     fn with_fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
+    }
+}
+
+/// Whether the server would accept its flags and config files: `refused` is the error the server
+/// would stop with, so `check` never passes a configuration the server refuses.
+pub fn config(refused: Option<String>) -> CheckResult {
+    match refused {
+        None => CheckResult::ok("config", "the server accepts these flags and config files"),
+        Some(why) => CheckResult::fail(
+            "config",
+            format!("the server would refuse to start: {why}"),
+            "correct the flag or config key the message names",
+        ),
     }
 }
 

@@ -24,7 +24,8 @@ fn parse() -> Result<(Cli, Vec<String>), anyhow::Error> {
             cli::config_file::check_single_values(&cli::command(), &path, &loaded)?;
             let (argv, w) =
                 cli::config_file::expand_args(&cli::command(), &path, argv, loaded.args.clone());
-            warnings = w;
+            warnings = loaded.warnings.clone();
+            warnings.extend(w);
             argv
         }
         _ => argv,

@@ -197,13 +197,34 @@ pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
         ));
     }
     let body = read_request_body(body).await?;
-    serde_json::from_slice(&body).map_err(|e| {
+    parse_json(&body).map_err(|e| {
         status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             format!("invalid {what}: {e}{hint}"),
         )
     })
+}
+
+/// A JSON body whose errors name the field they are about (`field s3.insecure: invalid type:
+/// string "yes", expected a boolean`), which serde_json alone leaves to a line and column.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        // Rust's type names mean nothing to a caller writing JSON.
+        let mut inner = e.into_inner().to_string();
+        for ty in ["i64", "u64", "i32", "u32", "u16", "u8", "usize"] {
+            inner = inner.replace(&format!("expected {ty}"), "expected a whole number");
+        }
+        if path == "." {
+            inner
+        } else {
+            format!("field {path}: {inner}")
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// Where `etcd-snapshot save` reads the progress of the save it asked for.

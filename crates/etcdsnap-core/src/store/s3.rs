@@ -212,6 +212,7 @@ impl S3Store {
                     self.cfg.provider,
                     bucket,
                     &self.endpoint_url,
+                    &self.cfg.proxy,
                     &self.secrets,
                 );
                 match cause {
@@ -295,6 +296,7 @@ impl S3Store {
             self.cfg.provider,
             &self.cfg.bucket,
             &self.endpoint_url,
+            &self.cfg.proxy,
             &self.secrets,
         );
         match cause {

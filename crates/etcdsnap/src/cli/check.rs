@@ -46,12 +46,15 @@ fn secrets(a: &ServerArgs) -> Vec<String> {
     .collect()
 }
 
+/// `s` without the S3 secrets of `a`.
+fn scrub(a: &ServerArgs, s: String) -> String {
+    secrets(a)
+        .iter()
+        .fold(s, |acc, x| acc.replace(x.as_str(), "<redacted>"))
+}
+
 async fn s3_check(a: &ServerArgs) -> CheckResult {
-    let scrub = |s: String| {
-        secrets(a)
-            .iter()
-            .fold(s, |acc, x| acc.replace(x.as_str(), "<redacted>"))
-    };
+    let scrub = |s: String| scrub(a, s);
     let cfg = match super::cloud::remote_config(&a.s3, &a.cloud, Some(a.etcd_snapshot_retention)) {
         Ok(None) => return check::s3_skipped(),
         Ok(Some(cfg)) => cfg,
@@ -93,7 +96,11 @@ pub async fn results(a: &ServerArgs) -> Vec<CheckResult> {
         .flatten()
         .map(|s| longest_gap(&s, now));
     let files = check::snapshot_files(&dir.path);
+    let refused = super::server::config(a)
+        .err()
+        .map(|e| scrub(a, format!("{e:#}")));
     vec![
+        check::config(refused),
         check::etcd(&etcd).await,
         check::certificates(
             &data_dir.join("server").join("tls"),

@@ -431,6 +431,21 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "etcd-s3",
         },
         Row {
+            what: "config appends to a single-value flag",
+            input: config("etcd-snapshot-retention+: 3\n"),
+            code: 2,
+            says: "etcd-snapshot-retention+: appends to a list, but --etcd-snapshot-retention takes one value; write etcd-snapshot-retention: instead",
+        },
+        Row {
+            what: "config file of 2 MiB",
+            input: Input::Server(
+                Vec::new(),
+                Some(leak(format!("etcd-snapshot-retention: 3\n{}", "#".repeat(2 << 20)))),
+            ),
+            code: 2,
+            says: "a config file holds flags and may be at most 1048576 bytes",
+        },
+        Row {
             what: "config not YAML",
             input: config("key: [unclosed\n"),
             code: 2,
@@ -627,6 +642,22 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             says: "user information (user@host) is not allowed",
         },
         Row {
+            what: "dead proxy (CLI)",
+            input: cli(&[
+                "ls",
+                "--s3",
+                "--s3-bucket=bkt",
+                "--s3-endpoint=127.0.0.1:9",
+                "--s3-insecure",
+                "--s3-access-key=a",
+                "--s3-secret-key=b",
+                "--s3-proxy=http://127.0.0.1:1",
+                "--s3-timeout=10s",
+            ]),
+            code: 1,
+            says: "through proxy http://127.0.0.1:1: the proxy or the endpoint is down or unreachable",
+        },
+        Row {
             what: "restore without output dir",
             input: Input::Local(strs(&["restore", "x.zip"])),
             code: 1,
@@ -779,7 +810,13 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
             what: "retention as text",
             input: api(r#"{"operation":"prune","retention":"x"}"#),
             code: 400,
-            says: "invalid snapshot request",
+            says: r#"invalid snapshot request: field retention: invalid type: string \"x\", expected a whole number at line 1"#,
+        },
+        Row {
+            what: "nested S3 field of the wrong type",
+            input: api(r#"{"operation":"list","s3":{"bucket":"bkt","insecure":"yes"}}"#),
+            code: 400,
+            says: r#"invalid snapshot request: field s3.insecure: invalid type: string \"yes\", expected a boolean"#,
         },
         Row {
             what: "S3 timeout not Go syntax",

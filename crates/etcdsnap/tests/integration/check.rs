@@ -33,7 +33,7 @@ pub(crate) fn text(o: &Output) -> String {
     )
 }
 
-/// `check -o json`: the results by name, after checking that all six are there, in order.
+/// `check -o json`: the results by name, after checking that all seven are there, in order.
 pub(crate) fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
     let mut args = args.to_vec();
     args.extend(["-o".to_string(), "json".to_string()]);
@@ -44,6 +44,7 @@ pub(crate) fn check_json(dir: &Path, args: &[String]) -> (Output, Vec<Value>) {
     assert_eq!(
         names,
         [
+            "config",
             "etcd",
             "certificates",
             "snapshot-dir",
@@ -83,7 +84,7 @@ fn check_passes_on_a_running_server_and_fails_once_it_stops() {
     let o = check(s.data_dir(), &port);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    assert_eq!(stdout.lines().count(), 7, "{stdout}");
     for line in stdout.lines() {
         let status = line.split_whitespace().next().unwrap();
         assert!(
@@ -261,6 +262,43 @@ fn check_fails_an_unwritable_snapshot_dir_and_a_bad_cron() {
     let s = result(&v, "schedule");
     assert_eq!(s["status"], "ok", "{s}");
     assert!(s["detail"].as_str().unwrap().starts_with("disabled"), "{s}");
+}
+
+#[test]
+fn check_fails_what_the_server_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    // A config the server refuses at start (a NUL in the node name): check used to pass it.
+    let cfg = dir.path().join("nul.yaml");
+    std::fs::write(&cfg, "node-name: \"a\\0b\"\n").unwrap();
+    let mut cmd = Command::new(etcdsnap_bin());
+    cmd.args(["check", "-o", "json", "-d"])
+        .arg(dir.path())
+        .env("ETCDSNAP_CONFIG_FILE", &cfg);
+    without_aws_env(&mut cmd);
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let c = result(&v, "config");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid --node-name: invalid snapshot name prefix"),
+        "{c}"
+    );
+    // The server agrees.
+    let o = Command::new(etcdsnap_bin())
+        .args(["server", "-d"])
+        .arg(dir.path())
+        .env("ETCDSNAP_CONFIG_FILE", &cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("invalid --node-name"), "{}", text(&o));
+    // Flags the server accepts give an ok config check.
+    let (_, v) = check_json(dir.path(), &[]);
+    assert_eq!(result(&v, "config")["status"], "ok");
 }
 
 /// Replaces `<tls>/<leaf>.crt` with a certificate for the same key, from the CA `<tls>/<ca>`

@@ -676,6 +676,7 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
         "client error (connect)",
         "no route to host",
         "network is unreachable",
+        "unsuccessful tunnel",
     ]
     .iter()
     .any(|c| lower.contains(c))
@@ -700,6 +701,7 @@ pub fn describe_error(
     provider: Provider,
     bucket: &str,
     endpoint_url: &str,
+    proxy: &str,
     secrets: &[String],
 ) -> (Cause, String) {
     let chain = error_chain(err);
@@ -707,7 +709,22 @@ pub fn describe_error(
     let detail = summarize(&chain);
     let label = provider.label();
     let noun = provider.bucket_noun();
+    let via = proxy_in_use(proxy, endpoint_url, |name| std::env::var(name).ok());
+    let flag = "--etcd-s3-proxy";
     let msg = match (cause, provider) {
+        // Through a proxy, a refused or timed-out connection may be the proxy's: say both.
+        (Cause::Connect | Cause::Timeout, _) if via.is_some() => {
+            let via = via.unwrap_or_default();
+            let side = if chain.contains("unsuccessful tunnel") {
+                "the proxy answered but could not reach the endpoint"
+            } else {
+                "the proxy or the endpoint is down or unreachable"
+            };
+            format!(
+                "{what}: cannot connect to {label} endpoint {endpoint_url} through proxy {via}: \
+                 {side}; check the proxy ({flag}; `none` connects directly): {detail}"
+            )
+        }
         (Cause::NoSuchBucket, _) => format!("{noun} {bucket} does not exist"),
         (Cause::AccessDenied, Provider::S3) => format!(
             "{what}: access denied to bucket {bucket}: check --etcd-s3-access-key and \
@@ -744,6 +761,38 @@ pub fn describe_error(
         (Cause::NotFound | Cause::Other, _) => format!("{what}: {detail}"),
     };
     (cause, scrub(&msg, secrets))
+}
+
+/// The proxy a request to `endpoint_url` goes through, for messages: the configured one, or
+/// the environment's (`HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, upper or lower case) when the
+/// setting is empty. `NO_PROXY` is not evaluated here, so the message says "unless NO_PROXY
+/// matches".
+fn proxy_in_use(
+    proxy: &str,
+    endpoint_url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    match ProxyMode::from_config(proxy) {
+        ProxyMode::Direct => None,
+        ProxyMode::Url(u) => Some(redact_proxy(&u)),
+        ProxyMode::Environment => {
+            let scheme = if endpoint_url.starts_with("https://") {
+                "https_proxy"
+            } else {
+                "http_proxy"
+            };
+            [scheme, "all_proxy"].iter().find_map(|name| {
+                let upper = name.to_ascii_uppercase();
+                let (var, value) = [upper.as_str(), name]
+                    .into_iter()
+                    .find_map(|v| env(v).filter(|x| !x.is_empty()).map(|x| (v.to_string(), x)))?;
+                Some(format!(
+                    "{} (from {var}, unless NO_PROXY matches)",
+                    redact_proxy(&value)
+                ))
+            })
+        }
+    }
 }
 
 /// Shortens an S3 XML error body to its code and message when present.
@@ -1067,5 +1116,44 @@ mod tests {
         assert!(!s.contains('<'));
         let s = summarize("403 Forbidden: <Error><Code>AccessDenied</Code></Error>");
         assert_eq!(s, "403 Forbidden: AccessDenied");
+    }
+
+    #[test]
+    fn a_refused_connection_through_a_proxy_names_the_proxy() {
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)".into(),
+        };
+        let (cause, msg) = describe_error(
+            "list of s3://bkt",
+            &err,
+            Provider::S3,
+            "bkt",
+            "https://s3.example:9000",
+            "http://user:pw@127.0.0.1:1",
+            &[],
+        );
+        assert_eq!(cause, Cause::Connect);
+        assert!(
+            msg.contains("through proxy http://<redacted>@127.0.0.1:1: the proxy or the endpoint is down or unreachable; check the proxy (--etcd-s3-proxy"),
+            "{msg}"
+        );
+        assert!(!msg.contains("pw"), "{msg}");
+        let (_, direct) = describe_error(
+            "list of s3://bkt",
+            &err,
+            Provider::S3,
+            "bkt",
+            "https://s3.example:9000",
+            "none",
+            &[],
+        );
+        assert!(!direct.contains("proxy"), "{direct}");
+        let env = |name: &str| (name == "HTTPS_PROXY").then(|| "http://p:3128".to_string());
+        assert_eq!(
+            proxy_in_use("", "https://s3.example", env).as_deref(),
+            Some("http://p:3128 (from HTTPS_PROXY, unless NO_PROXY matches)")
+        );
+        assert_eq!(proxy_in_use("", "http://s3.example", env), None);
     }
 }

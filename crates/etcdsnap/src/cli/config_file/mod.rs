@@ -103,6 +103,10 @@ pub struct Loaded {
     pub args: Vec<(String, String)>,
     /// The file that set (or last appended to) each key.
     pub origin: HashMap<String, PathBuf>,
+    /// Keys given as `key+:` somewhere.
+    pub appended: std::collections::HashSet<String>,
+    /// What was accepted but is likely a mistake (a key given twice in one file).
+    pub warnings: Vec<String>,
 }
 
 impl Loaded {
@@ -151,12 +155,24 @@ pub fn load_config(src: &ConfigSource) -> anyhow::Result<Loaded> {
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, Flat> = HashMap::new();
     let mut origin: HashMap<String, PathBuf> = HashMap::new();
+    let mut appended = std::collections::HashSet::new();
+    let mut warnings = Vec::new();
     for file in &files {
+        let mut seen = std::collections::HashSet::new();
         for (key, value) in read_file(file)? {
             let (key, append) = match key.strip_suffix('+') {
                 Some(key) => (key.to_string(), true),
                 None => (key, false),
             };
+            if append {
+                appended.insert(key.clone());
+            } else if !seen.insert(key.clone()) {
+                // K3s's YAML reader lets the later one win; so do we, but say so.
+                warnings.push(format!(
+                    "config file {}: key {key} is given twice; the later value wins (remove one, or write {key}+: to append)",
+                    file.display()
+                ));
+            }
             origin.insert(key.clone(), file.clone());
             match values.get_mut(&key) {
                 Some(old) if append => {
@@ -184,7 +200,12 @@ pub fn load_config(src: &ConfigSource) -> anyhow::Result<Loaded> {
             None => {}
         }
     }
-    Ok(Loaded { args: out, origin })
+    Ok(Loaded {
+        args: out,
+        origin,
+        appended,
+        warnings,
+    })
 }
 
 /// Refuses a key that holds a list (or was appended to) when its flag takes one value: clap
@@ -204,13 +225,19 @@ pub fn check_single_values(
         *counts.entry(k.as_str()).or_default() += 1;
     }
     for (key, n) in counts {
-        if n > 1
-            && let Some(arg) = expand::find_arg(target, key)
-            && matches!(arg.get_action(), clap::ArgAction::Set)
-        {
+        let single = expand::find_arg(target, key)
+            .filter(|arg| matches!(arg.get_action(), clap::ArgAction::Set));
+        let Some(arg) = single else { continue };
+        let long = arg.get_long().unwrap_or(key);
+        if n > 1 {
             let msg = format!(
-                "a list of {n} values is given, but --{} takes one value; give a single value",
-                arg.get_long().unwrap_or(key)
+                "a list of {n} values is given, but --{long} takes one value; give a single value",
+            );
+            bail!("{}", loaded.blame(key, &msg).unwrap_or(msg));
+        }
+        if loaded.appended.contains(key) {
+            let msg = format!(
+                "{key}+: appends to a list, but --{long} takes one value; write {key}: instead",
             );
             bail!("{}", loaded.blame(key, &msg).unwrap_or(msg));
         }

@@ -732,3 +732,77 @@ fn end_to_end_from_files() {
     assert_eq!(m.get_one::<bool>("s3"), Some(&true));
     assert_eq!(m.get_one::<String>("bucket").unwrap(), "backups");
 }
+
+#[test]
+fn a_key_twice_in_one_file_warns_and_the_later_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    write(&file, "name: a\nnode-label: x\nname: b\n");
+    write(&dir.path().join("config.yaml.d/10.yaml"), "node-label: y\n");
+    let loaded = load_config(&ConfigSource {
+        path: file.clone(),
+        explicit: true,
+    })
+    .unwrap();
+    assert_eq!(loaded.args, pairs(&[("name", "b"), ("node-label", "y")]));
+    // A key replaced by a later file is layering, not a mistake; twice in one file is.
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("key name is given twice; the later value wins"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn append_to_a_single_value_flag_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    write(&file, "etcd-snapshot-retention+: 3\n");
+    let loaded = load_config(&ConfigSource {
+        path: file,
+        explicit: true,
+    })
+    .unwrap();
+    let err = check_single_values(&crate::cli::command(), &["server"], &loaded)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("etcd-snapshot-retention+: appends to a list, but --etcd-snapshot-retention takes one value"),
+        "{err}"
+    );
+    // A list flag appends as before.
+    write(&dir.path().join("config.yaml"), "node-label+: a=b\n");
+    let loaded = load_config(&ConfigSource {
+        path: dir.path().join("config.yaml"),
+        explicit: true,
+    })
+    .unwrap();
+    check_single_values(&crate::cli::command(), &["server"], &loaded).unwrap();
+}
+
+#[test]
+fn an_oversized_file_or_alias_bomb_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    write(&file, &"# padding\n".repeat(200_000));
+    let err = format!("{:#}", load(&file, true).unwrap_err());
+    assert!(err.contains("may be at most 1048576 bytes"), "{err}");
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..12 {
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("b{}", i - 1)
+        };
+        bomb.push_str(&format!(
+            "b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+    }
+    write(&file, &bomb);
+    let err = format!("{:#}", load(&file, true).unwrap_err());
+    assert!(
+        err.contains("expands to too many YAML nodes (aliases or nesting)"),
+        "{err}"
+    );
+}

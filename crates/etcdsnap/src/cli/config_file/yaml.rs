@@ -26,7 +26,20 @@ impl Flat {
     }
 }
 
+/// A config file holds flags; anything near this size is a wrong file (a log, a snapshot), and
+/// reading it whole would only end in the YAML reader's node budget.
+pub(super) const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 pub(super) fn read_file(path: &Path) -> anyhow::Result<Vec<(String, Flat)>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?
+        .len();
+    if size > MAX_CONFIG_BYTES {
+        bail!(
+            "config file {} is {size} bytes; a config file holds flags and may be at most {MAX_CONFIG_BYTES} bytes (1 MiB): check that -c/--config (or ETCDSNAP_CONFIG_FILE) names the right file",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     let mut options = serde_saphyr::Options::default();
@@ -42,7 +55,18 @@ pub(super) fn read_file(path: &Path) -> anyhow::Result<Vec<(String, Flat)>> {
     // The snippet would label the file `<input>`; line and column are in the message anyway.
     options.with_snippet = false;
     let document: Option<Document> = serde_saphyr::from_str_with_options(&text, options)
-        .map_err(|e| anyhow!("invalid YAML in config file {}: {e}", path.display()))?;
+        .map_err(|e| {
+            let e = e.to_string();
+            if e.contains("budget") {
+                // Aliases that expand without end, or nesting beyond reason.
+                anyhow!(
+                    "config file {} expands to too many YAML nodes (aliases or nesting): {e}; a config file lists flags as plain `key: value` lines",
+                    path.display()
+                )
+            } else {
+                anyhow!("invalid YAML in config file {}: {e}", path.display())
+            }
+        })?;
     let Some(Document(entries)) = document else {
         return Ok(Vec::new());
     };
