@@ -322,12 +322,34 @@ impl EtcdChild {
 
     /// What this process wrote to the log (its last 64 KiB at most).
     pub fn log_since_start(&self) -> String {
+        self.log_reader().since_start()
+    }
+
+    /// A handle on this process's log that can be read while the process is awaited.
+    pub fn log_reader(&self) -> LogReader {
+        LogReader {
+            file: self.log_file.clone(),
+            start: self.log_start,
+        }
+    }
+}
+
+/// The part of etcd's log file one process wrote.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    file: PathBuf,
+    start: u64,
+}
+
+impl LogReader {
+    /// What the process wrote (its last 64 KiB at most).
+    pub fn since_start(&self) -> String {
         use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(&self.log_file) else {
+        let Ok(mut f) = std::fs::File::open(&self.file) else {
             return String::new();
         };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let start = self.log_start.max(len.saturating_sub(64 * 1024));
+        let start = self.start.max(len.saturating_sub(64 * 1024));
         let _ = f.seek(SeekFrom::Start(start));
         let mut buf = Vec::new();
         let _ = f.read_to_end(&mut buf);

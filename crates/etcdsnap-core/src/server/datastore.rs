@@ -116,6 +116,45 @@ fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
 
 const REMOVED_CAUSE: &str = "this server's etcd member was removed from the cluster";
 
+/// What etcd (3.4 and 3.5) logs when its peers do not know it as a member of their cluster:
+/// they answer that they cannot find this member ("peer X failed to find local node Y"), or
+/// refuse its messages as another cluster's ("request sent was ignored ... cluster ID
+/// mismatch"; the refusing side logs "request cluster ID mismatch" instead, so a restored
+/// server is not taken for the stale one). Both mean: this server started on its old data after
+/// the cluster was reset or restored elsewhere.
+fn peers_refuse_us(log: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("failed to find local node")
+            || (l.contains("request sent was ignored") && l.contains("cluster ID mismatch"))
+    })
+}
+
+const FOREIGN_CAUSE: &str = "this server's etcd data belongs to a cluster that was reset or restored on another server: its peers do not know it as a member";
+
+/// Marks the server not ready for a foreign cluster and says how to rejoin.
+fn report_foreign_cluster(state: &ServerState) {
+    state.ready.set(false);
+    state.ready.set_cause(FOREIGN_CAUSE);
+    tracing::error!(
+        "{FOREIGN_CAUSE}. To rejoin the reset cluster: stop this server, move <data-dir>/server/db/etcd aside (keep it until the cluster is healthy; the snapshots in server/db/snapshots may stay), and start it with --server https://<a server of the reset cluster>:9345 and the cluster's token; it then joins as a new member"
+    );
+}
+
+/// Watches etcd's log, once it is ready, for peers that do not know this member (see
+/// [`peers_refuse_us`]): etcd then runs on without them for ever. Completes never; reports
+/// once.
+async fn watch_for_foreign_cluster(state: &ServerState, log: crate::etcd::process::LogReader) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if peers_refuse_us(&log.since_start()) {
+            break;
+        }
+    }
+    report_foreign_cluster(state);
+    std::future::pending::<()>().await
+}
+
 /// Restarts allowed within [`RESTART_WINDOW`] before the server gives up and exits.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(600);
@@ -154,9 +193,23 @@ async fn wait_ready(
 ) -> Wait {
     let step = Duration::from_millis(250);
     let mut waited = Duration::ZERO;
+    let mut foreign = false;
+    let mut looked = std::time::Instant::now();
     loop {
         if state.etcd_healthy().await {
             return Wait::Ready;
+        }
+        if foreign {
+            state.ready.set_cause(FOREIGN_CAUSE);
+        } else if looked.elapsed() >= Duration::from_secs(5)
+            && let Some(c) = child.as_ref()
+            && peers_refuse_us(&c.process.log_since_start())
+        {
+            foreign = true;
+            report_foreign_cluster(state);
+        }
+        if looked.elapsed() >= Duration::from_secs(5) {
+            looked = std::time::Instant::now();
         }
         match child {
             Some(c) => {
@@ -315,10 +368,18 @@ pub async fn supervise(
         tracing::info!("etcd is ready");
         super::notify::notify("READY=1\nSTATUS=etcd is ready; serving the supervisor API");
         let died = match child {
-            Some(c) => tokio::select! {
-                st = c.process.wait() => Some(st),
-                _ = &mut shutdown => None,
-            },
+            Some(c) => {
+                let log = c.process.log_reader();
+                let foreign = watch_for_foreign_cluster(state, log);
+                tokio::pin!(foreign);
+                loop {
+                    tokio::select! {
+                        st = c.process.wait() => break Some(st),
+                        _ = &mut shutdown => break None,
+                        _ = &mut foreign => {}
+                    }
+                }
+            }
             None => {
                 (&mut shutdown).await;
                 None
@@ -371,6 +432,26 @@ pub(super) async fn detect_kubernetes(state: &ServerState) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn peers_that_do_not_know_us_are_told_from_the_restored_side() {
+        use super::peers_refuse_us;
+        // etcd 3.5, a member the restored cluster does not know.
+        assert!(peers_refuse_us(
+            r#"{"level":"warn","msg":"peer became inactive (message send to peer failed)","peer-id":"75de954e6b2e541f","error":"failed to dial 75de954e6b2e541f on stream MsgApp v2 (peer 75de954e6b2e541f failed to find local node afe6255caea025fa)"}"#
+        ));
+        // etcd 3.4, the sending side of a cluster ID mismatch.
+        assert!(peers_refuse_us(
+            "2026-12-07 22:00:00.000000 E | rafthttp: request sent was ignored (cluster ID mismatch: peer[75de954e6b2e541f]=1c45a069f3a1d796, local=cdf818194e3a8c32)"
+        ));
+        // The refusing (restored) side, and an ordinary unreachable peer: not us.
+        assert!(!peers_refuse_us(
+            "2026-12-07 22:00:00.000000 E | rafthttp: request cluster ID mismatch (got 1c45a069f3a1d796 want cdf818194e3a8c32)"
+        ));
+        assert!(!peers_refuse_us(
+            r#"{"level":"warn","msg":"prober detected unhealthy status","error":"dial tcp 127.0.0.1:31143: connect: connection refused"}"#
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -22,10 +22,13 @@ pub async fn resolve(cfg: &S3Config, objects: Option<&ObjectStore>) -> Result<S3
     if cfg.config_secret.is_empty() {
         return Ok(cfg.clone());
     }
-    if !cfg.is_default_but_secret() {
+    let beside = cfg.settings_beside_secret();
+    if !beside.is_empty() {
+        // K3s's words, then which settings made the Secret be ignored and what to do.
         tracing::warn!(
-            "Ignoring s3 configuration from etcd-s3-config-secret {:?} due to existing configuration from CLI or config file",
-            cfg.config_secret
+            "Ignoring s3 configuration from etcd-s3-config-secret {:?} due to existing configuration from CLI or config file: {} set; give --etcd-s3 and --etcd-s3-config-secret alone to use the Secret",
+            cfg.config_secret,
+            beside.join(", ")
         );
         return Ok(cfg.clone());
     }

@@ -755,3 +755,66 @@ fn a_server_joins_with_the_join_token_and_keeps_a_server_token_of_its_own() {
     assert!(!s2.log_text().contains("different token"));
     assert_eq!(s2.token(), t2, "the joined server keeps its token");
 }
+
+/// A server started on its old data after the cluster was restored on another one: etcd runs
+/// on, refused by its peers for ever. The server says why and how to rejoin, and answers
+/// /healthz with 503 and that reason.
+#[test]
+fn a_peer_on_its_old_data_after_a_restore_says_how_to_rejoin() {
+    let v = Etcd::V35;
+    let [s1, s2, s3] = three(v, &[], &[]);
+    ok(&s1.cli(&["save", "--name", "before"]));
+    let file = s1
+        .snapshot_files()
+        .into_iter()
+        .find(|f| f.starts_with("before-"))
+        .unwrap();
+    let (_d3, _p3) = s3.stop();
+    let (d2, p2) = s2.stop();
+    let (d1, p1) = s1.stop();
+    let path = d1.path().join("server/db/snapshots").join(&file);
+    ok(&reset(
+        v,
+        d1.path(),
+        p1,
+        &[&format!("--cluster-reset-restore-path={}", path.display())],
+    ));
+    let s1 = Server::builder(v).dir(d1).ports(p1).start();
+    // Not moved aside as the README says: n2 starts on the data of the old cluster.
+    let s2 = joiner(v, &s1, "n2").dir(d2).ports(p2).no_wait().start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let said = loop {
+        let log = s2.log_text();
+        if log.contains("belongs to a cluster that was reset or restored on another server") {
+            break log;
+        }
+        if std::time::Instant::now() > deadline {
+            let etcd_log = std::fs::read_to_string(s2.data_dir().join("server/logs/etcd.log"))
+                .or_else(|_| std::fs::read_to_string(s2.data_dir().join("server/db/etcd.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = etcd_log.lines().rev().take(40).collect();
+            panic!(
+                "no rejoin hint; server log:\n{log}\netcd log tail:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        said.contains("move <data-dir>/server/db/etcd aside") && said.contains("--server https://"),
+        "{said}"
+    );
+    let (code, body) = https_get(&format!("{}/healthz", s2.url())).unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("its peers do not know it as a member"),
+        "{body}"
+    );
+    // The restored server is not taken for the stale one.
+    assert!(
+        !s1.log_text()
+            .contains("belongs to a cluster that was reset"),
+        "{}",
+        s1.log_text()
+    );
+}

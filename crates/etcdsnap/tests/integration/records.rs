@@ -805,6 +805,11 @@ fn s3_config_secret_drives_uploads_and_rotates_without_restart() {
         log.contains("Ignoring s3 configuration from etcd-s3-config-secret"),
         "{log}"
     );
+    // ... and says which settings made it ignore the Secret.
+    assert!(
+        log.contains("--etcd-s3-access-key, --etcd-s3-secret-key, --etcd-s3-bucket, --etcd-s3-folder, --etcd-s3-endpoint, --etcd-s3-insecure set; give --etcd-s3 and --etcd-s3-config-secret alone to use the Secret"),
+        "{log}"
+    );
 }
 
 /// The shipped CRD prints what the supervisor prints.

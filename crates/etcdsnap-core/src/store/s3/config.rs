@@ -359,25 +359,48 @@ impl S3Config {
     /// Whether every setting but the Secret's name is at its default: K3s then takes the
     /// settings from the Secret (`--etcd-s3` plus `--etcd-s3-config-secret` alone).
     pub fn is_default_but_secret(&self) -> bool {
+        self.settings_beside_secret().is_empty()
+    }
+
+    /// The flags set away from their defaults, which make a config Secret be ignored.
+    pub fn settings_beside_secret(&self) -> Vec<&'static str> {
         let d = S3Config::default();
-        [
-            &self.access_key,
-            &self.secret_key,
-            &self.session_token,
-            &self.bucket,
-            &self.bucket_lookup,
-            &self.endpoint_ca,
-            &self.folder,
-            &self.proxy,
+        let mut set: Vec<&'static str> = [
+            (&self.access_key, "--etcd-s3-access-key"),
+            (&self.secret_key, "--etcd-s3-secret-key"),
+            (&self.session_token, "--etcd-s3-session-token"),
+            (&self.bucket, "--etcd-s3-bucket"),
+            (&self.bucket_lookup, "--etcd-s3-bucket-lookup-type"),
+            (&self.endpoint_ca, "--etcd-s3-endpoint-ca"),
+            (&self.folder, "--etcd-s3-folder"),
+            (&self.proxy, "--etcd-s3-proxy"),
         ]
-        .iter()
-        .all(|v| v.is_empty())
-            && self.effective_endpoint() == d.endpoint
-            && self.effective_region() == d.region
-            && !self.insecure
-            && !self.skip_ssl_verify
-            && (self.timeout == d.timeout || self.timeout.is_zero())
-            && (self.retention == d.retention || self.retention == 0)
+        .into_iter()
+        .filter(|(v, _)| !v.is_empty())
+        .map(|(_, flag)| flag)
+        .collect();
+        for (differs, flag) in [
+            (
+                self.effective_endpoint() != d.endpoint,
+                "--etcd-s3-endpoint",
+            ),
+            (self.effective_region() != d.region, "--etcd-s3-region"),
+            (self.insecure, "--etcd-s3-insecure"),
+            (self.skip_ssl_verify, "--etcd-s3-skip-ssl-verify"),
+            (
+                !(self.timeout == d.timeout || self.timeout.is_zero()),
+                "--etcd-s3-timeout",
+            ),
+            (
+                !(self.retention == d.retention || self.retention == 0),
+                "--etcd-s3-retention",
+            ),
+        ] {
+            if differs {
+                set.push(flag);
+            }
+        }
+        set
     }
 
     /// Whether the settings come from the config Secret.
