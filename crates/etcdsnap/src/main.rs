@@ -167,7 +167,7 @@ fn main() {
     let (cli, warnings) = match parse() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", chain(&e));
             std::process::exit(2);
         }
     };
@@ -213,10 +213,23 @@ fn main() {
     if let Err(e) = result {
         eprintln!(
             "Error: {}",
-            as_typed(&format!("{e:#}"), &std::env::args().collect::<Vec<_>>())
+            as_typed(&chain(&e), &std::env::args().collect::<Vec<_>>())
         );
         std::process::exit(1);
     }
+}
+
+/// An error and its causes joined with `: `, leaving out a cause that an earlier message already
+/// says (our errors carry their I/O cause in their own text; `{:#}` would print it twice).
+fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+    }
+    parts.join(": ")
 }
 
 /// A message names S3 settings by their server flags (`etcd-s3-bucket`); where the user typed

@@ -334,6 +334,24 @@ impl EtcdChild {
     }
 }
 
+/// The error for etcd having exited `during` something, from its exit status and the end of its
+/// log: a full disk is named as such (etcd preallocates 64 MiB WAL files at start, so a disk
+/// that took the restored database may still be too small for etcd), else the log tail is
+/// shown.
+pub fn exit_error(during: &str, status: &str, tail: &str) -> Error {
+    if tail.contains("no space left on device") || tail.contains("disk quota exceeded") {
+        return Error::DiskFull {
+            context: format!(
+                "etcd exited ({status}) {during}: its data dir's disk is full (etcd needs room for its database and a 64 MiB WAL file)"
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+    }
+    Error::Etcd(format!(
+        "etcd exited ({status}) {during}; last lines of its log:\n{tail}"
+    ))
+}
+
 /// The part of etcd's log file one process wrote.
 #[derive(Debug, Clone)]
 pub struct LogReader {
@@ -371,4 +389,33 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::exit_error;
+
+    #[test]
+    fn a_full_disk_is_named_and_other_exits_show_the_log() {
+        let tail = r#"{"level":"fatal","msg":"failed to create WAL","error":"open /d/member/wal/0.tmp: no space left on device"}"#;
+        let e = exit_error("during the reset", "exit status: 1", tail);
+        assert!(matches!(e, crate::Error::DiskFull { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(
+                "etcd exited (exit status: 1) during the reset: its data dir's disk is full"
+            ) && msg.contains("free space on it"),
+            "{msg}"
+        );
+        let e = exit_error(
+            "during the reset",
+            "exit status: 1",
+            "panic: something else",
+        );
+        assert!(matches!(e, crate::Error::Etcd(_)), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("last lines of its log:\npanic: something else")
+        );
+    }
 }

@@ -256,6 +256,13 @@ async fn restart(
         state.ready.set_cause(REMOVED_CAUSE);
         return Err(e);
     }
+    // A full disk does not heal by restarting: say so at once.
+    if let e @ Error::DiskFull { .. } =
+        crate::etcd::process::exit_error("while the server ran", &status, &tail)
+    {
+        state.ready.set_cause(e.to_string());
+        return Err(e);
+    }
     let Some(delay) = policy.next(std::time::Instant::now()) else {
         state.ready.set_cause(format!(
             "etcd exited ({status}) and was restarted too often"

@@ -574,10 +574,11 @@ async fn wait_healthy(etcd: &dyn EtcdSource, child: &mut EtcdChild) -> Result<()
             return Ok(());
         }
         if let Ok(Some(st)) = child.try_wait() {
-            return Err(Error::Etcd(format!(
-                "etcd exited ({st}) during the reset; last lines of its log:\n{}",
-                child.log_tail(30)
-            )));
+            return Err(crate::etcd::process::exit_error(
+                "during the reset",
+                &st.to_string(),
+                &child.log_tail(30),
+            ));
         }
         if Instant::now() > deadline {
             return Err(Error::Timeout(format!(

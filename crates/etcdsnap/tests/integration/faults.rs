@@ -1314,3 +1314,26 @@ fn a_panic_in_a_scheduled_tick_is_recorded_and_the_next_tick_saves() {
         Some((200, _))
     ));
 }
+
+/// etcd cannot start on a disk too small for its 64 MiB WAL file: the server says the disk is
+/// full and exits at once, rather than restarting etcd five times and showing its log.
+#[test]
+fn etcd_on_a_full_disk_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(&dir.path().join("server/db"), 16);
+    let mut s = Server::builder(Etcd::V35)
+        .dir(dir)
+        .on(&disk)
+        .no_wait()
+        .start();
+    let st = s.proc.wait_exit(Duration::from_secs(60));
+    assert!(!st.success());
+    let log = s.log_text();
+    assert!(
+        log.contains("its data dir's disk is full") && log.contains("free space on it"),
+        "{log}"
+    );
+    assert!(!log.contains("for the 6th time"), "{log}");
+    // The cause is said once.
+    assert_eq!(log.matches("No space left on device").count(), 1, "{log}");
+}
