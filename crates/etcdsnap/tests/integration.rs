@@ -24,6 +24,8 @@ mod drill;
 mod faults;
 #[path = "integration/inspect.rs"]
 mod inspect;
+#[path = "integration/kube_errors.rs"]
+mod kube_errors;
 #[path = "integration/packaging.rs"]
 mod packaging;
 #[path = "integration/progress.rs"]

@@ -8,8 +8,10 @@
 //!   JSON patch) and delete of Secrets and ConfigMaps; delete of records (the file stays);
 //!   each write verb honours `dryRun=All` (`kubectl --dry-run=server`): checked, answered as
 //!   if done, nothing written;
-//! * errors as Kubernetes `Status` objects (404 NotFound, 409 AlreadyExists/Conflict, 422
-//!   Invalid, 401 Unauthorized, 403 Forbidden, 405 MethodNotAllowed).
+//! * errors as Kubernetes `Status` objects (400 BadRequest for selectors and list parameters
+//!   the API server refuses, 404 NotFound, 409 AlreadyExists/Conflict, 413
+//!   RequestEntityTooLarge, 422 Invalid, 401 Unauthorized, 403 Forbidden, 405
+//!   MethodNotAllowed).
 //!
 //! Authentication is the bearer token of the kubeconfig the server writes. When the etcd holds
 //! a real Kubernetes cluster its Secrets and ConfigMaps belong to that cluster: they are read,
@@ -109,6 +111,11 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 413, as the API server answers a body over its limit.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        Self::new(413, "RequestEntityTooLarge", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         Self::new(500, "InternalError", message)
     }
@@ -193,6 +200,9 @@ pub struct KubeApi {
     pub on_snapshot_deleted: Option<DeletedHook>,
 }
 
+/// The largest request body, as the Kubernetes API server's (3 MiB): larger is a 413.
+const MAX_BODY: usize = 3 << 20;
+
 /// Longest a watch stays open.
 const WATCH_MAX: Duration = Duration::from_secs(30 * 60);
 
@@ -247,15 +257,13 @@ impl KubeApi {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json")
             .to_string();
-        let body = match tokio::time::timeout(
-            Duration::from_secs(30),
-            axum::body::to_bytes(req.into_body(), 4 << 20),
-        )
-        .await
+        let body = match tokio::time::timeout(Duration::from_secs(30), read_body(req.into_body()))
+            .await
         {
             Ok(Ok(b)) => b,
-            _ => {
-                return ApiError::bad_request("cannot read the request body (at most 4 MiB)")
+            Ok(Err(e)) => return e.into_response(),
+            Err(_) => {
+                return ApiError::bad_request("cannot read the request body: not sent within 30 s")
                     .into_response();
             }
         };
@@ -264,7 +272,7 @@ impl KubeApi {
             query,
             accept,
             content_type,
-            body: body.to_vec(),
+            body,
         };
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         match self.route(&ctx, &parts).await {
@@ -293,6 +301,7 @@ impl KubeApi {
                     "the server could not find the requested resource",
                 )),
             },
+            ["openapi", "v2"] if ctx.method == Method::GET => Ok(openapi_v2(&ctx.accept)),
             ["openapi", "v3"] => get_only(openapi_v3_root()),
             ["openapi", "v3", "api", "v1"] => get_only(openapi_v3_doc("", "v1")),
             ["openapi", "v3", "apis", g, v] => get_only(openapi_v3_doc(g, v)),
@@ -410,20 +419,13 @@ impl KubeApi {
     }
 
     async fn list(&self, ctx: &Ctx, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Response> {
-        let labels = Selector::labels(ctx.query.get("labelSelector").map_or("", String::as_str))
-            .map_err(ApiError::bad_request)?;
-        let fields = Selector::fields(ctx.query.get("fieldSelector").map_or("", String::as_str))
-            .map_err(ApiError::bad_request)?;
-        let limit: i64 = ctx
-            .query
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .filter(|l| *l > 0)
-            .unwrap_or(0);
-        let mut after = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
-            Some(c) => Some(decode_continue(c)?),
-            None => None,
-        };
+        let ListOptions {
+            labels,
+            fields,
+            limit,
+            mut after,
+            ..
+        } = ListOptions::of(ctx, rt, ns)?;
         if limit == 0 {
             return Ok(self.stream_all(
                 *rt,
@@ -557,26 +559,26 @@ impl KubeApi {
 
     async fn watch(&self, ctx: &Ctx, rt: &ResourceType, ns: Option<&str>) -> ApiResult<Response> {
         use futures::StreamExt;
-        let labels = Selector::labels(ctx.query.get("labelSelector").map_or("", String::as_str))
-            .map_err(ApiError::bad_request)?;
-        let fields = Selector::fields(ctx.query.get("fieldSelector").map_or("", String::as_str))
-            .map_err(ApiError::bad_request)?;
+        let ListOptions {
+            labels,
+            fields,
+            resource_version,
+            ..
+        } = ListOptions::of(ctx, rt, ns)?;
         let as_table = table::wants_table(&ctx.accept);
-        let timeout = ctx
-            .query
-            .get("timeoutSeconds")
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(WATCH_MAX)
-            .min(WATCH_MAX);
+        let timeout = match ctx.query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
+            Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "timeoutSeconds: Invalid value: {t:?}: must be a whole number of seconds"
+                ))
+            })?),
+            None => WATCH_MAX,
+        }
+        .min(WATCH_MAX);
         let rt = *rt;
         let prefix = ObjectStore::prefix(&rt, ns);
         // Without a resourceVersion, the current objects come first as ADDED events.
-        let start_rv: Option<i64> = ctx
-            .query
-            .get("resourceVersion")
-            .and_then(|r| r.parse().ok())
-            .filter(|r| *r > 0);
+        let start_rv = resource_version.filter(|r| *r > 0);
         let mut initial = Vec::new();
         let from = match start_rv {
             Some(rv) => rv + 1,
@@ -809,6 +811,88 @@ fn write_refusal(method: &Method, headers: &HeaderMap) -> Option<ApiError> {
         .map(|why| ApiError::new(415, "UnsupportedMediaType", why))
 }
 
+/// The query parameters of a list or watch, checked as the API server checks them: each one
+/// that does not parse is a 400 naming the parameter, never ignored.
+struct ListOptions {
+    labels: Selector,
+    fields: Selector,
+    /// At most this many objects (0: all).
+    limit: i64,
+    /// The key after which the list continues (`continue`).
+    after: Option<String>,
+    /// `resourceVersion`, when given (a watch starts after it).
+    resource_version: Option<i64>,
+}
+
+impl ListOptions {
+    fn of(ctx: &Ctx, rt: &ResourceType, ns: Option<&str>) -> ApiResult<ListOptions> {
+        let param = |name: &str| {
+            ctx.query
+                .get(name)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let labels = Selector::labels(param("labelSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        let fields = Selector::fields(param("fieldSelector").unwrap_or(""), rt)
+            .map_err(ApiError::bad_request)?;
+        // Kubernetes reads a negative limit as no limit; no client sends one, so it is refused
+        // here as the mistake it is rather than answered with the whole list.
+        let limit = match param("limit") {
+            None => 0,
+            Some(l) => l.parse::<i64>().ok().filter(|l| *l >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit: Invalid value: {l:?}: must be a whole number of objects, 0 or more (0 or none: no limit)"
+                ))
+            })?,
+        };
+        let resource_version = match param("resourceVersion") {
+            None => None,
+            Some(r) => Some(r.parse::<i64>().ok().filter(|r| *r >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {r:?}: must be a resourceVersion this server answered (a number), or empty"
+                ))
+            })?),
+        };
+        let after = match param("continue") {
+            None => None,
+            Some(token) => {
+                if resource_version.is_some_and(|r| r > 0) {
+                    return Err(ApiError::bad_request(
+                        "specifying resource version is not allowed when using continue: send the continue token alone",
+                    ));
+                }
+                Some(decode_continue(token, &ObjectStore::prefix(rt, ns))?)
+            }
+        };
+        Ok(ListOptions {
+            labels,
+            fields,
+            limit,
+            after,
+            resource_version,
+        })
+    }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes: larger is the API server's 413.
+async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::too_large(format!(
+                "Request entity too large: limit is {MAX_BODY}"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// A request's parts the handlers need.
 struct Ctx {
     method: Method,
@@ -957,13 +1041,63 @@ fn encode_continue(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
 
-fn decode_continue(token: &str) -> ApiResult<String> {
+/// The key a `continue` token of a list under `prefix` stands for. A token this server did not
+/// give for that list is a 400 (Kubernetes answers 400 to a token it cannot read too). Tokens
+/// hold no revision, so the 410 "continue parameter is too old" of Kubernetes never applies:
+/// a list continues at the current state.
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|k| k.starts_with("/registry/"))
-        .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+        .filter(|k| k.starts_with(prefix) && !k.contains("/../"))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid continue token: continue key is not valid: {token:?} is not a continue token of this list; send the metadata.continue of the previous page, or list again without continue"
+            ))
+        })
+}
+
+/// `GET /openapi/v2`: an OpenAPI v2 document with no definitions, for kubectl's client-side
+/// validation, which asks for v2 when OpenAPI v3 does not say the server validates a kind
+/// (a kind the file names that is not served here): with no definition for it, kubectl skips
+/// the check, and the create then fails on the kind, not on a missing document. kubectl asks
+/// for protobuf (gnostic's `openapi_v2.Document`: swagger = 1, info = 2 with title = 1 and
+/// version = 2) and reads nothing else; JSON for everyone else.
+fn openapi_v2(accept: &str) -> Response {
+    const TITLE: &str = "etcdsnap";
+    const VERSION: &str = env!("CARGO_PKG_VERSION");
+    if accept.contains("protobuf") {
+        let field = |tag: u8, bytes: &[u8]| -> Vec<u8> {
+            let mut f = vec![tag, bytes.len() as u8];
+            f.extend_from_slice(bytes);
+            f
+        };
+        let info = [
+            field(0x0a, TITLE.as_bytes()),
+            field(0x12, VERSION.as_bytes()),
+        ]
+        .concat();
+        let doc = [field(0x0a, b"2.0"), field(0x12, &info)].concat();
+        return (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )],
+            doc,
+        )
+            .into_response();
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "swagger": "2.0",
+            "info": {"title": TITLE, "version": VERSION},
+            "paths": {},
+            "definitions": {},
+        }),
+    )
 }
 
 /// `GET /openapi/v3`: where each group/version's document is.
@@ -1025,10 +1159,10 @@ fn openapi_v3_doc(group: &str, version: &str) -> Value {
                 format!("{base}/{}/{{name}}", rt.plural),
             )
         };
-        if rt.writable {
-            paths.insert(coll, json!({"post": op("create")}));
-            paths.insert(item, json!({"put": op("replace"), "patch": op("patch")}));
-        }
+        // Records too: kubectl then leaves the checking to the server (which answers that
+        // records are written by etcdsnap only) instead of asking for OpenAPI v2.
+        paths.insert(coll, json!({"post": op("create")}));
+        paths.insert(item, json!({"put": op("replace"), "patch": op("patch")}));
     }
     json!({
         "openapi": "3.0.0",
@@ -1057,10 +1191,12 @@ mod tests {
         assert_eq!(m["bad"], "%zz");
         assert_eq!(m["end"], "%4");
         assert_eq!(
-            decode_continue(&encode_continue("/registry/x/y")).unwrap(),
+            decode_continue(&encode_continue("/registry/x/y"), "/registry/x/").unwrap(),
             "/registry/x/y"
         );
-        assert!(decode_continue("bm90LWEta2V5").is_err());
+        assert!(decode_continue("bm90LWEta2V5", "/registry/").is_err());
+        assert!(decode_continue(&encode_continue("/registry/x/y"), "/registry/z/").is_err());
+        assert!(decode_continue("!!", "/registry/").is_err());
     }
 
     #[test]

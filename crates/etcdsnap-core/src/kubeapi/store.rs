@@ -55,6 +55,29 @@ pub fn new_uid() -> String {
     )
 }
 
+/// etcd's default `--max-request-bytes` (1.5 MiB), the embedded etcd's limit.
+pub const ETCD_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// A write etcd refused for its size, as a 413 naming the size, the limit and the fix; any
+/// other failure as it is. etcd refuses a request over its `--max-request-bytes` with
+/// "etcdserver: request is too large", and one over that plus 512 KiB already in gRPC
+/// ("received message larger than max"). Kubernetes answers the first with a 500
+/// InternalError carrying etcd's words; a 413 RequestEntityTooLarge is given here instead:
+/// the object is what is wrong, and sending it again cannot succeed.
+pub fn too_large_for_etcd(rt: &ResourceType, name: &str, size: usize, e: crate::Error) -> ApiError {
+    let text = e.to_string();
+    if !(text.contains("request is too large") || text.contains("received message larger than max"))
+    {
+        return e.into();
+    }
+    let mut err = ApiError::too_large(format!(
+        "{} \"{name}\" is too large to store: {size} bytes, and etcd refuses a write over its --max-request-bytes ({ETCD_MAX_REQUEST_BYTES} bytes, 1.5 MiB, by default); keep the object under 1.5 MiB (split the data over several objects, or keep large files elsewhere)",
+        rt.kind
+    ));
+    err.details = Some(json!({"name": name, "kind": rt.plural}));
+    err
+}
+
 /// Now, as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -278,10 +301,13 @@ impl ObjectStore {
                 None => Ok(obj),
             };
         }
+        let bytes = encode(&obj);
+        let size = bytes.len();
         match self
             .etcd
-            .put_if(&key, encode(&obj), Precondition::Absent, lease)
-            .await?
+            .put_if(&key, bytes, Precondition::Absent, lease)
+            .await
+            .map_err(|e| too_large_for_etcd(rt, &name, size, e))?
         {
             Some(rev) => {
                 obj["metadata"]["resourceVersion"] = json!(rev.to_string());
@@ -342,15 +368,18 @@ impl ObjectStore {
             obj["metadata"]["resourceVersion"] = json!(cur_kv.mod_revision.to_string());
             return Ok(obj);
         }
+        let bytes = encode(&obj);
+        let size = bytes.len();
         match self
             .etcd
             .put_if(
                 &key,
-                encode(&obj),
+                bytes,
                 Precondition::ModRevision(cur_kv.mod_revision),
                 None,
             )
-            .await?
+            .await
+            .map_err(|e| too_large_for_etcd(rt, &name, size, e))?
         {
             Some(rev) => {
                 obj["metadata"]["resourceVersion"] = json!(rev.to_string());
