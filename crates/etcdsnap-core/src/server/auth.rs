@@ -13,7 +13,7 @@
 //! secret; a file that no longer reads as a valid token disables its credential (fail closed).
 //!
 //! Failures are never a lock-out: see [`AuthGuard`]. Handlers declare the access they need as
-//! an argument, [`super::extract::Authed`], which checks the request against these rules.
+//! an argument, `Authed` (in `extract.rs`), which checks the request against these rules.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -3,7 +3,7 @@
 //! secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and `GET /metrics`;
 //! the cluster endpoints (join, members) are in [`super::cluster_api`], the status page
 //! (`GET /ui`, `GET /ui.json`) in [`super::ui`]. Handlers take their credential and body
-//! through [`super::extract`] and answer through [`super::reply`]; none imports this router.
+//! through `extract` and answer through `reply`; none imports this router.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
