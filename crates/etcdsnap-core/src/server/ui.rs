@@ -937,6 +937,9 @@ mod tests {
                 resp.headers()[header::WWW_AUTHENTICATE],
                 "Basic realm=\"etcdsnap\""
             );
+            // A refusal carries the page's security headers too.
+            assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store", "{path}");
+            assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
             assert!(!text.contains(&name), "{text}");
             let wrong = basic("server", "wrong");
             let (resp, text) = get(&a.state, path, Some(&wrong)).await;
@@ -982,6 +985,7 @@ mod tests {
 
         let (resp, json) = get(&a.state, "/ui.json", Some(&auth)).await;
         assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let local = &v["stores"][0];
         assert_eq!(local["store"], "local");
