@@ -520,7 +520,7 @@ pub(super) mod tests {
     impl Api {
         async fn call(&self, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
             self.send(
-                Request::post("/db/snapshot").header(header::CONTENT_TYPE, "application/json"),
+                Request::post(SNAPSHOT_PATH).header(header::CONTENT_TYPE, "application/json"),
                 auth,
                 Body::from(body.to_string()),
             )
@@ -735,14 +735,14 @@ pub(super) mod tests {
         // (request, what it is, server, join, viewer): whether the role passes the gate.
         let cases: Vec<(Make, &str, bool, bool, bool)> = vec![
             (
-                Box::new(post("/db/snapshot", r#"{"operation":"save"}"#)),
+                Box::new(post(SNAPSHOT_PATH, r#"{"operation":"save"}"#)),
                 "save",
                 true,
                 false,
                 false,
             ),
             (
-                Box::new(post("/db/snapshot", r#"{"operation":"list"}"#)),
+                Box::new(post(SNAPSHOT_PATH, r#"{"operation":"list"}"#)),
                 "list",
                 true,
                 false,
@@ -750,7 +750,7 @@ pub(super) mod tests {
             ),
             (
                 Box::new(post(
-                    "/db/snapshot",
+                    SNAPSHOT_PATH,
                     r#"{"operation":"delete","name":["x"]}"#,
                 )),
                 "delete",
@@ -759,7 +759,7 @@ pub(super) mod tests {
                 false,
             ),
             (
-                Box::new(post("/db/member-remove", r#"{"name":"n2"}"#)),
+                Box::new(post(REMOVE_PATH, r#"{"name":"n2"}"#)),
                 "member remove",
                 true,
                 false,
@@ -773,8 +773,8 @@ pub(super) mod tests {
                 false,
             ),
             (Box::new(get(INFO_PATH)), "member list", true, true, false),
-            (Box::new(get("/ui")), "page", true, false, true),
-            (Box::new(get("/ui.json")), "page data", true, false, true),
+            (Box::new(get(UI_PATH)), "page", true, false, true),
+            (Box::new(get(UI_DATA_PATH)), "page data", true, false, true),
             (Box::new(get(PROGRESS_PATH)), "progress", true, false, true),
         ];
         for (make, what, server, join, viewer) in &cases {
@@ -855,7 +855,7 @@ pub(super) mod tests {
                 "cross-site request refused",
             ),
         ] {
-            let mut req = Request::post("/db/snapshot");
+            let mut req = Request::post(SNAPSHOT_PATH);
             for (k, v) in &headers {
                 req = req.header(*k, *v);
             }
@@ -866,7 +866,7 @@ pub(super) mod tests {
         let (_, list) = a.post(r#"{"operation":"list"}"#).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
         // The server's own origin is not cross-site.
-        let req = Request::post("/db/snapshot")
+        let req = Request::post(SNAPSHOT_PATH)
             .header("content-type", "application/json")
             .header("host", "127.0.0.1:9345")
             .header("origin", "https://127.0.0.1:9345");
