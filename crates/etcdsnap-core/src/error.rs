@@ -1,5 +1,7 @@
 //! The library's error type. Each variant says what went wrong in words an operator can act on;
-//! [`Error::retryable`] tells callers whether trying again may help.
+//! [`Error::retryable`] tells callers whether trying again may help. The HTTP status of each
+//! belongs to the supervisor protocol: `http_status` is defined beside its wire format, in
+//! `api/status.rs`.
 
 use std::path::Path;
 
@@ -66,21 +68,6 @@ impl Error {
                 | Error::Timeout(_)
                 | Error::Io { .. }
         )
-    }
-
-    /// The HTTP status the supervisor API answers this error with: 400 for requests that must
-    /// change, 409 for a save already running, 502/503/504 for trouble upstream (S3, etcd),
-    /// 500 for the server's own failures (disk, bugs).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Error::InvalidInput(_) | Error::S3Init(_) => 400,
-            Error::SaveInProgress => 409,
-            Error::S3Unavailable(_) | Error::S3(_) | Error::Integrity(_) => 502,
-            Error::Etcd(_) => 503,
-            Error::Timeout(_) => 504,
-            Error::DiskFull { .. } => 507,
-            Error::Io { .. } | Error::Other(_) => 500,
-        }
     }
 
     /// An I/O error with the operation and path that failed.

@@ -12,7 +12,8 @@
 //! once (rotation without a restart); a default file that is missing is made again with a new
 //! secret; a file that no longer reads as a valid token disables its credential (fail closed).
 //!
-//! Failures are never a lock-out: see [`AuthGuard`].
+//! Failures are never a lock-out: see [`AuthGuard`]. Handlers declare the access they need as
+//! an argument, `Authed` (in `extract.rs`), which checks the request against these rules.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,14 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::Extension;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 
 use super::ServerState;
-use super::http::status;
-use super::serve::PeerAddr;
 use crate::fsutil::write_private;
 use crate::token::{Token, ca_hash, check_file_mode, check_strength, constant_time_eq};
 use crate::{Error, Result};
@@ -70,7 +67,8 @@ impl Role {
 }
 
 impl Access {
-    fn what(self) -> &'static str {
+    /// What the access allows, for a refusal's message.
+    pub fn what(self) -> &'static str {
         match self {
             Access::Admin => "take, list, prune or delete snapshots or remove etcd members",
             Access::Cluster => "fetch the cluster's bootstrap data (its CA keys) or member list",
@@ -78,7 +76,8 @@ impl Access {
         }
     }
 
-    fn needs(self) -> &'static str {
+    /// Which token the access needs, for a refusal's message.
+    pub fn needs(self) -> &'static str {
         match self {
             Access::Admin => "the server token (<data-dir>/server/token)",
             Access::Cluster => "the join token (<data-dir>/server/join-token) or the server token",
@@ -304,49 +303,6 @@ pub fn role(state: &ServerState, headers: &HeaderMap) -> Option<Role> {
         Some(Role::Viewer)
     } else {
         None
-    }
-}
-
-/// The check every authenticated endpoint makes: `Some(answer)` refuses the request, with 401
-/// (a wrong credential after the failure's delay, see [`AuthGuard`]; none at all at once) or
-/// 403 for a credential without the right.
-pub async fn gate(
-    state: &ServerState,
-    peer: Option<Extension<PeerAddr>>,
-    headers: &HeaderMap,
-    access: Access,
-) -> Option<Response> {
-    match role(state, headers) {
-        Some(r) if r.may(access) => None,
-        Some(r) => Some(status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!(
-                "the {} token may not {}: that needs {}",
-                r.user(),
-                access.what(),
-                access.needs()
-            ),
-        )),
-        None => {
-            // No credential at all is no guess (a browser's first load of /ui): not counted.
-            if headers.contains_key(header::AUTHORIZATION)
-                && let Some(Extension(PeerAddr(a))) = peer
-            {
-                let wait = state.auth_guard.failed(a.ip());
-                tokio::time::sleep(wait).await;
-            }
-            let mut r = status(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "unauthorized: the credentials match none of this server's tokens (server, join, viewer)",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"etcdsnap\""),
-            );
-            Some(r)
-        }
     }
 }
 

@@ -11,17 +11,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
 
 use super::ServerState;
-use super::auth::{Access, gate};
-use super::http::{authed_json, json, status};
-use super::join::{ClusterInfo, MemberInfo, is_member_of_node};
+use super::extract::{Authed, JsonBody, level};
+use super::join::is_member_of_node;
+use super::reply::{json, status};
 use super::serve::PeerAddr;
+use crate::api::members::{ClusterInfo, MemberInfo, RemoveRequest, Removed};
 use crate::bootstrap::Bootstrap;
 use crate::etcd::{EtcdTarget, Member};
 
@@ -60,17 +59,14 @@ async fn members(state: &ServerState, cluster: &EtcdTarget) -> Result<Vec<Member
 }
 
 pub async fn bootstrap(
+    _: Authed<level::Cluster>,
     State(state): State<Arc<ServerState>>,
     peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
 ) -> Response {
     let who = peer
         .as_ref()
         .map(|Extension(PeerAddr(a))| a.to_string())
         .unwrap_or_default();
-    if let Some(refused) = gate(&state, peer, &headers, Access::Cluster).await {
-        return refused;
-    }
     let Some(dir) = &state.owned_server_dir else {
         return no_cluster();
     };
@@ -91,14 +87,7 @@ pub async fn bootstrap(
     }
 }
 
-pub async fn info(
-    State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers, Access::Cluster).await {
-        return refused;
-    }
+pub async fn info(_: Authed<level::Cluster>, State(state): State<Arc<ServerState>>) -> Response {
     let Some(cluster) = cluster_of(&state) else {
         return no_cluster();
     };
@@ -113,43 +102,11 @@ pub async fn info(
     }
 }
 
-/// The body of `POST /db/member-remove`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveRequest {
-    pub name: String,
-}
-
-/// The answer to a removal.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Removed {
-    pub removed: String,
-    #[serde(rename = "ID")]
-    pub id: u64,
-}
-
 pub async fn remove(
+    _: Authed<level::Admin>,
     State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<RemoveRequest>,
 ) -> Response {
-    let req: RemoveRequest = match authed_json(
-        &state,
-        peer,
-        &headers,
-        body,
-        Access::Admin,
-        (
-            "member removal request",
-            "; send {\"name\": \"<member or node name>\"}",
-        ),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
     if req.name.trim().is_empty() {
         return status(
             StatusCode::BAD_REQUEST,

@@ -1,7 +1,9 @@
-//! The supervisor API over HTTPS: `POST /db/snapshot` (K3s's request/response, basic auth
-//! `server:<token secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and
-//! `GET /metrics`; the cluster endpoints (join, members) are in [`super::cluster_api`], the
-//! status page (`GET /ui`, `GET /ui.json`) in [`super::ui`].
+//! The supervisor API over HTTPS: the router of every path of [`crate::api::paths`], and the
+//! handlers of `POST /db/snapshot` (K3s's request/response, basic auth `server:<token
+//! secret>`), `GET /cacerts` (the CA the token's hash pins), `GET /healthz` and `GET /metrics`;
+//! the cluster endpoints (join, members) are in [`super::cluster_api`], the status page
+//! (`GET /ui`, `GET /ui.json`) in [`super::ui`]. Handlers take their credential and body
+//! through `extract` and answer through `reply`; none imports this router.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,15 +11,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::ServerState;
-use super::auth::{Access, gate};
+use super::extract::{Authed, JsonBody, level};
+use super::reply::{json, status};
 use super::serve::PeerAddr;
-use crate::api::{SnapshotRequest, Status};
+use super::{ServerState, cluster_api, ui};
+use crate::api::SnapshotRequest;
+use crate::api::paths::{
+    BOOTSTRAP_PATH, CACERTS_PATH, HEALTHZ_PATH, INFO_PATH, METRICS_PATH, PROGRESS_PATH,
+    REMOVE_PATH, SNAPSHOT_PATH, UI_DATA_PATH, UI_PATH,
+};
 use crate::records::EtcdSnapshotFileList;
 use crate::snapshot::plan::{Operation, Remote, RemotePlan, SavePlan, resolve};
 use crate::store::ListDetail;
@@ -48,28 +56,25 @@ impl Ready {
     }
 }
 
-/// Bound on reading a request body, and its size.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-const BODY_LIMIT: usize = 1 << 20;
-
 pub fn router(state: Arc<ServerState>) -> Router {
     let kube = state.kube.clone();
     let hook = state.after_request.clone();
     let limiter = state.clone();
     Router::new()
-        .route("/db/snapshot", post(snapshot))
+        .route(SNAPSHOT_PATH, post(snapshot))
         .route(PROGRESS_PATH, get(progress))
-        .route("/cacerts", get(cacerts))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/ui", get(super::ui::page))
-        .route("/ui.json", get(super::ui::data))
+        .route(CACERTS_PATH, get(cacerts))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(METRICS_PATH, get(metrics))
+        // Every answer of the page, refusals included, carries its security headers.
+        .route(UI_PATH, get(ui::page).route_layer(map_response(ui::harden)))
         .route(
-            super::join::BOOTSTRAP_PATH,
-            get(super::cluster_api::bootstrap),
+            UI_DATA_PATH,
+            get(ui::data).route_layer(map_response(ui::harden)),
         )
-        .route(super::join::INFO_PATH, get(super::cluster_api::info))
-        .route(super::join::REMOVE_PATH, post(super::cluster_api::remove))
+        .route(BOOTSTRAP_PATH, get(cluster_api::bootstrap))
+        .route(INFO_PATH, get(cluster_api::info))
+        .route(REMOVE_PATH, post(cluster_api::remove))
         .fallback(move |req: axum::http::Request<Body>| {
             let (kube, hook, limiter) = (kube.clone(), hook.clone(), limiter.clone());
             async move {
@@ -92,15 +97,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
             }
         })
         .with_state(state)
-}
-
-pub(super) fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-pub(super) fn status(code: StatusCode, reason: &str, msg: impl Into<String>) -> Response {
-    json(code, &Status::failure(code.as_u16(), reason, msg))
 }
 
 async fn cacerts(State(state): State<Arc<ServerState>>) -> Response {
@@ -144,124 +140,23 @@ fn error_response(e: &Error) -> Response {
     };
     tracing::error!("etcd-snapshot error ID {id}: {e}");
     let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let reason = match code.as_u16() {
-        400 => "BadRequest",
-        409 => "Conflict",
-        502 => "BadGateway",
-        503 => "ServiceUnavailable",
-        504 => "Timeout",
-        _ => "InternalError",
-    };
+    let reason = crate::api::status::reason(code.as_u16());
     status(code, reason, format!("etcd-snapshot error ID {id}: {e}"))
 }
 
-/// The body of an authenticated request, bounded in size and time.
-async fn read_request_body(body: Body) -> std::result::Result<Vec<u8>, Response> {
-    match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(why)) => Err(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("cannot read the request body: {why}"),
-        )),
-        Err(_) => Err(status(
-            StatusCode::REQUEST_TIMEOUT,
-            "Timeout",
-            format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
-        )),
-    }
-}
-
-/// An authenticated request's JSON body of type `T`: a cross-site request is refused, then
-/// [`gate`] for `access`, the content type (JSON only), the bounded read, then the parse,
-/// whose error names `what` and ends with `hint`.
-pub(super) async fn authed_json<T: serde::de::DeserializeOwned>(
-    state: &ServerState,
-    peer: Option<Extension<PeerAddr>>,
-    headers: &HeaderMap,
-    body: Body,
-    access: Access,
-    (what, hint): (&str, &str),
-) -> std::result::Result<T, Response> {
-    if let Some(why) = crate::api::cross_site(headers) {
-        return Err(status(StatusCode::FORBIDDEN, "Forbidden", why));
-    }
-    if let Some(refused) = gate(state, peer, headers, access).await {
-        return Err(refused);
-    }
-    if let Some(why) = crate::api::not_json(headers, &["application/json"]) {
-        return Err(status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            why,
-        ));
-    }
-    let body = read_request_body(body).await?;
-    parse_json(&body).map_err(|e| {
-        status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("invalid {what}: {e}{hint}"),
-        )
-    })
-}
-
-/// A JSON body whose errors name the field they are about (`field s3.insecure: invalid type:
-/// string "yes", expected a boolean`), which serde_json alone leaves to a line and column.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        // Rust's type names mean nothing to a caller writing JSON.
-        let mut inner = e.into_inner().to_string();
-        for ty in ["i64", "u64", "i32", "u32", "u16", "u8", "usize"] {
-            inner = inner.replace(&format!("expected {ty}"), "expected a whole number");
-        }
-        if path == "." {
-            inner
-        } else {
-            format!("field {path}: {inner}")
-        }
-    })?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// Where `etcd-snapshot save` reads the progress of the save it asked for.
-pub const PROGRESS_PATH: &str = "/db/snapshot/progress";
-
 /// The running (or last) save's progress, for the client's bar. Authenticated (the server or
 /// viewer token): file names and the bucket are not for everyone.
-async fn progress(
-    State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = gate(&state, peer, &headers, Access::View).await {
-        return refused;
-    }
+async fn progress(_: Authed<level::View>, State(state): State<Arc<ServerState>>) -> Response {
     json(StatusCode::OK, &state.engine.progress.snapshot())
 }
 
+/// `POST /db/snapshot`: a cross-site request, a wrong credential and a bad body are refused
+/// by the extractors, in that order, before anything runs.
 async fn snapshot(
+    _: Authed<level::Admin>,
     State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<SnapshotRequest>,
 ) -> Response {
-    let req: SnapshotRequest = match authed_json(
-        &state,
-        peer,
-        &headers,
-        body,
-        Access::Admin,
-        ("snapshot request", ""),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
     if req.operation.is_none() {
         return status(
             StatusCode::BAD_REQUEST,
@@ -283,30 +178,6 @@ async fn snapshot(
         (hook.0)();
     }
     response
-}
-
-/// Reads a body of at most [`BODY_LIMIT`] bytes. A larger one is read on (up to 16 MiB, and
-/// not kept) so that the client, still sending, gets the answer rather than a broken pipe.
-async fn read_body(body: Body) -> std::result::Result<Vec<u8>, String> {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        seen += chunk.len();
-        if seen <= BODY_LIMIT {
-            out.extend_from_slice(&chunk);
-        } else if seen > 16 * BODY_LIMIT {
-            break;
-        }
-    }
-    if seen > BODY_LIMIT {
-        return Err(format!(
-            "it is larger than {BODY_LIMIT} bytes; a snapshot request is a small JSON object"
-        ));
-    }
-    Ok(out)
 }
 
 fn not_ready_message(state: &ServerState) -> String {
@@ -649,7 +520,7 @@ pub(super) mod tests {
     impl Api {
         async fn call(&self, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
             self.send(
-                Request::post("/db/snapshot").header(header::CONTENT_TYPE, "application/json"),
+                Request::post(SNAPSHOT_PATH).header(header::CONTENT_TYPE, "application/json"),
                 auth,
                 Body::from(body.to_string()),
             )
@@ -864,14 +735,14 @@ pub(super) mod tests {
         // (request, what it is, server, join, viewer): whether the role passes the gate.
         let cases: Vec<(Make, &str, bool, bool, bool)> = vec![
             (
-                Box::new(post("/db/snapshot", r#"{"operation":"save"}"#)),
+                Box::new(post(SNAPSHOT_PATH, r#"{"operation":"save"}"#)),
                 "save",
                 true,
                 false,
                 false,
             ),
             (
-                Box::new(post("/db/snapshot", r#"{"operation":"list"}"#)),
+                Box::new(post(SNAPSHOT_PATH, r#"{"operation":"list"}"#)),
                 "list",
                 true,
                 false,
@@ -879,7 +750,7 @@ pub(super) mod tests {
             ),
             (
                 Box::new(post(
-                    "/db/snapshot",
+                    SNAPSHOT_PATH,
                     r#"{"operation":"delete","name":["x"]}"#,
                 )),
                 "delete",
@@ -888,28 +759,22 @@ pub(super) mod tests {
                 false,
             ),
             (
-                Box::new(post("/db/member-remove", r#"{"name":"n2"}"#)),
+                Box::new(post(REMOVE_PATH, r#"{"name":"n2"}"#)),
                 "member remove",
                 true,
                 false,
                 false,
             ),
             (
-                Box::new(get(crate::server::join::BOOTSTRAP_PATH)),
+                Box::new(get(BOOTSTRAP_PATH)),
                 "bootstrap",
                 true,
                 true,
                 false,
             ),
-            (
-                Box::new(get(crate::server::join::INFO_PATH)),
-                "member list",
-                true,
-                true,
-                false,
-            ),
-            (Box::new(get("/ui")), "page", true, false, true),
-            (Box::new(get("/ui.json")), "page data", true, false, true),
+            (Box::new(get(INFO_PATH)), "member list", true, true, false),
+            (Box::new(get(UI_PATH)), "page", true, false, true),
+            (Box::new(get(UI_DATA_PATH)), "page data", true, false, true),
             (Box::new(get(PROGRESS_PATH)), "progress", true, false, true),
         ];
         for (make, what, server, join, viewer) in &cases {
@@ -990,7 +855,7 @@ pub(super) mod tests {
                 "cross-site request refused",
             ),
         ] {
-            let mut req = Request::post("/db/snapshot");
+            let mut req = Request::post(SNAPSHOT_PATH);
             for (k, v) in &headers {
                 req = req.header(*k, *v);
             }
@@ -1001,7 +866,7 @@ pub(super) mod tests {
         let (_, list) = a.post(r#"{"operation":"list"}"#).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
         // The server's own origin is not cross-site.
-        let req = Request::post("/db/snapshot")
+        let req = Request::post(SNAPSHOT_PATH)
             .header("content-type", "application/json")
             .header("host", "127.0.0.1:9345")
             .header("origin", "https://127.0.0.1:9345");

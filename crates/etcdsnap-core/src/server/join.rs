@@ -24,21 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::ServerState;
+use crate::api::members::{ClusterInfo, MemberInfo};
+use crate::api::paths::{BOOTSTRAP_PATH, CACERTS_PATH, INFO_PATH};
 use crate::bootstrap::Bootstrap;
 use crate::etcd::process::EmbeddedEtcd;
-use crate::etcd::{ClientTls, EtcdTarget, Member};
+use crate::etcd::{ClientTls, EtcdTarget};
 use crate::token::{Token, ca_hash};
 use crate::{Error, Result};
-
-/// The supervisor path that serves the bootstrap data to a joining server.
-pub const BOOTSTRAP_PATH: &str = "/v1-etcdsnap/server-bootstrap";
-/// The supervisor path that lists the etcd members.
-pub const INFO_PATH: &str = "/db/info";
-/// The supervisor path that removes an etcd member.
-pub const REMOVE_PATH: &str = "/db/member-remove";
 
 /// K3s's log line when etcd says this member was removed, with our program name.
 pub const REMOVED_MESSAGE: &str =
@@ -51,39 +44,6 @@ pub const KEEP_BACKUPS: usize = 5;
 pub const PROMOTE_INTERVAL: Duration = Duration::from_secs(5);
 /// Bound on every answer a joining server reads from the supervisor.
 const ANSWER_LIMIT: usize = 4 << 20;
-
-/// One etcd member as `/db/info` lists it (etcd's own JSON names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    #[serde(rename = "ID")]
-    pub id: u64,
-    #[serde(default)]
-    pub name: String,
-    #[serde(rename = "peerURLs", default)]
-    pub peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs", default)]
-    pub client_urls: Vec<String>,
-    #[serde(rename = "isLearner", default)]
-    pub is_learner: bool,
-}
-
-impl From<&Member> for MemberInfo {
-    fn from(m: &Member) -> Self {
-        MemberInfo {
-            id: m.id,
-            name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: m.client_urls.clone(),
-            is_learner: m.is_learner,
-        }
-    }
-}
-
-/// The `/db/info` answer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ClusterInfo {
-    pub members: Vec<MemberInfo>,
-}
 
 /// What a joining server learnt from the server it joins.
 #[derive(Debug, Clone)]
@@ -183,7 +143,7 @@ pub async fn preflight(url: &str, token: &Token) -> Result<Cluster> {
         .build()
         .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))?;
     let resp = probe
-        .get(format!("{url}/cacerts"))
+        .get(format!("{url}{CACERTS_PATH}"))
         .send()
         .await
         .map_err(|e| unreachable(&url, &e))?;

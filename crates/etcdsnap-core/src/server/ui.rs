@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,7 +19,8 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use super::ServerState;
-use super::serve::PeerAddr;
+use super::extract::{Authed, level};
+use super::reply::json;
 use crate::snapshot::metrics::SaveEntry;
 use crate::store::{ListDetail, SnapshotRecord, SnapshotStatus, SnapshotStore};
 
@@ -711,8 +712,9 @@ fn chart(h: &mut String, id: &str, title: &str, pts: &[Point], fmt_y: fn(f64) ->
     h.push_str("</svg>");
 }
 
-/// Headers of every `/ui` answer: no caching, no sniffing, no referrer, the strict policy.
-fn harden(mut r: Response) -> Response {
+/// Headers of every `/ui` answer, refusals included (the router puts it around both
+/// endpoints): no caching, no sniffing, no referrer, the strict policy.
+pub async fn harden(mut r: Response) -> Response {
     let hs = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&CSP) {
         hs.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -731,40 +733,19 @@ fn harden(mut r: Response) -> Response {
 }
 
 /// `GET /ui`.
-pub async fn page(
-    State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) =
-        super::auth::gate(&state, peer, &headers, super::auth::Access::View).await
-    {
-        return harden(refused);
-    }
+pub async fn page(_: Authed<level::View>, State(state): State<Arc<ServerState>>) -> Response {
     let st = collect(&state).await;
-    harden(
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            render(&st),
-        )
-            .into_response(),
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        render(&st),
     )
+        .into_response()
 }
 
 /// `GET /ui.json`: the data of `/ui`.
-pub async fn data(
-    State(state): State<Arc<ServerState>>,
-    peer: Option<Extension<PeerAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) =
-        super::auth::gate(&state, peer, &headers, super::auth::Access::View).await
-    {
-        return harden(refused);
-    }
-    let st = collect(&state).await;
-    harden(super::http::json(StatusCode::OK, &st))
+pub async fn data(_: Authed<level::View>, State(state): State<Arc<ServerState>>) -> Response {
+    json(StatusCode::OK, &collect(&state).await)
 }
 
 #[cfg(test)]
@@ -775,6 +756,7 @@ mod tests {
 
     use super::*;
     use crate::server::http::tests::{SECRET, api, basic};
+    use crate::server::serve::PeerAddr;
 
     const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";
 
@@ -955,6 +937,9 @@ mod tests {
                 resp.headers()[header::WWW_AUTHENTICATE],
                 "Basic realm=\"etcdsnap\""
             );
+            // A refusal carries the page's security headers too.
+            assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store", "{path}");
+            assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
             assert!(!text.contains(&name), "{text}");
             let wrong = basic("server", "wrong");
             let (resp, text) = get(&a.state, path, Some(&wrong)).await;
@@ -1000,6 +985,7 @@ mod tests {
 
         let (resp, json) = get(&a.state, "/ui.json", Some(&auth)).await;
         assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let local = &v["stores"][0];
         assert_eq!(local["store"], "local");

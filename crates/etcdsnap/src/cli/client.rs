@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use etcdsnap_core::api::paths::{CACERTS_PATH, SNAPSHOT_PATH};
 use etcdsnap_core::api::{SnapshotRequest, Status};
 use etcdsnap_core::token::{Token, ca_hash};
 
@@ -109,7 +110,7 @@ impl SupervisorClient {
                     .build()
                     .context("building the HTTP client")?;
                 let body = probe
-                    .get(format!("{server}/cacerts"))
+                    .get(format!("{server}{CACERTS_PATH}"))
                     .send()
                     .await
                     .map_err(|e| unreachable(&server, &e))?
@@ -179,7 +180,7 @@ impl SupervisorClient {
     async fn post(&self, req: &SnapshotRequest) -> Result<Answer> {
         self.call(
             reqwest::Method::POST,
-            "/db/snapshot",
+            SNAPSHOT_PATH,
             Some(serde_json::to_vec(req)?),
         )
         .await

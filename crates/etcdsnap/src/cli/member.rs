@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use etcdsnap_core::server::cluster_api::{RemoveRequest, Removed};
-use etcdsnap_core::server::join::{ClusterInfo, INFO_PATH, REMOVE_PATH};
+use etcdsnap_core::api::members::{ClusterInfo, RemoveRequest, Removed};
+use etcdsnap_core::api::paths::{INFO_PATH, REMOVE_PATH};
 
 use super::client::SupervisorClient;
 use super::{Connection, MemberAction};

@@ -7,8 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use etcdsnap_core::api::paths::PROGRESS_PATH;
 use etcdsnap_core::progress::{SaveProgress, Sink};
-use etcdsnap_core::server::http::PROGRESS_PATH;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::client::SupervisorClient;
