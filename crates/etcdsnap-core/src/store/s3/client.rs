@@ -15,7 +15,7 @@ use object_store::list::PaginatedListStore;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, RetryConfig};
 
 use super::config::{BucketLookup, ChecksumMode, Provider, S3Config, S3Target, redact_proxy};
-use crate::error::error_chain;
+use crate::error::{RemoteCause, error_chain};
 use crate::{Error, Result};
 
 /// Static credentials, wherever they came from.
@@ -588,7 +588,7 @@ fn build_s3_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltCl
     };
     let store = builder
         .build()
-        .map_err(|e| Error::S3Init(scrub(&error_chain(&e), &cfg.secrets())))?;
+        .map_err(|e| Error::remote_init(scrub(&error_chain(&e), &cfg.secrets())))?;
     Ok(BuiltClient::new(store, addressing, credential_source))
 }
 
@@ -616,22 +616,11 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// The likely cause of a failed request, from its error text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    NoSuchBucket,
-    NotFound,
-    AccessDenied,
-    Tls,
-    Connect,
-    Timeout,
-    Other,
-}
-
-pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
+/// The likely cause of a failed request, from the error and its text.
+pub fn classify_error(err: &object_store::Error, chain: &str) -> RemoteCause {
     let lower = chain.to_ascii_lowercase();
     if chain.contains("NoSuchBucket") || chain.contains("ContainerNotFound") {
-        return Cause::NoSuchBucket;
+        return RemoteCause::NoSuchBucket;
     }
     if matches!(
         err,
@@ -648,10 +637,10 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     .iter()
     .any(|c| chain.contains(c))
     {
-        return Cause::AccessDenied;
+        return RemoteCause::AccessDenied;
     }
     if matches!(err, object_store::Error::NotFound { .. }) {
-        return Cause::NotFound;
+        return RemoteCause::NotFound;
     }
     if [
         "certificate",
@@ -665,7 +654,7 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     .iter()
     .any(|c| lower.contains(c))
     {
-        return Cause::Tls;
+        return RemoteCause::Tls;
     }
     if [
         "connection refused",
@@ -681,16 +670,16 @@ pub fn classify_error(err: &object_store::Error, chain: &str) -> Cause {
     .iter()
     .any(|c| lower.contains(c))
     {
-        return Cause::Connect;
+        return RemoteCause::Network;
     }
     // After the connect checks: "connect timed out" is a connect problem, not a slow server.
     if ["timed out", "deadline has elapsed"]
         .iter()
         .any(|c| lower.contains(c))
     {
-        return Cause::Timeout;
+        return RemoteCause::Timeout;
     }
-    Cause::Other
+    RemoteCause::Other
 }
 
 /// A message for an error of `what` (e.g. `upload of s3://b/k`), with a hint for the cause
@@ -703,7 +692,7 @@ pub fn describe_error(
     endpoint_url: &str,
     proxy: &str,
     secrets: &[String],
-) -> (Cause, String) {
+) -> (RemoteCause, String) {
     let chain = error_chain(err);
     let cause = classify_error(err, &chain);
     let detail = summarize(&chain);
@@ -713,7 +702,7 @@ pub fn describe_error(
     let flag = "--etcd-s3-proxy";
     let msg = match (cause, provider) {
         // Through a proxy, a refused or timed-out connection may be the proxy's: say both.
-        (Cause::Connect | Cause::Timeout, _) if via.is_some() => {
+        (RemoteCause::Network | RemoteCause::Timeout, _) if via.is_some() => {
             let via = via.unwrap_or_default();
             let side = if chain.contains("unsuccessful tunnel") {
                 "the proxy answered but could not reach the endpoint"
@@ -725,40 +714,40 @@ pub fn describe_error(
                  {side}; check the proxy ({flag}; `none` connects directly): {detail}"
             )
         }
-        (Cause::NoSuchBucket, _) => format!("{noun} {bucket} does not exist"),
-        (Cause::AccessDenied, Provider::S3) => format!(
+        (RemoteCause::NoSuchBucket, _) => format!("{noun} {bucket} does not exist"),
+        (RemoteCause::AccessDenied, Provider::S3) => format!(
             "{what}: access denied to bucket {bucket}: check --etcd-s3-access-key and \
              --etcd-s3-secret-key (and --etcd-s3-session-token): {detail}"
         ),
-        (Cause::AccessDenied, Provider::Gcs) => format!(
+        (RemoteCause::AccessDenied, Provider::Gcs) => format!(
             "{what}: access denied to bucket {bucket}: check --etcd-gcs-credentials-file (a \
              service-account key allowed to read and write the bucket): {detail}"
         ),
-        (Cause::AccessDenied, Provider::Azure) => format!(
+        (RemoteCause::AccessDenied, Provider::Azure) => format!(
             "{what}: access denied to container {bucket}: check --etcd-azure-account and \
              --etcd-azure-access-key: {detail}"
         ),
-        (Cause::Tls, Provider::S3) if chain.contains("InvalidContentType") => format!(
+        (RemoteCause::Tls, Provider::S3) if chain.contains("InvalidContentType") => format!(
             "{what}: TLS connection to {endpoint_url} failed: the endpoint does not seem to speak \
              TLS (set --etcd-s3-insecure for plain HTTP; for a private CA set \
              --etcd-s3-endpoint-ca or --etcd-s3-skip-ssl-verify): {detail}"
         ),
-        (Cause::Tls, Provider::S3) => format!(
+        (RemoteCause::Tls, Provider::S3) => format!(
             "{what}: TLS connection to {endpoint_url} failed; set --etcd-s3-endpoint-ca to the \
              CA bundle that signed the server certificate, or --etcd-s3-skip-ssl-verify: {detail}"
         ),
-        (Cause::Tls, _) => format!(
+        (RemoteCause::Tls, _) => format!(
             "{what}: TLS connection to {endpoint_url} failed (an http:// endpoint needs \
              --{}-endpoint=http://...): {detail}",
             provider.flag_prefix()
         ),
-        (Cause::Connect, _) => {
+        (RemoteCause::Network, _) => {
             format!("{what}: cannot connect to {label} endpoint {endpoint_url}: {detail}")
         }
-        (Cause::Timeout, _) => {
+        (RemoteCause::Timeout, _) => {
             format!("{what}: no answer from {label} endpoint {endpoint_url} in time: {detail}")
         }
-        (Cause::NotFound | Cause::Other, _) => format!("{what}: {detail}"),
+        (RemoteCause::NotFound | RemoteCause::Other, _) => format!("{what}: {detail}"),
     };
     (cause, scrub(&msg, secrets))
 }
@@ -1133,7 +1122,7 @@ mod tests {
             "http://user:pw@127.0.0.1:1",
             &[],
         );
-        assert_eq!(cause, Cause::Connect);
+        assert_eq!(cause, RemoteCause::Network);
         assert!(
             msg.contains("through proxy http://<redacted>@127.0.0.1:1: the proxy or the endpoint is down or unreachable; check the proxy (--etcd-s3-proxy"),
             "{msg}"

@@ -291,7 +291,7 @@ impl fmt::Debug for S3Target {
 
 impl S3Target {
     /// Validates `cfg` and loads `endpointCA` (unless TLS is off or unchecked). Failures are
-    /// [`Error::S3Init`] with every secret scrubbed.
+    /// [`Error::Remote`] errors of the `Init` stage with every secret scrubbed.
     pub fn new(cfg: S3Config) -> Result<S3Target> {
         if cfg.provider != Provider::S3 {
             let secrets = cfg.secrets();
@@ -304,7 +304,7 @@ impl S3Target {
             return Ok(S3Target { cfg, roots: None });
         }
         let secrets = cfg.secrets();
-        let init = |e: Error| Error::S3Init(super::client::scrub(&e.to_string(), &secrets));
+        let init = |e: Error| Error::remote_init(super::client::scrub(&e.to_string(), &secrets));
         cfg.validate().map_err(init)?;
         let roots = if cfg.insecure || cfg.skip_ssl_verify || cfg.endpoint_ca.trim().is_empty() {
             None
