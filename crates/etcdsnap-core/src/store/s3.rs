@@ -16,6 +16,7 @@ mod client;
 mod cloud;
 mod config;
 mod keys;
+mod transport;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -39,19 +40,20 @@ use tokio::time::Instant;
 
 pub use self::client::upload_integrity;
 pub use self::client::{
-    CredentialEnv, NO_REQUEST_KEYS, ProcessEnv, StaticCredentials, inline_endpoint_ca,
-    load_endpoint_ca, parse_shared_credentials, pem_certificates, resolve_credentials,
+    CredentialEnv, ProcessEnv, StaticCredentials, parse_shared_credentials, resolve_credentials,
 };
 pub use self::config::{
     BucketLookup, ChecksumMode, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION,
-    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, Provider, S3Config,
-    S3Target, is_remote_location,
+    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, NO_REQUEST_KEYS, Provider,
+    S3Config, S3Target, is_remote_location,
 };
 pub use self::keys::METADATA_DIR;
+pub use self::transport::{inline_endpoint_ca, load_endpoint_ca, pem_certificates};
 use crate::duration::format_go_duration;
 
-use self::client::{describe_error, scrub};
+use self::client::describe_error;
 use self::keys::{ObjectKind, check_file_name, classify};
+use self::transport::scrub;
 use crate::error::{RemoteCause, RemoteStage};
 use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir_async};
 use crate::naming::parse_snapshot_time;
