@@ -187,3 +187,54 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote-store and config-Secret errors say what the string variants they replaced
+    /// said, with the same statuses and retry advice.
+    #[test]
+    fn remote_errors_keep_their_words_and_statuses() {
+        let cases = [
+            (
+                Error::remote_init("s3 bucket name was not set"),
+                "failed to initialize S3 client: s3 bucket name was not set",
+                400,
+                false,
+            ),
+            (
+                Error::Remote {
+                    stage: RemoteStage::Unavailable,
+                    cause: RemoteCause::AccessDenied,
+                    message: "access denied to bucket b".into(),
+                },
+                "failed to initialize S3 client: access denied to bucket b",
+                502,
+                true,
+            ),
+            (
+                Error::remote(RemoteStage::Operation, "upload of s3://b/k: 503"),
+                "upload of s3://b/k: 503",
+                502,
+                true,
+            ),
+            (
+                Error::ConfigSecret("secrets \"s\" not found in namespace kube-system".into()),
+                "failed to initialize S3 client: failed to get etcd S3 config secret: secrets \"s\" not found in namespace kube-system",
+                400,
+                false,
+            ),
+        ];
+        for (e, text, status, retry) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.http_status(), status, "{e}");
+            assert_eq!(e.retryable(), retry, "{e}");
+        }
+        assert_eq!(
+            Error::remote_unavailable("x").remote_cause(),
+            Some(RemoteCause::Other)
+        );
+        assert_eq!(Error::Other("x".into()).remote_cause(), None);
+    }
+}
