@@ -15,7 +15,8 @@ pub enum Error {
     SaveInProgress,
     /// A remote object store (S3, GCS, Azure) failed us. `stage` says when, which decides the
     /// message prefix and the HTTP status; `cause` says why, as far as the answer told, so
-    /// callers branch on it instead of on the message.
+    /// callers branch on it instead of on the message. A request that ran out of time is an
+    /// [`Error::Timeout`] instead (HTTP 504).
     #[error("{}{message}", .stage.prefix())]
     Remote {
         stage: RemoteStage,
@@ -60,7 +61,8 @@ pub enum Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteStage {
     /// The configuration cannot work: no bucket, a bad CA bundle, a missing bucket (HTTP 400:
-    /// the request must change). Said as `failed to initialize S3 client: ...`.
+    /// the request must change). Said as `failed to initialize S3 client: ...` (K3s's words;
+    /// GCS and Azure say theirs as [`Error::InvalidInput`]).
     Init,
     /// The endpoint could not be reached or refused us while the client started: DNS, TCP,
     /// TLS, credentials (HTTP 502: the endpoint or the credentials must change). Said as
@@ -92,7 +94,7 @@ pub enum RemoteCause {
     Tls,
     /// The endpoint (or the proxy) could not be reached.
     Network,
-    /// No answer in time.
+    /// No answer in time (the stores report it as [`Error::Timeout`]).
     Timeout,
     /// Anything else, including settings refused before any request.
     Other,
