@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::error::RemoteCause;
 use crate::etcd::{ClientTls, EtcdTarget};
 use crate::naming::{future_name_time, parse_snapshot_time};
 use crate::schedule::Schedule;
@@ -704,19 +705,24 @@ pub fn s3_invalid(problem: &str) -> CheckResult {
     )
 }
 
-/// The fix for an S3 failure, from what the failure says.
-pub fn s3_fix(problem: &str) -> &'static str {
-    let p = problem.to_ascii_lowercase();
-    if p.contains("does not exist") {
-        "create the bucket, or fix --etcd-s3-bucket (and --etcd-s3-region)"
-    } else if p.contains("access denied") || p.contains("signature") || p.contains("credential") {
-        "check --etcd-s3-access-key and --etcd-s3-secret-key (and --etcd-s3-session-token), and that they may write, read and delete in the bucket"
-    } else if p.contains("tls") || p.contains("certificate") {
-        "set --etcd-s3-endpoint-ca to the CA that signed the endpoint's certificate, or --etcd-s3-insecure for plain HTTP"
-    } else if p.contains("timed out") || p.contains("in time") {
-        "check that --etcd-s3-endpoint (and --etcd-s3-proxy) is reachable from here, or raise --etcd-s3-timeout"
-    } else {
-        "check --etcd-s3-endpoint, --etcd-s3-insecure and --etcd-s3-proxy, and that the S3 server is up"
+/// The fix for an S3 failure, from its cause.
+pub fn s3_fix(e: &crate::Error) -> &'static str {
+    match (e, e.remote_cause()) {
+        (_, Some(RemoteCause::NoSuchBucket)) => {
+            "create the bucket, or fix --etcd-s3-bucket (and --etcd-s3-region)"
+        }
+        (_, Some(RemoteCause::AccessDenied)) => {
+            "check --etcd-s3-access-key and --etcd-s3-secret-key (and --etcd-s3-session-token), and that they may write, read and delete in the bucket"
+        }
+        (_, Some(RemoteCause::Tls)) => {
+            "set --etcd-s3-endpoint-ca to the CA that signed the endpoint's certificate, or --etcd-s3-insecure for plain HTTP"
+        }
+        (crate::Error::Timeout(_), _) | (_, Some(RemoteCause::Timeout)) => {
+            "check that --etcd-s3-endpoint (and --etcd-s3-proxy) is reachable from here, or raise --etcd-s3-timeout"
+        }
+        _ => {
+            "check --etcd-s3-endpoint, --etcd-s3-insecure and --etcd-s3-proxy, and that the S3 server is up"
+        }
     }
 }
 
@@ -742,8 +748,8 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
             .filter(|x| !x.is_empty())
             .fold(s, |acc, x| acc.replace(x.as_str(), "<redacted>"))
     };
-    let fix_for = |msg: &str| match cfg.provider {
-        Provider::S3 => s3_fix(msg),
+    let fix_for = |e: &crate::Error| match cfg.provider {
+        Provider::S3 => s3_fix(e),
         // Their messages name the flag to fix.
         Provider::Gcs => {
             "fix the --etcd-gcs-* setting the message names, and check that the endpoint is up"
@@ -755,9 +761,7 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
     let store = match S3Store::connect(target, S3Identity::default()).await {
         Ok(s) => s,
         Err(e) => {
-            let msg = scrub(e.to_string());
-            let fix = fix_for(&msg);
-            return CheckResult::fail(NAME, msg, fix);
+            return CheckResult::fail(NAME, scrub(e.to_string()), fix_for(&e));
         }
     };
     let name = format!(".etcdsnap-check-{}", now().timestamp());
@@ -765,9 +769,7 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
     let modified = match store.probe(&name).await {
         Ok(m) => m,
         Err(e) => {
-            let msg = scrub(e.to_string());
-            let fix = fix_for(&msg);
-            return CheckResult::fail(NAME, msg, fix);
+            return CheckResult::fail(NAME, scrub(e.to_string()), fix_for(&e));
         }
     };
     let after = now();
@@ -819,6 +821,7 @@ pub fn any_failed(results: &[CheckResult]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::RemoteStage;
     use chrono::TimeZone;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -1063,8 +1066,16 @@ mod tests {
             clock_skew(before, after, t("2026-05-31T23:50:00Z")).unwrap()
                 < chrono::TimeDelta::zero()
         );
-        assert!(s3_fix("access denied to bucket b").contains("--etcd-s3-secret-key"));
-        assert!(s3_fix("bucket b does not exist").contains("--etcd-s3-bucket"));
+        let remote = |cause| crate::Error::Remote {
+            stage: RemoteStage::Unavailable,
+            cause,
+            message: "m".into(),
+        };
+        assert!(s3_fix(&remote(RemoteCause::AccessDenied)).contains("--etcd-s3-secret-key"));
+        assert!(s3_fix(&remote(RemoteCause::NoSuchBucket)).contains("--etcd-s3-bucket"));
+        assert!(s3_fix(&remote(RemoteCause::Tls)).contains("--etcd-s3-endpoint-ca"));
+        assert!(s3_fix(&crate::Error::Timeout("t".into())).contains("--etcd-s3-timeout"));
+        assert!(s3_fix(&remote(RemoteCause::Network)).contains("the S3 server is up"));
         let results = [
             CheckResult::ok("a", "x"),
             CheckResult::warn("b", "y", "z"),

@@ -13,6 +13,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::error::{RemoteCause, RemoteStage};
 use crate::etcd::{
     ChunkStream, EtcdSource, Kv, Member, MemberStatus, Precondition, Range, WatchEvent, WatchKind,
     WatchStream,
@@ -482,9 +483,10 @@ impl SnapshotStore for MemStore {
         async move {
             let data = Self::read_all(source).await?;
             if self.fail_put.load(Ordering::SeqCst) {
-                return Err(Error::S3(format!(
-                    "upload of s3://memory/{name}: 503 Service Unavailable"
-                )));
+                return Err(Error::remote(
+                    RemoteStage::Operation,
+                    format!("upload of s3://memory/{name}: 503 Service Unavailable"),
+                ));
             }
             let now = Utc::now();
             let size = data.len() as u64;
@@ -496,9 +498,11 @@ impl SnapshotStore for MemStore {
 
     fn get<'a>(&'a self, name: &'a str, dest_dir: &'a Path) -> BoxFuture<'a, Result<PathBuf>> {
         async move {
-            let data = self
-                .object(name)
-                .ok_or_else(|| Error::S3(format!("snapshot {name} not found in bucket memory")))?;
+            let data = self.object(name).ok_or_else(|| Error::Remote {
+                stage: RemoteStage::Operation,
+                cause: RemoteCause::NotFound,
+                message: format!("snapshot {name} not found in bucket memory"),
+            })?;
             let dest = dest_dir.join(name);
             crate::fsutil::write_private(&dest, &data)?;
             Ok(dest)
@@ -508,8 +512,9 @@ impl SnapshotStore for MemStore {
 
     fn list(&self, _detail: ListDetail) -> BoxFuture<'_, Result<Vec<SnapshotRecord>>> {
         let r = if self.fail_list.load(Ordering::SeqCst) {
-            Err(Error::S3(
-                "listing of s3://memory: 500 Internal Error".into(),
+            Err(Error::remote(
+                RemoteStage::Operation,
+                "listing of s3://memory: 500 Internal Error",
             ))
         } else {
             Ok(self

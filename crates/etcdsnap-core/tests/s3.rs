@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use etcdsnap_core::Error;
+use etcdsnap_core::error::{RemoteCause, RemoteStage};
 use etcdsnap_core::retention::{RetentionContext, apply_retention};
 use etcdsnap_core::store::s3::{
     S3Config, S3Identity, S3Store, S3StoreCache, S3Target, UPLOAD_CHUNK_SIZE,
@@ -385,7 +386,17 @@ async fn download_verifies_and_fetches_metadata() {
         .download("on-demand-node-a-404", &snapdir)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::S3(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                stage: RemoteStage::Operation,
+                cause: RemoteCause::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!("snapshot k3s/on-demand-node-a-404 not found in bucket {BUCKET}")
@@ -758,7 +769,17 @@ async fn wrong_secret_key_fails_fast_with_clear_error() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                stage: RemoteStage::Unavailable,
+                cause: RemoteCause::AccessDenied,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.http_status(), 502);
     let msg = err.to_string();
     eprintln!("{msg}");
@@ -809,7 +830,17 @@ async fn insecure_means_plain_http() {
     };
     let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     eprintln!("{err}");
-    assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                stage: RemoteStage::Unavailable,
+                cause: RemoteCause::Tls,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.http_status(), 502);
     assert!(err.to_string().contains("https://127.0.0.1:"), "{err}");
     assert!(err.to_string().contains("--etcd-s3-insecure"), "{err}");
@@ -1064,7 +1095,17 @@ mod moto {
             "{:?}",
             started.elapsed()
         );
-        assert!(matches!(err, Error::S3Unavailable(_)), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Remote {
+                    stage: RemoteStage::Unavailable,
+                    cause: RemoteCause::Tls,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(err.http_status(), 502);
         let msg = err.to_string();
         eprintln!("{msg}");

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::error::RemoteStage;
 
 /// The Kubernetes `Status` object K3s returns for errors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,9 +38,13 @@ impl Error {
     /// 507 for a full disk, 500 for the server's own failures (disk, bugs).
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::InvalidInput(_) | Error::S3Init(_) => 400,
+            Error::InvalidInput(_) | Error::ConfigSecret(_) => 400,
+            Error::Remote { stage, .. } => match stage {
+                RemoteStage::Init => 400,
+                RemoteStage::Unavailable | RemoteStage::Operation => 502,
+            },
             Error::SaveInProgress => 409,
-            Error::S3Unavailable(_) | Error::S3(_) | Error::Integrity(_) => 502,
+            Error::Integrity(_) => 502,
             Error::Etcd(_) => 503,
             Error::Timeout(_) => 504,
             Error::DiskFull { .. } => 507,

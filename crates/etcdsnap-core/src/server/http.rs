@@ -663,11 +663,11 @@ pub(super) mod tests {
         let a = api();
         let req = r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","retention":5,"accessKey":"AK","secretKey":"SK"}}"#;
         *a.remotes.fail_connect.lock().unwrap() =
-            Some(|b| Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b}")));
+            Some(|b| Error::remote_unavailable(format!("cannot connect to S3 endpoint for {b}")));
         let (code, body) = a.post(req).await;
         assert_eq!(code, 502, "{body}");
         *a.remotes.fail_connect.lock().unwrap() =
-            Some(|b| Error::S3Init(format!("bucket {b} does not exist")));
+            Some(|b| Error::remote_init(format!("bucket {b} does not exist")));
         let (code, body) = a.post(req).await;
         assert_eq!(code, 400, "{body}");
         assert!(

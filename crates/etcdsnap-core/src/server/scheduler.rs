@@ -38,11 +38,7 @@ pub(super) async fn remote_plan(
             retention: target.config().retention,
             spec: target.config().record_spec(),
         }),
-        Err(e)
-            if scheduled
-                && e.to_string()
-                    .contains("failed to get etcd S3 config secret") =>
-        {
+        Err(e @ crate::Error::ConfigSecret(_)) if scheduled => {
             tracing::warn!("snapshot without S3: {e}");
             RemotePlan::None
         }

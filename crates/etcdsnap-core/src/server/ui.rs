@@ -1057,7 +1057,7 @@ mod tests {
         let target = crate::store::s3::S3Target::new(cfg).unwrap();
         Arc::get_mut(&mut a.state).unwrap().snapshots.s3 = Some(target);
         *a.remotes.fail_connect.lock().unwrap() = Some(|b| {
-            crate::Error::S3Unavailable(format!("cannot connect to S3 endpoint for {b} <x>"))
+            crate::Error::remote_unavailable(format!("cannot connect to S3 endpoint for {b} <x>"))
         });
         let (resp, page) = get(&a.state, "/ui", Some(&basic("server", SECRET))).await;
         assert_eq!(resp.status(), 200);

@@ -14,7 +14,7 @@ use crate::store::s3::S3Config;
 use crate::{Error, Result};
 
 fn secret_error(cause: impl std::fmt::Display) -> Error {
-    Error::S3Init(format!("failed to get etcd S3 config secret: {cause}"))
+    Error::ConfigSecret(cause.to_string())
 }
 
 /// The configuration to use for `cfg`: itself, or the one in its Secret.

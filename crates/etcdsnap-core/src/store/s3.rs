@@ -16,6 +16,7 @@ mod client;
 mod cloud;
 mod config;
 mod keys;
+mod transport;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -39,19 +40,21 @@ use tokio::time::Instant;
 
 pub use self::client::upload_integrity;
 pub use self::client::{
-    CredentialEnv, NO_REQUEST_KEYS, ProcessEnv, StaticCredentials, inline_endpoint_ca,
-    load_endpoint_ca, parse_shared_credentials, pem_certificates, resolve_credentials,
+    CredentialEnv, ProcessEnv, StaticCredentials, parse_shared_credentials, resolve_credentials,
 };
 pub use self::config::{
     BucketLookup, ChecksumMode, DEFAULT_ENDPOINT, DEFAULT_REGION, DEFAULT_RETENTION,
-    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, Provider, S3Config,
-    S3Target, is_remote_location,
+    DEFAULT_TIMEOUT, DEFAULT_UPLOAD_CONCURRENCY, MAX_UPLOAD_CONCURRENCY, NO_REQUEST_KEYS, Provider,
+    S3Config, S3Target, is_remote_location,
 };
 pub use self::keys::METADATA_DIR;
+pub use self::transport::{inline_endpoint_ca, load_endpoint_ca, pem_certificates};
 use crate::duration::format_go_duration;
 
-use self::client::{Cause, describe_error, scrub};
+use self::client::describe_error;
 use self::keys::{ObjectKind, check_file_name, classify};
+use self::transport::scrub;
+use crate::error::{RemoteCause, RemoteStage};
 use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir_async};
 use crate::naming::parse_snapshot_time;
 use crate::snapfile::growing::GrowingFile;
@@ -132,8 +135,8 @@ impl fmt::Debug for S3Store {
 
 impl S3Store {
     /// Builds the client and checks that the bucket exists. A configuration that cannot work
-    /// is an [`Error::S3Init`]; an endpoint that cannot be reached or refuses us is an
-    /// [`Error::S3Unavailable`] (or [`Error::Timeout`]).
+    /// is an [`Error::Remote`] of [`RemoteStage::Init`]; an endpoint that cannot be reached or
+    /// refuses us is one of [`RemoteStage::Unavailable`] (or an [`Error::Timeout`]).
     pub async fn connect(target: &S3Target, identity: S3Identity) -> Result<S3Store> {
         let store = Self::build(target, identity)?;
         store.check_bucket().await?;
@@ -144,9 +147,17 @@ impl S3Store {
         let cfg = target.config();
         let secrets = cfg.secrets();
         let built = client::build_client(target, &ProcessEnv).map_err(|e| match e {
-            Error::S3Init(m) => Error::S3Init(scrub(&m, &secrets)),
+            Error::Remote {
+                stage: RemoteStage::Init,
+                cause,
+                message,
+            } => Error::Remote {
+                stage: RemoteStage::Init,
+                cause,
+                message: scrub(&message, &secrets),
+            },
             Error::InvalidInput(m) => Error::InvalidInput(scrub(&m, &secrets)),
-            other => Error::S3Init(scrub(&other.to_string(), &secrets)),
+            other => Error::remote_init(scrub(&other.to_string(), &secrets)),
         })?;
         tracing::debug!(
             provider = cfg.provider.label(),
@@ -169,18 +180,33 @@ impl S3Store {
     }
 
     /// A configuration that cannot work: K3s's S3 text for S3, the store's own name otherwise.
-    fn init_error(&self, msg: String) -> Error {
+    fn init_error(&self, cause: RemoteCause, message: String) -> Error {
         match self.cfg.provider {
-            Provider::S3 => Error::S3Init(msg),
-            p => Error::InvalidInput(format!("failed to initialize {} client: {msg}", p.label())),
+            Provider::S3 => Error::Remote {
+                stage: RemoteStage::Init,
+                cause,
+                message,
+            },
+            p => Error::InvalidInput(format!(
+                "failed to initialize {} client: {message}",
+                p.label()
+            )),
         }
     }
 
     /// An endpoint that cannot be reached or refuses us while the client starts.
-    fn unavailable_error(&self, msg: String) -> Error {
-        match self.cfg.provider {
-            Provider::S3 => Error::S3Unavailable(msg),
-            p => Error::S3(format!("failed to initialize {} client: {msg}", p.label())),
+    fn unavailable_error(&self, cause: RemoteCause, message: String) -> Error {
+        let (stage, message) = match self.cfg.provider {
+            Provider::S3 => (RemoteStage::Unavailable, message),
+            p => (
+                RemoteStage::Operation,
+                format!("failed to initialize {} client: {message}", p.label()),
+            ),
+        };
+        Error::Remote {
+            stage,
+            cause,
+            message,
         }
     }
 
@@ -217,17 +243,20 @@ impl S3Store {
                 );
                 match cause {
                     // A 404 on the bucket URL without an S3 error body is a missing bucket too.
-                    Cause::NoSuchBucket | Cause::NotFound => {
+                    RemoteCause::NoSuchBucket | RemoteCause::NotFound => {
                         let fix = match self.cfg.provider {
                             Provider::S3 => String::new(),
                             p => format!(": create it, or fix --{}-{noun}", p.flag_prefix()),
                         };
-                        Err(self.init_error(format!("{noun} {bucket} does not exist{fix}")))
+                        Err(self.init_error(
+                            RemoteCause::NoSuchBucket,
+                            format!("{noun} {bucket} does not exist{fix}"),
+                        ))
                     }
-                    Cause::Timeout => Err(Error::Timeout(format!(
+                    RemoteCause::Timeout => Err(Error::Timeout(format!(
                         "failed to initialize {label} client: {msg}"
                     ))),
-                    _ => Err(self.unavailable_error(msg)),
+                    cause => Err(self.unavailable_error(cause, msg)),
                 }
             }
             Ok(Ok(_)) => {
@@ -300,8 +329,12 @@ impl S3Store {
             &self.secrets,
         );
         match cause {
-            Cause::Timeout => Error::Timeout(msg),
-            _ => Error::S3(msg),
+            RemoteCause::Timeout => Error::Timeout(msg),
+            cause => Error::Remote {
+                stage: RemoteStage::Operation,
+                cause,
+                message: msg,
+            },
         }
     }
 
@@ -642,10 +675,11 @@ impl S3Store {
             let got = match self.store.get(&path).await {
                 Ok(g) => g,
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Err(Error::S3(format!(
-                        "snapshot {key} not found in bucket {}",
-                        self.cfg.bucket
-                    )));
+                    return Err(Error::Remote {
+                        stage: RemoteStage::Operation,
+                        cause: RemoteCause::NotFound,
+                        message: format!("snapshot {key} not found in bucket {}", self.cfg.bucket),
+                    });
                 }
                 Err(e) => return Err(self.err(&what, &e)),
             };
@@ -928,11 +962,14 @@ impl S3Store {
         let deleted = self.bounded("probe delete", self.delete_key(&key)).await;
         let (data, modified) = read?;
         if data != body {
-            return Err(Error::S3(format!(
-                "{location} read back {} bytes that differ from the {} bytes written",
-                data.len(),
-                body.len()
-            )));
+            return Err(Error::remote(
+                RemoteStage::Operation,
+                format!(
+                    "{location} read back {} bytes that differ from the {} bytes written",
+                    data.len(),
+                    body.len()
+                ),
+            ));
         }
         deleted?;
         Ok(modified)
@@ -1259,7 +1296,16 @@ mod tests {
             ..cfg()
         })
         .unwrap_err();
-        assert!(matches!(e, Error::S3Init(_)), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::Remote {
+                    stage: RemoteStage::Init,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("/definitely/missing/ca.pem"));
     }
 

@@ -17,8 +17,8 @@ use object_store::StaticCredentialProvider;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
 
-use super::client::{Addressing, BuiltClient, ProxyMode, Transport, request_policy, scrub};
-use super::config::S3Config;
+use super::config::{NO_REQUEST_KEYS, S3Config};
+use super::transport::{Addressing, BuiltClient, ProxyMode, Transport, request_policy, scrub};
 use crate::error::error_chain;
 use crate::{Error, Result};
 
@@ -65,7 +65,7 @@ pub fn build_gcs(cfg: &S3Config) -> Result<BuiltClient> {
         "service-account key sent with the request".to_string()
     } else if !cfg.credentials_file.is_empty() {
         if !cfg.ambient_identity {
-            return Err(Error::InvalidInput(super::client::NO_REQUEST_KEYS.into()));
+            return Err(Error::InvalidInput(NO_REQUEST_KEYS.into()));
         }
         let text = std::fs::read_to_string(&cfg.credentials_file).map_err(|e| {
             Error::InvalidInput(format!(
@@ -87,7 +87,7 @@ pub fn build_gcs(cfg: &S3Config) -> Result<BuiltClient> {
         "anonymous (emulator endpoint)".to_string()
     } else {
         if !cfg.ambient_identity {
-            return Err(Error::InvalidInput(super::client::NO_REQUEST_KEYS.into()));
+            return Err(Error::InvalidInput(NO_REQUEST_KEYS.into()));
         }
         "application default".to_string()
     };

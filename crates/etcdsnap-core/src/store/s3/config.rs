@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::transport::{load_endpoint_ca, redact_proxy, scrub};
 use crate::duration::format_go_duration;
 use crate::store::S3Spec;
 use crate::{Error, Result};
@@ -260,16 +261,8 @@ impl fmt::Debug for S3Config {
     }
 }
 
-/// A proxy URL may carry `user:password@`; keep only the scheme and host part.
-pub(crate) fn redact_proxy(proxy: &str) -> String {
-    match proxy.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
-            None => proxy.to_string(),
-        },
-        None => proxy.to_string(),
-    }
-}
+/// Why a request's remote store without keys of its own is refused.
+pub const NO_REQUEST_KEYS: &str = "the request names a remote store that is not this server's configured one and carries no keys of its own, and the server lends its own identity (environment keys, shared credentials file, instance role, application-default credentials) only to its configured store: give the store's keys with the request (--s3-access-key and --s3-secret-key or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; --etcd-gcs-credentials-file; --etcd-azure-access-key), or configure that store on the server (--etcd-s3-*, --etcd-gcs-*, --etcd-azure-*)";
 
 /// An S3 configuration that passed its checks, with its CA bundle loaded: what a client is built
 /// from. Making one is where a bad configuration fails: at server start for the server's own
@@ -291,12 +284,12 @@ impl fmt::Debug for S3Target {
 
 impl S3Target {
     /// Validates `cfg` and loads `endpointCA` (unless TLS is off or unchecked). Failures are
-    /// [`Error::S3Init`] with every secret scrubbed.
+    /// [`Error::Remote`] errors of the `Init` stage with every secret scrubbed.
     pub fn new(cfg: S3Config) -> Result<S3Target> {
         if cfg.provider != Provider::S3 {
             let secrets = cfg.secrets();
             cfg.validate_cloud()
-                .map_err(|e| Error::InvalidInput(super::client::scrub(&e.to_string(), &secrets)))?;
+                .map_err(|e| Error::InvalidInput(scrub(&e.to_string(), &secrets)))?;
             return Ok(S3Target { cfg, roots: None });
         }
         if cfg.uses_config_secret() {
@@ -304,12 +297,12 @@ impl S3Target {
             return Ok(S3Target { cfg, roots: None });
         }
         let secrets = cfg.secrets();
-        let init = |e: Error| Error::S3Init(super::client::scrub(&e.to_string(), &secrets));
+        let init = |e: Error| Error::remote_init(scrub(&e.to_string(), &secrets));
         cfg.validate().map_err(init)?;
         let roots = if cfg.insecure || cfg.skip_ssl_verify || cfg.endpoint_ca.trim().is_empty() {
             None
         } else {
-            Some(super::client::load_endpoint_ca(&cfg.endpoint_ca).map_err(init)?)
+            Some(load_endpoint_ca(&cfg.endpoint_ca).map_err(init)?)
         };
         Ok(S3Target { cfg, roots })
     }
