@@ -384,8 +384,15 @@ impl Registry {
                 .ok_or(Refused::AddressShare)?;
             open.evict(v);
         } else if open.slots.len() >= limits.max_connections {
+            // Room at the cap comes from the newcomer's own address or from one holding more
+            // than it: a flood whose connections are all busy must not push out the idle
+            // keep-alive connections of an address that holds fewer (seen under load).
             let v = open
                 .victim(None, now, limits.grace)
+                .filter(|v| {
+                    let from = open.slots[v].addr;
+                    from == addr || open.per_addr.get(&from).copied().unwrap_or(0) > held
+                })
                 .filter(|_| may_close)
                 .ok_or(Refused::Full)?;
             open.evict(v);
@@ -1046,6 +1053,29 @@ mod tests {
         }
         assert_eq!(r.shed(10, t0 + l.grace, l.grace), 3);
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn at_the_cap_a_busy_flood_does_not_push_out_the_idle_of_an_address_holding_fewer() {
+        let r = Registry::default();
+        let l = limits(8, 8);
+        let t0 = Instant::now();
+        let mut busy = Vec::new();
+        for _ in 0..5 {
+            let (_, s) = r.admit(A, t0, &l).unwrap();
+            busy.push(Busy::enter(&s));
+        }
+        for _ in 0..3 {
+            r.admit(B, t0, &l).unwrap();
+        }
+        let later = t0 + l.grace;
+        // A's newcomer finds only B's idle connections evictable: B holds fewer, so no room.
+        assert_eq!(r.admit(A, later, &l).err(), Some(Refused::Full));
+        assert_eq!(r.lock().per_addr.get(&B), Some(&3));
+        // B's newcomer may replace B's own idle one.
+        r.admit(B, later, &l).unwrap();
+        assert_eq!(r.lock().per_addr.get(&B), Some(&3));
+        drop(busy);
     }
 
     /// A TLS server with `router` on a loopback port; its address, a client configuration that
