@@ -8,70 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::local_etcd::{embedded, embedded_target};
 use super::{ServerConfig, ServerState, scheduler};
-use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version, find_binary};
-use crate::etcd::{ClientTls, EtcdTarget};
-use crate::fsutil::{create_private_dir, write_private};
-use crate::tls::ensure_etcd_certs;
+use crate::etcd::EtcdTarget;
+use crate::etcd::process::{EmbeddedEtcd, EtcdChild};
 use crate::{Error, Result};
-
-/// The member name kept in `db/etcd/name`, made `<node>-<8 hex>` the first time.
-pub fn member_name(path: &std::path::Path, node: &str) -> Result<String> {
-    if let Ok(name) = std::fs::read_to_string(path) {
-        let name = name.trim().to_string();
-        if !name.is_empty() {
-            return Ok(name);
-        }
-    }
-    let name = new_member_name(node)?;
-    write_private(path, name.as_bytes())?;
-    Ok(name)
-}
-
-/// `<node>-<8 random hex>`, as K3s names etcd members.
-pub fn new_member_name(node: &str) -> Result<String> {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|e| Error::Other(format!("random source failed: {e}")))?;
-    Ok(format!("{node}-{}", hex::encode(b)))
-}
-
-/// How the embedded etcd of this server is configured (no process is started).
-pub async fn embedded(cfg: &ServerConfig, hosts: &[String]) -> Result<EmbeddedEtcd> {
-    let binary = find_binary(cfg.etcd_binary.as_deref())?;
-    let version = binary_version(&binary).await?;
-    tracing::info!("using etcd {version} at {}", binary.display());
-    let server_dir = cfg.server_dir();
-    let certs = ensure_etcd_certs(&server_dir.join("tls"), hosts)?;
-    let data_dir = server_dir.join("db").join("etcd");
-    create_private_dir(&data_dir)?;
-    Ok(EmbeddedEtcd {
-        binary,
-        member_name: member_name(&data_dir.join("name"), &cfg.node_name)?,
-        data_dir,
-        advertise_ip: cfg.advertise_address.clone(),
-        listen_ip: cfg.bind_address.clone(),
-        client_port: cfg.etcd_client_port,
-        peer_port: cfg.etcd_peer_port,
-        log_file: server_dir.join("logs").join("etcd.log"),
-        force_new_cluster: false,
-        initial_cluster: None,
-        loopback_only: false,
-        certs,
-    })
-}
-
-/// The client-side view of the embedded etcd.
-pub fn embedded_target(e: &EmbeddedEtcd) -> EtcdTarget {
-    EtcdTarget::new(
-        vec![e.local_client_url()],
-        ClientTls {
-            ca_file: Some(e.certs.server_ca.clone()),
-            cert_file: Some(e.certs.client_cert.clone()),
-            key_file: Some(e.certs.client_key.clone()),
-        },
-        Duration::from_secs(5),
-    )
-}
 
 /// The embedded etcd: how it was started, and the running process.
 pub struct Child {
@@ -352,7 +293,7 @@ pub async fn supervise(
             {
                 tracing::warn!("cannot clean up unfinished snapshot files: {e}");
             }
-            detect_kubernetes(state).await;
+            state.detect_kubernetes().await;
             if let Some(cluster) = &state.cluster {
                 promoter = Some(tokio::spawn(super::join::promote_learners(
                     state.clone(),
@@ -422,20 +363,6 @@ pub async fn supervise(
 
 /// How long shutdown waits for a snapshot save in progress.
 pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
-
-/// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
-/// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
-pub(super) async fn detect_kubernetes(state: &ServerState) {
-    if let Ok(Some(_)) = state.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
-        state
-            .kube
-            .kubernetes_datastore
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            "this etcd holds a Kubernetes cluster: its Secrets and ConfigMaps are read, never written, by the supervisor API"
-        );
-    }
-}
 
 #[cfg(test)]
 mod tests {

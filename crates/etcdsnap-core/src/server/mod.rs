@@ -14,6 +14,7 @@ pub mod drills;
 pub mod http;
 pub mod join;
 pub mod kubeconfig;
+mod local_etcd;
 pub mod notify;
 pub mod reset;
 pub mod scheduler;
@@ -180,6 +181,19 @@ impl ServerState {
                     .set_cause("etcd did not answer a status request within 3s");
                 false
             }
+        }
+    }
+
+    /// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
+    /// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
+    pub(crate) async fn detect_kubernetes(&self) {
+        if let Ok(Some(_)) = self.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
+            self.kube
+                .kubernetes_datastore
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                "this etcd holds a Kubernetes cluster: its Secrets and ConfigMaps are read, never written, by the supervisor API"
+            );
         }
     }
 }
