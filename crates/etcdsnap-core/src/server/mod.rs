@@ -134,27 +134,79 @@ impl ServerConfig {
     }
 }
 
-/// State shared by the API handlers and the scheduler.
+/// State shared by the API handlers and the background tasks. Built with [`ServerState::new`];
+/// nothing outside the crate reads its fields.
 pub struct ServerState {
-    pub engine: Engine,
-    pub token: Token,
-    pub ca_pem: String,
-    pub snapshots: SnapshotSettings,
-    pub ready: http::Ready,
-    pub auth_guard: auth::AuthGuard,
+    pub(crate) engine: Engine,
+    pub(crate) token: Token,
+    pub(crate) ca_pem: String,
+    pub(crate) snapshots: SnapshotSettings,
+    pub(crate) ready: http::Ready,
+    pub(crate) auth_guard: auth::AuthGuard,
     /// The join and viewer credentials (the server token is `token`).
-    pub credentials: auth::Credentials,
-    pub after_request: Option<RequestHook>,
+    pub(crate) credentials: auth::Credentials,
+    pub(crate) after_request: Option<RequestHook>,
     /// The Kubernetes API subset (records, Secrets, ConfigMaps, events).
-    pub kube: Arc<crate::kubeapi::KubeApi>,
+    pub(crate) kube: Arc<crate::kubeapi::KubeApi>,
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
-    pub owned_server_dir: Option<PathBuf>,
+    pub(crate) owned_server_dir: Option<PathBuf>,
     /// The embedded etcd, for membership (join, promotion, removal); `None` when external.
-    pub cluster: Option<crate::etcd::EtcdTarget>,
-    pub learner_promotion_delay: Duration,
+    pub(crate) cluster: Option<crate::etcd::EtcdTarget>,
+    pub(crate) learner_promotion_delay: Duration,
     /// What the status page keeps between loads.
-    pub ui: ui::UiCache,
+    pub(crate) ui: ui::UiCache,
+}
+
+impl ServerState {
+    /// A state that is not ready yet, has seen no failed logins and has nothing cached for
+    /// the status page; with no request hook and no etcd of its own (an external datastore)
+    /// until [`Self::after_request`] and [`Self::owning_etcd`] say otherwise.
+    pub(crate) fn new(
+        engine: Engine,
+        token: Token,
+        ca_pem: String,
+        snapshots: SnapshotSettings,
+        credentials: auth::Credentials,
+        kube: Arc<crate::kubeapi::KubeApi>,
+    ) -> Self {
+        ServerState {
+            engine,
+            token,
+            ca_pem,
+            snapshots,
+            ready: http::Ready::default(),
+            auth_guard: auth::AuthGuard::default(),
+            credentials,
+            after_request: None,
+            kube,
+            owned_server_dir: None,
+            cluster: None,
+            learner_promotion_delay: Duration::ZERO,
+            ui: ui::UiCache::default(),
+        }
+    }
+
+    /// Runs `hook` after each API request.
+    pub(crate) fn after_request(mut self, hook: Option<RequestHook>) -> Self {
+        self.after_request = hook;
+        self
+    }
+
+    /// The server runs its own etcd (embedded): `server_dir` is its `<data-dir>/server`,
+    /// `cluster` reaches that etcd for membership, and a learner stays one at least
+    /// `learner_promotion_delay` before this server, when leading, promotes it.
+    pub(crate) fn owning_etcd(
+        mut self,
+        server_dir: PathBuf,
+        cluster: crate::etcd::EtcdTarget,
+        learner_promotion_delay: Duration,
+    ) -> Self {
+        self.owned_server_dir = Some(server_dir);
+        self.cluster = Some(cluster);
+        self.learner_promotion_delay = learner_promotion_delay;
+        self
+    }
 }
 
 impl ServerState {
@@ -346,21 +398,19 @@ pub async fn run(
     )
     .with_records(records)
     .with_record_dirs(cfg.snapshots.request_dirs.values());
-    let state = Arc::new(ServerState {
+    let mut state = ServerState::new(
         engine,
         token,
-        ca_pem: sup.ca_pem.clone(),
-        snapshots: cfg.snapshots.clone(),
-        ready: http::Ready::default(),
-        auth_guard: auth::AuthGuard::default(),
+        sup.ca_pem.clone(),
+        cfg.snapshots.clone(),
         credentials,
-        after_request: cfg.after_request.clone(),
-        kube: Arc::new(kube),
-        owned_server_dir: child.is_some().then(|| server_dir.clone()),
-        cluster,
-        learner_promotion_delay: cfg.learner_promotion_delay,
-        ui: ui::UiCache::default(),
-    });
+        Arc::new(kube),
+    )
+    .after_request(cfg.after_request.clone());
+    if let Some(cluster) = cluster {
+        state = state.owning_etcd(server_dir.clone(), cluster, cfg.learner_promotion_delay);
+    }
+    let state = Arc::new(state);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let serving = serve::ServingCert::load(&sup.cert, &sup.key)?;
