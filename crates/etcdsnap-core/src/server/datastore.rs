@@ -1,15 +1,13 @@
 //! The datastore the server snapshots: the embedded etcd child it starts and watches, or an
-//! external cluster it only connects to. [`start`] brings it up; [`supervise`] waits for it to
-//! answer, starts the scheduler, and then waits for shutdown or for the child's death.
+//! external cluster it only connects to. [`start`] brings it up; `supervise` waits for it to
+//! answer, tells the supervisor the first time it does, and then restarts a child that dies
+//! until shutdown. It starts no task of its own.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::local_etcd::{embedded, embedded_target};
-use super::{ServerConfig, ServerState, scheduler};
+use super::{ServerConfig, ServerState};
 use crate::etcd::EtcdTarget;
 use crate::etcd::process::{EmbeddedEtcd, EtcdChild};
 use crate::{Error, Result};
@@ -254,22 +252,58 @@ async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// Waits for etcd, starts the scheduler, then watches etcd until shutdown: an embedded etcd
-/// that dies is restarted with backoff (the API keeps answering, with 503 while etcd is down),
-/// and after repeated deaths within ten minutes the server gives up with etcd's log.
-pub async fn supervise(
-    state: &Arc<ServerState>,
+/// The first time etcd answers: the server's own etcd keeps its CAs ([`after_start`]),
+/// unfinished snapshot files are removed, and a Kubernetes datastore is recognised.
+async fn first_ready(state: &ServerState) -> Result<()> {
+    if let Some(dir) = &state.owned_server_dir {
+        after_start(state, dir).await?;
+    }
+    if let Err(e) = state
+        .engine
+        .remove_stale_parts(state.snapshots.dir.as_deref())
+    {
+        tracing::warn!("cannot clean up unfinished snapshot files: {e}");
+    }
+    state.detect_kubernetes().await;
+    Ok(())
+}
+
+/// While etcd runs: waits for the child's death (its exit status) or `shutdown` (`None`),
+/// watching its log for peers that do not know it. An external etcd only waits for shutdown.
+async fn until_died_or_shutdown(
+    state: &ServerState,
     child: &mut Option<Child>,
-    stop_tx: &watch::Sender<bool>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    let Some(c) = child else {
+        shutdown.await;
+        return None;
+    };
+    let foreign = watch_for_foreign_cluster(state, c.process.log_reader());
+    tokio::pin!(foreign);
+    loop {
+        tokio::select! {
+            st = c.process.wait() => return Some(st),
+            _ = &mut *shutdown => return None,
+            _ = &mut foreign => {}
+        }
+    }
+}
+
+/// Waits for etcd, runs `on_first_ready` (the supervisor starts the tasks that need etcd) the
+/// first time it answers, then watches etcd until shutdown: an embedded etcd that dies is
+/// restarted with backoff (the API keeps answering, with 503 while etcd is down), and after
+/// repeated deaths within ten minutes the server gives up with etcd's log. The server is
+/// marked not ready when this returns.
+pub(super) async fn supervise(
+    state: &ServerState,
+    child: &mut Option<Child>,
     shutdown: impl Future<Output = ()> + Send,
+    on_first_ready: impl FnOnce() + Send,
 ) -> Result<()> {
-    let stop_rx = stop_tx.subscribe();
     tokio::pin!(shutdown);
     let mut policy = RestartPolicy::default();
-    let mut first = true;
-    let mut sched = None;
-    let mut reconciler = None;
-    let mut promoter = None;
+    let mut on_first_ready = Some(on_first_ready);
     let result = loop {
         match wait_ready(state, child, &mut shutdown).await {
             Wait::Shutdown => break Ok(()),
@@ -280,60 +314,18 @@ pub async fn supervise(
             },
             Wait::Ready => {}
         }
-        if first {
-            if let Some(dir) = &state.owned_server_dir
-                && let Err(e) = after_start(state, dir).await
-            {
+        if let Some(start_tasks) = on_first_ready.take() {
+            if let Err(e) = first_ready(state).await {
                 break Err(e);
             }
-            first = false;
-            if let Err(e) = state
-                .engine
-                .remove_stale_parts(state.snapshots.dir.as_deref())
-            {
-                tracing::warn!("cannot clean up unfinished snapshot files: {e}");
-            }
-            state.detect_kubernetes().await;
-            if let Some(cluster) = &state.cluster {
-                promoter = Some(tokio::spawn(super::join::promote_learners(
-                    state.clone(),
-                    cluster.clone(),
-                    state.learner_promotion_delay,
-                    stop_rx.clone(),
-                )));
-            }
-            if state.snapshots.disabled {
-                tracing::info!("ETCD snapshots are disabled");
-            } else {
-                sched = Some(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
-                reconciler = Some(tokio::spawn(scheduler::reconcile_loop(
-                    state.clone(),
-                    stop_rx.clone(),
-                )));
-            }
+            start_tasks();
         }
         state.ready.set(true);
         tracing::info!("etcd is ready");
         super::notify::notify("READY=1\nSTATUS=etcd is ready; serving the supervisor API");
-        let died = match child {
-            Some(c) => {
-                let log = c.process.log_reader();
-                let foreign = watch_for_foreign_cluster(state, log);
-                tokio::pin!(foreign);
-                loop {
-                    tokio::select! {
-                        st = c.process.wait() => break Some(st),
-                        _ = &mut shutdown => break None,
-                        _ = &mut foreign => {}
-                    }
-                }
-            }
-            None => {
-                (&mut shutdown).await;
-                None
-            }
+        let Some(st) = until_died_or_shutdown(state, child, &mut shutdown).await else {
+            break Ok(());
         };
-        let Some(st) = died else { break Ok(()) };
         match restart(state, child, &mut policy, st, &mut shutdown).await {
             Ok(true) => {}
             Ok(false) => break Ok(()),
@@ -341,28 +333,12 @@ pub async fn supervise(
         }
     };
     state.ready.set(false);
-    let _ = stop_tx.send(true);
-    for task in [reconciler, promoter].into_iter().flatten() {
-        task.abort();
-    }
-    // The scheduler stops at its next wait; a scheduled save it is running (upload and
-    // retention included) finishes first, within the shutdown grace.
-    if let Some(mut task) = sched
-        && tokio::time::timeout(SHUTDOWN_SAVE_GRACE, &mut task)
-            .await
-            .is_err()
-    {
-        tracing::warn!(
-            "a scheduled snapshot was still running {}s after shutdown began; abandoning it",
-            SHUTDOWN_SAVE_GRACE.as_secs()
-        );
-        task.abort();
-    }
     result
 }
 
-/// How long shutdown waits for a snapshot save in progress.
-pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
+/// How long shutdown waits for a snapshot save in progress (kept at this path for callers
+/// outside the crate; the supervisor applies it).
+pub use super::SHUTDOWN_SAVE_GRACE;
 
 #[cfg(test)]
 mod tests {

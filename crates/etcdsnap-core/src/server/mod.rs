@@ -1,11 +1,14 @@
 //! `etcdsnap server`: supervises the embedded etcd (or attaches to an external cluster), serves
 //! the supervisor API, and runs scheduled snapshots. [`run`] takes a bound listener and a
-//! shutdown future from the caller (tests bind port 0). Shutdown order: stop the scheduler, let
-//! an in-flight save finish (bounded), stop serving, then stop etcd with SIGTERM.
+//! shutdown future from the caller (tests bind port 0), prepares the data dir and datastore,
+//! and hands over to the supervisor, the one owner of background work and its shutdown order
+//! (stop the scheduler, let an in-flight save finish (bounded), stop serving, then stop etcd
+//! with SIGTERM).
 //!
-//! Files: [`datastore`] starts and watches etcd, [`serve`] accepts TLS connections, [`http`]
-//! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills,
-//! [`ui`] renders the status page.
+//! Files: `supervisor` starts and stops every task, [`datastore`] starts and watches etcd,
+//! `local_etcd` configures the embedded etcd on disk, [`serve`] accepts TLS connections,
+//! [`http`] answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore
+//! drills, [`ui`] renders the status page.
 
 pub mod auth;
 pub mod cluster_api;
@@ -19,6 +22,7 @@ pub mod notify;
 pub mod reset;
 pub mod scheduler;
 pub mod serve;
+mod supervisor;
 pub mod ui;
 
 use std::future::Future;
@@ -27,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use crate::snapshot::plan::SnapshotSettings;
 
@@ -54,6 +57,10 @@ impl std::fmt::Debug for RequestHook {
         f.write_str("RequestHook")
     }
 }
+
+/// How long shutdown waits for a snapshot save in progress: a scheduled one, then an
+/// on-demand one (see `supervisor`).
+pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
 
 /// Everything `etcdsnap server` needs, validated.
 #[derive(Debug, Clone)]
@@ -134,7 +141,7 @@ impl ServerConfig {
     }
 }
 
-/// State shared by the API handlers and the background tasks. Built with [`ServerState::new`];
+/// State shared by the API handlers and the background tasks. Built with `ServerState::new`;
 /// nothing outside the crate reads its fields.
 pub struct ServerState {
     pub(crate) engine: Engine,
@@ -283,6 +290,7 @@ pub fn lock_data_dir(cfg: &ServerConfig) -> Result<std::fs::File> {
 }
 
 /// Runs the server until `shutdown` resolves or etcd dies (an error carrying etcd's log tail).
+/// Prepares the data dir, credentials and datastore here; `supervisor::run` owns the tasks.
 pub async fn run(
     cfg: ServerConfig,
     listener: TcpListener,
@@ -296,24 +304,7 @@ pub async fn run(
         .as_ref()
         .is_some_and(|t| t.username == auth::Role::Join.user());
     // Joining is checked against the server named before anything here changes.
-    let mut joining = match &cfg.join {
-        Some(url) if cfg.datastore.is_none() && join::needs_join(&db) => {
-            let token = cfg.token.as_deref().ok_or_else(|| {
-                crate::Error::InvalidInput(
-                    "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)".into(),
-                )
-            })?;
-            Some(join::preflight(url, &Token::parse(token)?).await?)
-        }
-        Some(url) if cfg.datastore.is_none() => {
-            tracing::info!(
-                "this server's etcd is already a member of its cluster ({} holds its data); --server {url} is not used",
-                db.join("etcd").display()
-            );
-            None
-        }
-        _ => None,
-    };
+    let mut joining = join_target(&cfg, &db).await?;
     join::check_tombstone(&db, joining.is_some())?;
     let drill = match &cfg.drill {
         Some(d) => Some(d.resolve(cfg.etcd_binary.as_deref()).await?),
@@ -329,10 +320,64 @@ pub async fn run(
     }
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
+    let token = server_token(&cfg, &sup.ca_pem, with_join_token)?;
+    if let Some(c) = joining.as_mut()
+        && with_join_token
+    {
+        c.bootstrap_secret = Some(token.password.clone());
+    }
+    let credentials = credentials(&cfg, &sup.ca_pem)?;
+    let (target, child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let owns_etcd = child.is_some();
+    let state = server_state(
+        &cfg,
+        target,
+        owns_etcd,
+        token,
+        &sup.ca_pem,
+        credentials,
+        port,
+    )?;
+    let serving = supervisor::Serving {
+        listener,
+        cert: serve::ServingCert::load(&sup.cert, &sup.key)?,
+        tls_dir: server_dir.join("tls"),
+        hosts,
+    };
+    supervisor::run(Arc::new(state), serving, drill, child, shutdown).await
+}
+
+/// The cluster this server joins with `--server`, checked with the server named; `None` when it
+/// runs alone, attaches to an external etcd, or is already a member.
+async fn join_target(cfg: &ServerConfig, db: &std::path::Path) -> Result<Option<join::Cluster>> {
+    match &cfg.join {
+        Some(url) if cfg.datastore.is_none() && join::needs_join(db) => {
+            let token = cfg.token.as_deref().ok_or_else(|| {
+                crate::Error::InvalidInput(
+                    "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)".into(),
+                )
+            })?;
+            Ok(Some(join::preflight(url, &Token::parse(token)?).await?))
+        }
+        Some(url) if cfg.datastore.is_none() => {
+            tracing::info!(
+                "this server's etcd is already a member of its cluster ({} holds its data); --server {url} is not used",
+                db.join("etcd").display()
+            );
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The server token: the one given (unless it is a join token), else `server/token`.
+fn server_token(cfg: &ServerConfig, ca_pem: &str, with_join_token: bool) -> Result<Token> {
+    let server_dir = cfg.server_dir();
     let token = crate::token::load_or_create(
         cfg.token.as_deref().filter(|_| !with_join_token),
         &server_dir.join("token"),
-        sup.ca_pem.as_bytes(),
+        ca_pem.as_bytes(),
     )?;
     if token.password.chars().count() < crate::token::MIN_SECRET_LEN {
         tracing::warn!(
@@ -341,29 +386,43 @@ pub async fn run(
             crate::token::MIN_SECRET_LEN
         );
     }
-    if let Some(c) = joining.as_mut()
-        && with_join_token
-    {
-        c.bootstrap_secret = Some(token.password.clone());
-    }
-    let credentials = auth::Credentials {
+    Ok(token)
+}
+
+/// The join and viewer credentials, from their flags or their files in `server/`.
+fn credentials(cfg: &ServerConfig, ca_pem: &str) -> Result<auth::Credentials> {
+    let server_dir = cfg.server_dir();
+    Ok(auth::Credentials {
         join: Some(auth::CredentialFile::open(
             auth::Role::Join,
             cfg.join_token_file.as_deref(),
             "--join-token-file",
             &server_dir.join("join-token"),
-            sup.ca_pem.as_bytes(),
+            ca_pem.as_bytes(),
         )?),
         viewer: Some(auth::CredentialFile::open(
             auth::Role::Viewer,
             cfg.viewer_token_file.as_deref(),
             "--viewer-token-file",
             &server_dir.join("viewer-token"),
-            sup.ca_pem.as_bytes(),
+            ca_pem.as_bytes(),
         )?),
-    };
-    let (target, mut child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
-    let cluster = child.is_some().then(|| target.clone());
+    })
+}
+
+/// The state over the started datastore: the Kubernetes API subset and its kubeconfig (for
+/// the API on `port`), the records and the snapshot engine.
+fn server_state(
+    cfg: &ServerConfig,
+    target: crate::etcd::EtcdTarget,
+    owns_etcd: bool,
+    token: Token,
+    ca_pem: &str,
+    credentials: auth::Credentials,
+    port: u16,
+) -> Result<ServerState> {
+    let server_dir = cfg.server_dir();
+    let cluster = owns_etcd.then(|| target.clone());
     let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
     let objects = crate::kubeapi::store::ObjectStore::new(etcd.clone());
     let records = Arc::new(crate::records::manager::Records::new(
@@ -377,11 +436,10 @@ pub async fn run(
         Box::pin(async move { r.removed(&obj).await })
     }));
     if let Some(out) = &cfg.kubeconfig {
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         kubeconfig::write(
             out,
             &format!("https://127.0.0.1:{port}"),
-            &sup.ca_pem,
+            ca_pem,
             &kubeconfig::admin_token(&server_dir)?,
         )?;
     }
@@ -393,72 +451,22 @@ pub async fn run(
             data_dir: cfg.data_dir.clone(),
             token_hash: token.hash12(),
             idle_timeout: cfg.snapshots.idle_timeout,
-            owns_etcd: child.is_some(),
+            owns_etcd,
         },
     )
     .with_records(records)
     .with_record_dirs(cfg.snapshots.request_dirs.values());
-    let mut state = ServerState::new(
+    let state = ServerState::new(
         engine,
         token,
-        sup.ca_pem.clone(),
+        ca_pem.to_string(),
         cfg.snapshots.clone(),
         credentials,
         Arc::new(kube),
     )
     .after_request(cfg.after_request.clone());
-    if let Some(cluster) = cluster {
-        state = state.owning_etcd(server_dir.clone(), cluster, cfg.learner_promotion_delay);
-    }
-    let state = Arc::new(state);
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let serving = serve::ServingCert::load(&sup.cert, &sup.key)?;
-    let acceptor = serve::tls_acceptor(serving.clone())?;
-    tracing::info!(
-        "supervisor API listening on https://{}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let server_task = tokio::spawn(serve::serve(
-        listener,
-        acceptor,
-        http::router(state.clone()),
-        // After etcd started: the descriptors open now are part of the reserve.
-        serve::Limits::for_this_process(),
-        stop_rx.clone(),
-    ));
-
-    let renewal = tokio::spawn(serve::keep_serving_cert_fresh(
-        serving,
-        server_dir.join("tls"),
-        hosts.clone(),
-        stop_rx.clone(),
-    ));
-    let drills = drill.map(|d| tokio::spawn(drills::run(state.clone(), d, stop_rx.clone())));
-    let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
-    notify::notify("STOPPING=1");
-    if let Some(t) = drills {
-        // A drill cleans up after itself when dropped: its etcd dies and its files go.
-        t.abort();
-        let _ = t.await;
-    }
-
-    let _ = stop_tx.send(true);
-    // Let an on-demand save in flight finish, but not forever.
-    if tokio::time::timeout(datastore::SHUTDOWN_SAVE_GRACE, state.engine.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!("a snapshot was still running at shutdown; abandoning it");
-    }
-    server_task.abort();
-    renewal.abort();
-    if let Some(mut c) = child {
-        tracing::info!("stopping etcd");
-        c.process.stop(Duration::from_secs(15)).await;
-    }
-    outcome
+    Ok(match cluster {
+        Some(cluster) => state.owning_etcd(server_dir, cluster, cfg.learner_promotion_delay),
+        None => state,
+    })
 }
