@@ -1,77 +1,16 @@
 //! The datastore the server snapshots: the embedded etcd child it starts and watches, or an
-//! external cluster it only connects to. [`start`] brings it up; [`supervise`] waits for it to
-//! answer, starts the scheduler, and then waits for shutdown or for the child's death.
+//! external cluster it only connects to. [`start`] brings it up; `supervise` waits for it to
+//! answer, tells the supervisor the first time it does, and then restarts a child that dies
+//! until shutdown. It starts no task of its own.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
-use super::{ServerConfig, ServerState, scheduler};
-use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version, find_binary};
-use crate::etcd::{ClientTls, EtcdTarget};
-use crate::fsutil::{create_private_dir, write_private};
-use crate::tls::ensure_etcd_certs;
+use super::local_etcd::{embedded, embedded_target};
+use super::{ServerConfig, ServerState};
+use crate::etcd::EtcdTarget;
+use crate::etcd::process::{EmbeddedEtcd, EtcdChild};
 use crate::{Error, Result};
-
-/// The member name kept in `db/etcd/name`, made `<node>-<8 hex>` the first time.
-pub fn member_name(path: &std::path::Path, node: &str) -> Result<String> {
-    if let Ok(name) = std::fs::read_to_string(path) {
-        let name = name.trim().to_string();
-        if !name.is_empty() {
-            return Ok(name);
-        }
-    }
-    let name = new_member_name(node)?;
-    write_private(path, name.as_bytes())?;
-    Ok(name)
-}
-
-/// `<node>-<8 random hex>`, as K3s names etcd members.
-pub fn new_member_name(node: &str) -> Result<String> {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|e| Error::Other(format!("random source failed: {e}")))?;
-    Ok(format!("{node}-{}", hex::encode(b)))
-}
-
-/// How the embedded etcd of this server is configured (no process is started).
-pub async fn embedded(cfg: &ServerConfig, hosts: &[String]) -> Result<EmbeddedEtcd> {
-    let binary = find_binary(cfg.etcd_binary.as_deref())?;
-    let version = binary_version(&binary).await?;
-    tracing::info!("using etcd {version} at {}", binary.display());
-    let server_dir = cfg.server_dir();
-    let certs = ensure_etcd_certs(&server_dir.join("tls"), hosts)?;
-    let data_dir = server_dir.join("db").join("etcd");
-    create_private_dir(&data_dir)?;
-    Ok(EmbeddedEtcd {
-        binary,
-        member_name: member_name(&data_dir.join("name"), &cfg.node_name)?,
-        data_dir,
-        advertise_ip: cfg.advertise_address.clone(),
-        listen_ip: cfg.bind_address.clone(),
-        client_port: cfg.etcd_client_port,
-        peer_port: cfg.etcd_peer_port,
-        log_file: server_dir.join("logs").join("etcd.log"),
-        force_new_cluster: false,
-        initial_cluster: None,
-        loopback_only: false,
-        certs,
-    })
-}
-
-/// The client-side view of the embedded etcd.
-pub fn embedded_target(e: &EmbeddedEtcd) -> EtcdTarget {
-    EtcdTarget::new(
-        vec![e.local_client_url()],
-        ClientTls {
-            ca_file: Some(e.certs.server_ca.clone()),
-            cert_file: Some(e.certs.client_cert.clone()),
-            key_file: Some(e.certs.client_key.clone()),
-        },
-        Duration::from_secs(5),
-    )
-}
 
 /// The embedded etcd: how it was started, and the running process.
 pub struct Child {
@@ -313,22 +252,58 @@ async fn after_start(state: &ServerState, server_dir: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// Waits for etcd, starts the scheduler, then watches etcd until shutdown: an embedded etcd
-/// that dies is restarted with backoff (the API keeps answering, with 503 while etcd is down),
-/// and after repeated deaths within ten minutes the server gives up with etcd's log.
-pub async fn supervise(
-    state: &Arc<ServerState>,
+/// The first time etcd answers: the server's own etcd keeps its CAs ([`after_start`]),
+/// unfinished snapshot files are removed, and a Kubernetes datastore is recognised.
+async fn first_ready(state: &ServerState) -> Result<()> {
+    if let Some(dir) = &state.owned_server_dir {
+        after_start(state, dir).await?;
+    }
+    if let Err(e) = state
+        .engine
+        .remove_stale_parts(state.snapshots.dir.as_deref())
+    {
+        tracing::warn!("cannot clean up unfinished snapshot files: {e}");
+    }
+    state.detect_kubernetes().await;
+    Ok(())
+}
+
+/// While etcd runs: waits for the child's death (its exit status) or `shutdown` (`None`),
+/// watching its log for peers that do not know it. An external etcd only waits for shutdown.
+async fn until_died_or_shutdown(
+    state: &ServerState,
     child: &mut Option<Child>,
-    stop_tx: &watch::Sender<bool>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    let Some(c) = child else {
+        shutdown.await;
+        return None;
+    };
+    let foreign = watch_for_foreign_cluster(state, c.process.log_reader());
+    tokio::pin!(foreign);
+    loop {
+        tokio::select! {
+            st = c.process.wait() => return Some(st),
+            _ = &mut *shutdown => return None,
+            _ = &mut foreign => {}
+        }
+    }
+}
+
+/// Waits for etcd, runs `on_first_ready` (the supervisor starts the tasks that need etcd) the
+/// first time it answers, then watches etcd until shutdown: an embedded etcd that dies is
+/// restarted with backoff (the API keeps answering, with 503 while etcd is down), and after
+/// repeated deaths within ten minutes the server gives up with etcd's log. The server is
+/// marked not ready when this returns.
+pub(super) async fn supervise(
+    state: &ServerState,
+    child: &mut Option<Child>,
     shutdown: impl Future<Output = ()> + Send,
+    on_first_ready: impl FnOnce() + Send,
 ) -> Result<()> {
-    let stop_rx = stop_tx.subscribe();
     tokio::pin!(shutdown);
     let mut policy = RestartPolicy::default();
-    let mut first = true;
-    let mut sched = None;
-    let mut reconciler = None;
-    let mut promoter = None;
+    let mut on_first_ready = Some(on_first_ready);
     let result = loop {
         match wait_ready(state, child, &mut shutdown).await {
             Wait::Shutdown => break Ok(()),
@@ -339,60 +314,18 @@ pub async fn supervise(
             },
             Wait::Ready => {}
         }
-        if first {
-            if let Some(dir) = &state.owned_server_dir
-                && let Err(e) = after_start(state, dir).await
-            {
+        if let Some(start_tasks) = on_first_ready.take() {
+            if let Err(e) = first_ready(state).await {
                 break Err(e);
             }
-            first = false;
-            if let Err(e) = state
-                .engine
-                .remove_stale_parts(state.snapshots.dir.as_deref())
-            {
-                tracing::warn!("cannot clean up unfinished snapshot files: {e}");
-            }
-            detect_kubernetes(state).await;
-            if let Some(cluster) = &state.cluster {
-                promoter = Some(tokio::spawn(super::join::promote_learners(
-                    state.clone(),
-                    cluster.clone(),
-                    state.learner_promotion_delay,
-                    stop_rx.clone(),
-                )));
-            }
-            if state.snapshots.disabled {
-                tracing::info!("ETCD snapshots are disabled");
-            } else {
-                sched = Some(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
-                reconciler = Some(tokio::spawn(scheduler::reconcile_loop(
-                    state.clone(),
-                    stop_rx.clone(),
-                )));
-            }
+            start_tasks();
         }
         state.ready.set(true);
         tracing::info!("etcd is ready");
         super::notify::notify("READY=1\nSTATUS=etcd is ready; serving the supervisor API");
-        let died = match child {
-            Some(c) => {
-                let log = c.process.log_reader();
-                let foreign = watch_for_foreign_cluster(state, log);
-                tokio::pin!(foreign);
-                loop {
-                    tokio::select! {
-                        st = c.process.wait() => break Some(st),
-                        _ = &mut shutdown => break None,
-                        _ = &mut foreign => {}
-                    }
-                }
-            }
-            None => {
-                (&mut shutdown).await;
-                None
-            }
+        let Some(st) = until_died_or_shutdown(state, child, &mut shutdown).await else {
+            break Ok(());
         };
-        let Some(st) = died else { break Ok(()) };
         match restart(state, child, &mut policy, st, &mut shutdown).await {
             Ok(true) => {}
             Ok(false) => break Ok(()),
@@ -400,42 +333,12 @@ pub async fn supervise(
         }
     };
     state.ready.set(false);
-    let _ = stop_tx.send(true);
-    for task in [reconciler, promoter].into_iter().flatten() {
-        task.abort();
-    }
-    // The scheduler stops at its next wait; a scheduled save it is running (upload and
-    // retention included) finishes first, within the shutdown grace.
-    if let Some(mut task) = sched
-        && tokio::time::timeout(SHUTDOWN_SAVE_GRACE, &mut task)
-            .await
-            .is_err()
-    {
-        tracing::warn!(
-            "a scheduled snapshot was still running {}s after shutdown began; abandoning it",
-            SHUTDOWN_SAVE_GRACE.as_secs()
-        );
-        task.abort();
-    }
     result
 }
 
-/// How long shutdown waits for a snapshot save in progress.
-pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
-
-/// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
-/// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
-pub(super) async fn detect_kubernetes(state: &ServerState) {
-    if let Ok(Some(_)) = state.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
-        state
-            .kube
-            .kubernetes_datastore
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            "this etcd holds a Kubernetes cluster: its Secrets and ConfigMaps are read, never written, by the supervisor API"
-        );
-    }
-}
+/// How long shutdown waits for a snapshot save in progress (kept at this path for callers
+/// outside the crate; the supervisor applies it).
+pub use super::SHUTDOWN_SAVE_GRACE;
 
 #[cfg(test)]
 mod tests {

@@ -451,11 +451,11 @@ pub(super) mod tests {
                 owns_etcd: false,
             },
         );
-        let state = Arc::new(ServerState {
+        let state = Arc::new(ServerState::new(
             engine,
-            token: Token::parse(SECRET).unwrap(),
-            ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
-            snapshots: SnapshotSettings {
+            Token::parse(SECRET).unwrap(),
+            "-----BEGIN CERTIFICATE-----\n".into(),
+            SnapshotSettings {
                 disabled: false,
                 name: "etcd-snapshot".into(),
                 schedule: Schedule::parse("@every 1h").unwrap(),
@@ -469,22 +469,15 @@ pub(super) mod tests {
                 request_dirs: crate::snapshot::confine::RequestDirs::new(dir.path(), None, &[])
                     .unwrap(),
             },
-            ready: Ready::default(),
-            auth_guard: Default::default(),
-            credentials: crate::server::auth::Credentials {
+            crate::server::auth::Credentials {
                 join: Some(credential(Role::Join, dir.path())),
                 viewer: Some(credential(Role::Viewer, dir.path())),
             },
-            after_request: None,
-            kube: Arc::new(crate::kubeapi::KubeApi::new(
+            Arc::new(crate::kubeapi::KubeApi::new(
                 crate::kubeapi::store::ObjectStore::new(etcd.clone()),
                 "kube-token".into(),
             )),
-            owned_server_dir: None,
-            cluster: None,
-            learner_promotion_delay: Duration::ZERO,
-            ui: Default::default(),
-        });
+        ));
         state.ready.set(true);
         Api {
             _dir: dir,

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ServerState;
+use super::local_etcd::unique_beside;
 use crate::api::members::{ClusterInfo, MemberInfo};
 use crate::api::paths::{BOOTSTRAP_PATH, CACERTS_PATH, INFO_PATH};
 use crate::bootstrap::Bootstrap;
@@ -233,7 +234,7 @@ pub fn write_cluster_tls(server_dir: &Path, data: &Bootstrap) -> Result<()> {
         if disk.same_files(data) {
             return Ok(());
         }
-        let backup = super::reset::unique_beside(server_dir, "tls");
+        let backup = unique_beside(server_dir, "tls");
         std::fs::rename(&tls_dir, &backup).map_err(|e| Error::io("move", &tls_dir, e))?;
         tracing::info!(
             "the certificates in {} came from other CAs; moved them to {}",
@@ -257,7 +258,7 @@ pub fn back_up_removed_member(db: &Path) -> Result<()> {
         return Ok(());
     }
     let live = db.join("etcd");
-    let backup = super::reset::unique_beside(db, "etcd-backup");
+    let backup = unique_beside(db, "etcd-backup");
     std::fs::rename(&live, &backup).map_err(|e| Error::io("move", &live, e))?;
     tracing::info!(
         "this server's etcd member was removed from the cluster; its data is in {} and it joins again as a new member",
@@ -411,7 +412,7 @@ pub async fn promote_learners(
                 );
             } else if !st.is_learner && was_learner {
                 tracing::info!("this server's etcd was promoted to a voting member");
-                super::datastore::detect_kubernetes(&state).await;
+                state.detect_kubernetes().await;
             }
             was_learner = st.is_learner;
             if st.leader != 0 && st.leader == st.member_id {

@@ -1,11 +1,14 @@
 //! `etcdsnap server`: supervises the embedded etcd (or attaches to an external cluster), serves
 //! the supervisor API, and runs scheduled snapshots. [`run`] takes a bound listener and a
-//! shutdown future from the caller (tests bind port 0). Shutdown order: stop the scheduler, let
-//! an in-flight save finish (bounded), stop serving, then stop etcd with SIGTERM.
+//! shutdown future from the caller (tests bind port 0), prepares the data dir and datastore,
+//! and hands over to the supervisor, the one owner of background work and its shutdown order
+//! (stop the scheduler, let an in-flight save finish (bounded), stop serving, then stop etcd
+//! with SIGTERM).
 //!
-//! Files: [`datastore`] starts and watches etcd, [`serve`] accepts TLS connections, [`http`]
-//! answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore drills,
-//! [`ui`] renders the status page.
+//! Files: `supervisor` starts and stops every task, [`datastore`] starts and watches etcd,
+//! `local_etcd` configures the embedded etcd on disk, [`serve`] accepts TLS connections,
+//! [`http`] answers them, [`scheduler`] takes the scheduled snapshots, [`drills`] the restore
+//! drills, [`ui`] renders the status page.
 
 pub mod auth;
 pub mod cluster_api;
@@ -15,11 +18,13 @@ pub(crate) mod extract;
 pub mod http;
 pub mod join;
 pub mod kubeconfig;
+mod local_etcd;
 pub mod notify;
 pub(crate) mod reply;
 pub mod reset;
 pub mod scheduler;
 pub mod serve;
+mod supervisor;
 pub mod ui;
 
 use std::future::Future;
@@ -28,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use crate::snapshot::plan::SnapshotSettings;
 
@@ -55,6 +59,10 @@ impl std::fmt::Debug for RequestHook {
         f.write_str("RequestHook")
     }
 }
+
+/// How long shutdown waits for a snapshot save in progress: a scheduled one, then an
+/// on-demand one (see `supervisor`).
+pub const SHUTDOWN_SAVE_GRACE: Duration = Duration::from_secs(60);
 
 /// Everything `etcdsnap server` needs, validated.
 #[derive(Debug, Clone)]
@@ -135,27 +143,79 @@ impl ServerConfig {
     }
 }
 
-/// State shared by the API handlers and the scheduler.
+/// State shared by the API handlers and the background tasks. Built with `ServerState::new`;
+/// nothing outside the crate reads its fields.
 pub struct ServerState {
-    pub engine: Engine,
-    pub token: Token,
-    pub ca_pem: String,
-    pub snapshots: SnapshotSettings,
-    pub ready: http::Ready,
-    pub auth_guard: auth::AuthGuard,
+    pub(crate) engine: Engine,
+    pub(crate) token: Token,
+    pub(crate) ca_pem: String,
+    pub(crate) snapshots: SnapshotSettings,
+    pub(crate) ready: http::Ready,
+    pub(crate) auth_guard: auth::AuthGuard,
     /// The join and viewer credentials (the server token is `token`).
-    pub credentials: auth::Credentials,
-    pub after_request: Option<RequestHook>,
+    pub(crate) credentials: auth::Credentials,
+    pub(crate) after_request: Option<RequestHook>,
     /// The Kubernetes API subset (records, Secrets, ConfigMaps, events).
-    pub kube: Arc<crate::kubeapi::KubeApi>,
+    pub(crate) kube: Arc<crate::kubeapi::KubeApi>,
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
-    pub owned_server_dir: Option<PathBuf>,
+    pub(crate) owned_server_dir: Option<PathBuf>,
     /// The embedded etcd, for membership (join, promotion, removal); `None` when external.
-    pub cluster: Option<crate::etcd::EtcdTarget>,
-    pub learner_promotion_delay: Duration,
+    pub(crate) cluster: Option<crate::etcd::EtcdTarget>,
+    pub(crate) learner_promotion_delay: Duration,
     /// What the status page keeps between loads.
-    pub ui: ui::UiCache,
+    pub(crate) ui: ui::UiCache,
+}
+
+impl ServerState {
+    /// A state that is not ready yet, has seen no failed logins and has nothing cached for
+    /// the status page; with no request hook and no etcd of its own (an external datastore)
+    /// until [`Self::after_request`] and [`Self::owning_etcd`] say otherwise.
+    pub(crate) fn new(
+        engine: Engine,
+        token: Token,
+        ca_pem: String,
+        snapshots: SnapshotSettings,
+        credentials: auth::Credentials,
+        kube: Arc<crate::kubeapi::KubeApi>,
+    ) -> Self {
+        ServerState {
+            engine,
+            token,
+            ca_pem,
+            snapshots,
+            ready: http::Ready::default(),
+            auth_guard: auth::AuthGuard::default(),
+            credentials,
+            after_request: None,
+            kube,
+            owned_server_dir: None,
+            cluster: None,
+            learner_promotion_delay: Duration::ZERO,
+            ui: ui::UiCache::default(),
+        }
+    }
+
+    /// Runs `hook` after each API request.
+    pub(crate) fn after_request(mut self, hook: Option<RequestHook>) -> Self {
+        self.after_request = hook;
+        self
+    }
+
+    /// The server runs its own etcd (embedded): `server_dir` is its `<data-dir>/server`,
+    /// `cluster` reaches that etcd for membership, and a learner stays one at least
+    /// `learner_promotion_delay` before this server, when leading, promotes it.
+    pub(crate) fn owning_etcd(
+        mut self,
+        server_dir: PathBuf,
+        cluster: crate::etcd::EtcdTarget,
+        learner_promotion_delay: Duration,
+    ) -> Self {
+        self.owned_server_dir = Some(server_dir);
+        self.cluster = Some(cluster);
+        self.learner_promotion_delay = learner_promotion_delay;
+        self
+    }
 }
 
 impl ServerState {
@@ -182,6 +242,19 @@ impl ServerState {
                     .set_cause("etcd did not answer a status request within 3s");
                 false
             }
+        }
+    }
+
+    /// When the etcd holds a Kubernetes cluster (its kube-system namespace exists), its Secrets
+    /// and ConfigMaps belong to that cluster: the API subset reads them and refuses writes.
+    pub(crate) async fn detect_kubernetes(&self) {
+        if let Ok(Some(_)) = self.engine.etcd().get(crate::kube::KUBE_SYSTEM_KEY).await {
+            self.kube
+                .kubernetes_datastore
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                "this etcd holds a Kubernetes cluster: its Secrets and ConfigMaps are read, never written, by the supervisor API"
+            );
         }
     }
 }
@@ -219,6 +292,7 @@ pub fn lock_data_dir(cfg: &ServerConfig) -> Result<std::fs::File> {
 }
 
 /// Runs the server until `shutdown` resolves or etcd dies (an error carrying etcd's log tail).
+/// Prepares the data dir, credentials and datastore here; `supervisor::run` owns the tasks.
 pub async fn run(
     cfg: ServerConfig,
     listener: TcpListener,
@@ -232,24 +306,7 @@ pub async fn run(
         .as_ref()
         .is_some_and(|t| t.username == auth::Role::Join.user());
     // Joining is checked against the server named before anything here changes.
-    let mut joining = match &cfg.join {
-        Some(url) if cfg.datastore.is_none() && join::needs_join(&db) => {
-            let token = cfg.token.as_deref().ok_or_else(|| {
-                crate::Error::InvalidInput(
-                    "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)".into(),
-                )
-            })?;
-            Some(join::preflight(url, &Token::parse(token)?).await?)
-        }
-        Some(url) if cfg.datastore.is_none() => {
-            tracing::info!(
-                "this server's etcd is already a member of its cluster ({} holds its data); --server {url} is not used",
-                db.join("etcd").display()
-            );
-            None
-        }
-        _ => None,
-    };
+    let mut joining = join_target(&cfg, &db).await?;
     join::check_tombstone(&db, joining.is_some())?;
     let drill = match &cfg.drill {
         Some(d) => Some(d.resolve(cfg.etcd_binary.as_deref()).await?),
@@ -265,10 +322,64 @@ pub async fn run(
     }
     let hosts = cfg.hosts();
     let sup = ensure_supervisor_certs(&server_dir.join("tls"), &hosts)?;
+    let token = server_token(&cfg, &sup.ca_pem, with_join_token)?;
+    if let Some(c) = joining.as_mut()
+        && with_join_token
+    {
+        c.bootstrap_secret = Some(token.password.clone());
+    }
+    let credentials = credentials(&cfg, &sup.ca_pem)?;
+    let (target, child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let owns_etcd = child.is_some();
+    let state = server_state(
+        &cfg,
+        target,
+        owns_etcd,
+        token,
+        &sup.ca_pem,
+        credentials,
+        port,
+    )?;
+    let serving = supervisor::Serving {
+        listener,
+        cert: serve::ServingCert::load(&sup.cert, &sup.key)?,
+        tls_dir: server_dir.join("tls"),
+        hosts,
+    };
+    supervisor::run(Arc::new(state), serving, drill, child, shutdown).await
+}
+
+/// The cluster this server joins with `--server`, checked with the server named; `None` when it
+/// runs alone, attaches to an external etcd, or is already a member.
+async fn join_target(cfg: &ServerConfig, db: &std::path::Path) -> Result<Option<join::Cluster>> {
+    match &cfg.join {
+        Some(url) if cfg.datastore.is_none() && join::needs_join(db) => {
+            let token = cfg.token.as_deref().ok_or_else(|| {
+                crate::Error::InvalidInput(
+                    "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)".into(),
+                )
+            })?;
+            Ok(Some(join::preflight(url, &Token::parse(token)?).await?))
+        }
+        Some(url) if cfg.datastore.is_none() => {
+            tracing::info!(
+                "this server's etcd is already a member of its cluster ({} holds its data); --server {url} is not used",
+                db.join("etcd").display()
+            );
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The server token: the one given (unless it is a join token), else `server/token`.
+fn server_token(cfg: &ServerConfig, ca_pem: &str, with_join_token: bool) -> Result<Token> {
+    let server_dir = cfg.server_dir();
     let token = crate::token::load_or_create(
         cfg.token.as_deref().filter(|_| !with_join_token),
         &server_dir.join("token"),
-        sup.ca_pem.as_bytes(),
+        ca_pem.as_bytes(),
     )?;
     if token.password.chars().count() < crate::token::MIN_SECRET_LEN {
         tracing::warn!(
@@ -277,29 +388,43 @@ pub async fn run(
             crate::token::MIN_SECRET_LEN
         );
     }
-    if let Some(c) = joining.as_mut()
-        && with_join_token
-    {
-        c.bootstrap_secret = Some(token.password.clone());
-    }
-    let credentials = auth::Credentials {
+    Ok(token)
+}
+
+/// The join and viewer credentials, from their flags or their files in `server/`.
+fn credentials(cfg: &ServerConfig, ca_pem: &str) -> Result<auth::Credentials> {
+    let server_dir = cfg.server_dir();
+    Ok(auth::Credentials {
         join: Some(auth::CredentialFile::open(
             auth::Role::Join,
             cfg.join_token_file.as_deref(),
             "--join-token-file",
             &server_dir.join("join-token"),
-            sup.ca_pem.as_bytes(),
+            ca_pem.as_bytes(),
         )?),
         viewer: Some(auth::CredentialFile::open(
             auth::Role::Viewer,
             cfg.viewer_token_file.as_deref(),
             "--viewer-token-file",
             &server_dir.join("viewer-token"),
-            sup.ca_pem.as_bytes(),
+            ca_pem.as_bytes(),
         )?),
-    };
-    let (target, mut child) = datastore::start(&cfg, &hosts, joining.as_ref()).await?;
-    let cluster = child.is_some().then(|| target.clone());
+    })
+}
+
+/// The state over the started datastore: the Kubernetes API subset and its kubeconfig (for
+/// the API on `port`), the records and the snapshot engine.
+fn server_state(
+    cfg: &ServerConfig,
+    target: crate::etcd::EtcdTarget,
+    owns_etcd: bool,
+    token: Token,
+    ca_pem: &str,
+    credentials: auth::Credentials,
+    port: u16,
+) -> Result<ServerState> {
+    let server_dir = cfg.server_dir();
+    let cluster = owns_etcd.then(|| target.clone());
     let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
     let objects = crate::kubeapi::store::ObjectStore::new(etcd.clone());
     let records = Arc::new(crate::records::manager::Records::new(
@@ -313,11 +438,10 @@ pub async fn run(
         Box::pin(async move { r.removed(&obj).await })
     }));
     if let Some(out) = &cfg.kubeconfig {
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         kubeconfig::write(
             out,
             &format!("https://127.0.0.1:{port}"),
-            &sup.ca_pem,
+            ca_pem,
             &kubeconfig::admin_token(&server_dir)?,
         )?;
     }
@@ -329,74 +453,22 @@ pub async fn run(
             data_dir: cfg.data_dir.clone(),
             token_hash: token.hash12(),
             idle_timeout: cfg.snapshots.idle_timeout,
-            owns_etcd: child.is_some(),
+            owns_etcd,
         },
     )
     .with_records(records)
     .with_record_dirs(cfg.snapshots.request_dirs.values());
-    let state = Arc::new(ServerState {
+    let state = ServerState::new(
         engine,
         token,
-        ca_pem: sup.ca_pem.clone(),
-        snapshots: cfg.snapshots.clone(),
-        ready: http::Ready::default(),
-        auth_guard: auth::AuthGuard::default(),
+        ca_pem.to_string(),
+        cfg.snapshots.clone(),
         credentials,
-        after_request: cfg.after_request.clone(),
-        kube: Arc::new(kube),
-        owned_server_dir: child.is_some().then(|| server_dir.clone()),
-        cluster,
-        learner_promotion_delay: cfg.learner_promotion_delay,
-        ui: ui::UiCache::default(),
-    });
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let serving = serve::ServingCert::load(&sup.cert, &sup.key)?;
-    let acceptor = serve::tls_acceptor(serving.clone())?;
-    tracing::info!(
-        "supervisor API listening on https://{}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let server_task = tokio::spawn(serve::serve(
-        listener,
-        acceptor,
-        http::router(state.clone()),
-        // After etcd started: the descriptors open now are part of the reserve.
-        serve::Limits::for_this_process(),
-        stop_rx.clone(),
-    ));
-
-    let renewal = tokio::spawn(serve::keep_serving_cert_fresh(
-        serving,
-        server_dir.join("tls"),
-        hosts.clone(),
-        stop_rx.clone(),
-    ));
-    let drills = drill.map(|d| tokio::spawn(drills::run(state.clone(), d, stop_rx.clone())));
-    let outcome = datastore::supervise(&state, &mut child, &stop_tx, shutdown).await;
-    notify::notify("STOPPING=1");
-    if let Some(t) = drills {
-        // A drill cleans up after itself when dropped: its etcd dies and its files go.
-        t.abort();
-        let _ = t.await;
-    }
-
-    let _ = stop_tx.send(true);
-    // Let an on-demand save in flight finish, but not forever.
-    if tokio::time::timeout(datastore::SHUTDOWN_SAVE_GRACE, state.engine.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!("a snapshot was still running at shutdown; abandoning it");
-    }
-    server_task.abort();
-    renewal.abort();
-    if let Some(mut c) = child {
-        tracing::info!("stopping etcd");
-        c.process.stop(Duration::from_secs(15)).await;
-    }
-    outcome
+        Arc::new(kube),
+    )
+    .after_request(cfg.after_request.clone());
+    Ok(match cluster {
+        Some(cluster) => state.owning_etcd(server_dir, cluster, cfg.learner_promotion_delay),
+        None => state,
+    })
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ServerConfig;
-use super::datastore::{embedded, embedded_target, new_member_name};
+use super::local_etcd::{embedded, embedded_target, new_member_name, unique_beside};
 use crate::bootstrap::{self, Bootstrap};
 use crate::etcd::EtcdSource;
 use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version};
@@ -66,23 +66,6 @@ pub fn reset_message(data_dir: &Path) -> String {
 /// `<data-dir>/server/db/reset-flag`.
 pub fn reset_flag(cfg: &ServerConfig) -> PathBuf {
     cfg.server_dir().join("db").join("reset-flag")
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// `<dir>/<stem>-<unix>`, or with `-2`, `-3`… when that exists already (two resets within one
-/// second must not collide, and nothing kept is ever overwritten).
-pub(super) fn unique_beside(dir: &Path, stem: &str) -> PathBuf {
-    let base = format!("{stem}-{}", unix_now());
-    let mut p = dir.join(&base);
-    let mut n = 2;
-    while p.exists() {
-        p = dir.join(format!("{base}-{n}"));
-        n += 1;
-    }
-    p
 }
 
 /// Runs the reset; returns the message to print.
