@@ -830,18 +830,7 @@ async fn insecure_means_plain_http() {
     };
     let err = connect(&cfg, identity("node-a")).await.unwrap_err();
     eprintln!("{err}");
-    assert!(
-        matches!(
-            err,
-            Error::Remote {
-                stage: RemoteStage::Unavailable,
-                cause: RemoteCause::Tls,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(err.http_status(), 502);
+    assert_unreachable_over_tls(&err);
     assert!(err.to_string().contains("https://127.0.0.1:"), "{err}");
     assert!(err.to_string().contains("--etcd-s3-insecure"), "{err}");
 }
@@ -1095,18 +1084,7 @@ mod moto {
             "{:?}",
             started.elapsed()
         );
-        assert!(
-            matches!(
-                err,
-                Error::Remote {
-                    stage: RemoteStage::Unavailable,
-                    cause: RemoteCause::Tls,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(err.http_status(), 502);
+        assert_unreachable_over_tls(&err);
         let msg = err.to_string();
         eprintln!("{msg}");
         assert!(msg.contains("--etcd-s3-endpoint-ca"), "{msg}");
@@ -1127,4 +1105,20 @@ mod moto {
         let store = connect(&cfg, identity("node-a")).await.unwrap();
         round_trip(&store).await;
     }
+}
+
+/// A store that could not be reached for a TLS failure: 502, cause Tls.
+fn assert_unreachable_over_tls(err: &Error) {
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                stage: RemoteStage::Unavailable,
+                cause: RemoteCause::Tls,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 502);
 }

@@ -342,6 +342,13 @@ impl Server {
             .expect("run kubectl")
     }
 
+    /// `kubectl -n kube-system <args>`, where the records and the config Secret live.
+    pub fn kubectl_ks(&self, args: &[&str]) -> Output {
+        let mut a = vec!["-n", "kube-system"];
+        a.extend_from_slice(args);
+        self.kubectl(&a)
+    }
+
     pub fn snapshot_dir(&self) -> PathBuf {
         self.seen("server/db/snapshots")
     }

@@ -70,11 +70,7 @@ enum Probe {
 fn refused_list_and_watch_parameters_are_named_in_a_400() {
     use Probe::*;
     let s = Server::start(Etcd::V35);
-    let k = |args: &[&str]| {
-        let mut a = vec!["-n", "kube-system"];
-        a.extend_from_slice(args);
-        s.kubectl(&a)
-    };
+    let k = |args: &[&str]| s.kubectl_ks(args);
     ok(&k(&[
         "create",
         "secret",
@@ -365,11 +361,7 @@ fn objects_too_large_for_etcd_or_a_request_are_413() {
         std::fs::write(&p, vec![b'a'; bytes]).unwrap();
         format!("v={}", p.display())
     };
-    let k = |args: &[&str]| {
-        let mut a = vec!["-n", "kube-system"];
-        a.extend_from_slice(args);
-        s.kubectl(&a)
-    };
+    let k = |args: &[&str]| s.kubectl_ks(args);
     // Under etcd's 1.5 MiB: stored.
     ok(&k(&[
         "create",

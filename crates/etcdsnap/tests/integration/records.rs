@@ -458,11 +458,7 @@ fn secrets_and_configmaps_through_kubectl() {
 fn kubectl_server_dry_runs_write_nothing() {
     let s = Server::start(Etcd::V35);
     let dir = s.data_dir().to_path_buf();
-    let k = |args: &[&str]| {
-        let mut a = vec!["-n", "kube-system"];
-        a.extend_from_slice(args);
-        s.kubectl(&a)
-    };
+    let k = |args: &[&str]| s.kubectl_ks(args);
     ok(&k(&[
         "create",
         "secret",
