@@ -12,6 +12,53 @@ use etcdsnap_core::token::{Token, ca_hash};
 /// How long a CLI command waits for a server whose etcd is not ready.
 pub const NOT_READY_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a CLI command keeps connecting to a server that closes new connections before
+/// they carry a request (a server at its connection cap gives a place to a newcomer only when
+/// an idle connection can go; README, "Connections and certificates").
+const CLOSED_RETRY_WAIT: Duration = Duration::from_secs(15);
+
+/// The server closed or reset the connection before our request went out (during the TCP or
+/// TLS handshake): the request never reached it, so sending it again is safe. A refused
+/// connection (no server), a certificate error or a timeout is not this.
+fn closed_before_request(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if !e.is_connect() || e.is_timeout() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Sends the request `make` builds, again (after 200 ms, doubling to 2 s) while the server
+/// closes the connection before the request goes out, for up to [`CLOSED_RETRY_WAIT`].
+async fn send(
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> std::result::Result<reqwest::Response, reqwest::Error> {
+    let deadline = std::time::Instant::now() + CLOSED_RETRY_WAIT;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match make().send().await {
+            Err(e) if closed_before_request(&e) && std::time::Instant::now() + delay < deadline => {
+                tracing::debug!(
+                    "the server closed the connection before the request: {e}; trying again"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
 enum Answer {
     Body(Vec<u8>),
     NotReady(String),
@@ -109,9 +156,7 @@ impl SupervisorClient {
                     .timeout(Duration::from_secs(30))
                     .build()
                     .context("building the HTTP client")?;
-                let body = probe
-                    .get(format!("{server}{CACERTS_PATH}"))
-                    .send()
+                let body = send(|| probe.get(format!("{server}{CACERTS_PATH}")))
                     .await
                     .map_err(|e| unreachable(&server, &e))?
                     .bytes()
@@ -205,18 +250,20 @@ impl SupervisorClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Answer> {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.server))
-            .basic_auth(&self.token.username, Some(&self.token.password));
-        if let Some(b) = body {
-            rb = rb
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b);
-        }
-        let resp = rb
-            .send()
-            .await
+        let url = format!("{}{path}", self.server);
+        let resp = send(|| {
+            let rb = self
+                .http
+                .request(method.clone(), &url)
+                .basic_auth(&self.token.username, Some(&self.token.password));
+            match &body {
+                Some(b) => rb
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone()),
+                None => rb,
+            }
+        })
+        .await
             .map_err(|e| {
                 if e.is_timeout() {
                     anyhow!("the request to {} timed out: {e}", self.server)
