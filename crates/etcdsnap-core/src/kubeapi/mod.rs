@@ -695,76 +695,95 @@ impl KubeApi {
                 let updated = self.store.update_as(rt, ns, obj, write).await?;
                 Ok(json_response(StatusCode::OK, &updated))
             }
-            Method::PATCH => {
-                self.check_write(rt)?;
-                let write = ctx.write()?;
-                let mut obj = self
-                    .store
-                    .get(rt, ns, name)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(rt, name))?;
-                let patch = ctx.json_body()?;
-                let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
-                match ct {
-                    "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                        patch::merge(&mut obj, &patch)
-                    }
-                    "application/json-patch+json" => {
-                        patch::json_patch(&mut obj, &patch)
-                            .map_err(|e| ApiError::invalid(rt, name, e))?;
-                    }
-                    "application/apply-patch+yaml" => {
-                        return Err(ApiError::new(
-                            415,
-                            "UnsupportedMediaType",
-                            "server-side apply is not supported: use kubectl apply without --server-side",
-                        ));
-                    }
-                    other => {
-                        return Err(ApiError::new(
-                            415,
-                            "UnsupportedMediaType",
-                            format!("unsupported patch type {other:?}"),
-                        ));
-                    }
-                }
-                obj["metadata"]["name"] = json!(name);
-                let obj = prepare(rt, obj)?;
-                let updated = self.store.update_as(rt, ns, obj, write).await?;
-                Ok(json_response(StatusCode::OK, &updated))
-            }
-            Method::DELETE => {
-                if rt.writable {
-                    self.check_write(rt)?;
-                }
-                let options = ctx.json_body().ok();
-                // kubectl puts the dry run of a delete in its DeleteOptions body.
-                let write = match (ctx.write()?, &options) {
-                    (Write::Commit, Some(o)) => dry_run_option(&o["dryRun"])?,
-                    (w, _) => w,
-                };
-                let rv = options
-                    .as_ref()
-                    .and_then(|b| {
-                        b["preconditions"]["resourceVersion"]
-                            .as_str()
-                            .map(str::to_string)
-                    })
-                    .and_then(|r| r.parse().ok());
-                let gone = self.store.delete_as(rt, ns, name, rv, write).await?;
-                if rt == &SNAPSHOT_FILES
-                    && write == Write::Commit
-                    && let Some(hook) = &self.on_snapshot_deleted
-                {
-                    hook(gone.clone()).await;
-                }
-                Ok(json_response(StatusCode::OK, &gone))
-            }
+            Method::PATCH => self.patch_item(ctx, rt, ns, name).await,
+            Method::DELETE => self.delete_item(ctx, rt, ns, name).await,
             _ => Err(ApiError::method_not_allowed(format!(
                 "{} is not supported",
                 ctx.method
             ))),
         }
+    }
+
+    /// PATCH of one object: merge, strategic-merge (read as merge) or JSON patch; server-side
+    /// apply is refused with 415.
+    async fn patch_item(
+        &self,
+        ctx: &Ctx,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Response> {
+        self.check_write(rt)?;
+        let write = ctx.write()?;
+        let mut obj = self
+            .store
+            .get(rt, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let patch = ctx.json_body()?;
+        let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
+        match ct {
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                patch::merge(&mut obj, &patch)
+            }
+            "application/json-patch+json" => {
+                patch::json_patch(&mut obj, &patch).map_err(|e| ApiError::invalid(rt, name, e))?;
+            }
+            "application/apply-patch+yaml" => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "server-side apply is not supported: use kubectl apply without --server-side",
+                ));
+            }
+            other => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("unsupported patch type {other:?}"),
+                ));
+            }
+        }
+        obj["metadata"]["name"] = json!(name);
+        let obj = prepare(rt, obj)?;
+        let updated = self.store.update_as(rt, ns, obj, write).await?;
+        Ok(json_response(StatusCode::OK, &updated))
+    }
+
+    /// DELETE of one object, with the dry run and resourceVersion precondition of its
+    /// DeleteOptions body; a committed delete of an ETCDSnapshotFile runs the deletion hook.
+    async fn delete_item(
+        &self,
+        ctx: &Ctx,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Response> {
+        if rt.writable {
+            self.check_write(rt)?;
+        }
+        let options = ctx.json_body().ok();
+        // kubectl puts the dry run of a delete in its DeleteOptions body.
+        let write = match (ctx.write()?, &options) {
+            (Write::Commit, Some(o)) => dry_run_option(&o["dryRun"])?,
+            (w, _) => w,
+        };
+        let rv = options
+            .as_ref()
+            .and_then(|b| {
+                b["preconditions"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .and_then(|r| r.parse().ok());
+        let gone = self.store.delete_as(rt, ns, name, rv, write).await?;
+        if rt == &SNAPSHOT_FILES
+            && write == Write::Commit
+            && let Some(hook) = &self.on_snapshot_deleted
+        {
+            hook(gone.clone()).await;
+        }
+        Ok(json_response(StatusCode::OK, &gone))
     }
 }
 

@@ -15,7 +15,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::store::SnapshotRecord;
 
@@ -94,140 +94,134 @@ pub struct Metrics {
     history: Mutex<VecDeque<SaveEntry>>,
 }
 
+/// Registers `metric` under `name` and hands it back, so each metric is one line below.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A duration histogram whose `success` and `error` series exist from the start, so
+/// dashboards see zeros rather than nothing.
+fn status_hist() -> Hist {
+    let h: Hist = Family::new_with_constructor(new_hist);
+    for status in ["success", "error"] {
+        drop(h.get_or_create(&StatusLabel { status }));
+    }
+    h
+}
+
 impl Default for Metrics {
+    /// Every metric, registered in the order `/metrics` shows them. Over 100 lines on purpose:
+    /// it is the table of the 17 metrics (name, help, kind), one entry each; split, the table
+    /// would be scattered over functions that each hold a few rows of it.
     fn default() -> Self {
-        let mut registry = Registry::default();
-        let mk = |registry: &mut Registry, name: &str, help: &str| {
-            let h: Hist = Family::new_with_constructor(new_hist);
-            // Both series exist from the start, so dashboards see zeros rather than nothing.
-            for status in ["success", "error"] {
-                drop(h.get_or_create(&StatusLabel { status }));
-            }
-            registry.register(name, help, h.clone());
-            h
-        };
-        let save = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_save_duration_seconds",
-            "Total time taken to complete the etcd snapshot process",
-        );
-        let save_local = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_save_local_duration_seconds",
-            "Total time taken to save a local snapshot file",
-        );
-        let save_s3 = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_save_s3_duration_seconds",
-            "Total time taken to upload a snapshot file to S3",
-        );
-        let reconcile = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_reconcile_duration_seconds",
-            "Total time taken to sync the list of etcd snapshots",
-        );
-        let reconcile_local = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_reconcile_local_duration_seconds",
-            "Total time taken to list local snapshot files",
-        );
-        let reconcile_s3 = mk(
-            &mut registry,
-            "etcdsnap_etcd_snapshot_reconcile_s3_duration_seconds",
-            "Total time taken to list S3 snapshot files",
-        );
-        let by_store = |registry: &mut Registry, name: &str, help: &str| {
-            let g = ByStore::default();
-            registry.register(name, help, g.clone());
-            g
-        };
-        let seconds_by_store = |registry: &mut Registry, name: &str, help: &str| {
-            let g = SecondsByStore::default();
-            registry.register(name, help, g.clone());
-            g
-        };
-        let last_success = seconds_by_store(
-            &mut registry,
-            "etcdsnap_snapshot_last_success_timestamp_seconds",
-            "Unix time of the last successful snapshot in each store (at start, the newest one found)",
-        );
-        let last_failure = seconds_by_store(
-            &mut registry,
-            "etcdsnap_snapshot_last_failure_timestamp_seconds",
-            "Unix time of the last failed snapshot save (local) or upload (s3)",
-        );
-        let last_size = by_store(
-            &mut registry,
-            "etcdsnap_snapshot_last_size_bytes",
-            "Bytes of the last successful snapshot in each store",
-        );
-        let files = by_store(
-            &mut registry,
-            "etcdsnap_snapshot_files",
-            "Snapshot files (objects) in each store at the last listing",
-        );
-        let bytes = by_store(
-            &mut registry,
-            "etcdsnap_snapshot_stored_bytes",
-            "Bytes of all snapshot files (objects) in each store at the last listing",
-        );
-        let schedule_interval = Seconds::default();
-        registry.register(
-            "etcdsnap_snapshot_schedule_interval_seconds",
-            "Seconds between two scheduled snapshots (0: none scheduled)",
-            schedule_interval.clone(),
-        );
+        let mut r = Registry::default();
         let started = Seconds::default();
         started.set(unix(Utc::now()));
-        registry.register(
-            "etcdsnap_server_start_time_seconds",
-            "Unix time the server started",
-            started.clone(),
-        );
-        let seconds = |registry: &mut Registry, name: &str, help: &str| {
-            let g = Seconds::default();
-            registry.register(name, help, g.clone());
-            g
-        };
-        let drill_last_success = seconds(
-            &mut registry,
-            "etcdsnap_restore_drill_last_success_timestamp_seconds",
-            "Unix time of the last restore drill that passed (0: none yet)",
-        );
-        let drill_last_failure = seconds(
-            &mut registry,
-            "etcdsnap_restore_drill_last_failure_timestamp_seconds",
-            "Unix time of the last restore drill that failed (0: none)",
-        );
-        let drill_duration = seconds(
-            &mut registry,
-            "etcdsnap_restore_drill_duration_seconds",
-            "Seconds the last passing restore drill took",
-        );
-        let drill_interval = seconds(
-            &mut registry,
-            "etcdsnap_restore_drill_interval_seconds",
-            "Seconds between two scheduled restore drills (0: none scheduled)",
-        );
         Metrics {
-            drill_last_success,
-            drill_last_failure,
-            drill_duration,
-            drill_interval,
-            registry: Mutex::new(registry),
-            save,
-            save_local,
-            save_s3,
-            reconcile,
-            reconcile_local,
-            reconcile_s3,
-            last_success,
-            last_failure,
-            last_size,
-            files,
-            bytes,
-            schedule_interval,
-            started,
+            save: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_save_duration_seconds",
+                "Total time taken to complete the etcd snapshot process",
+                status_hist(),
+            ),
+            save_local: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_save_local_duration_seconds",
+                "Total time taken to save a local snapshot file",
+                status_hist(),
+            ),
+            save_s3: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_save_s3_duration_seconds",
+                "Total time taken to upload a snapshot file to S3",
+                status_hist(),
+            ),
+            reconcile: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_reconcile_duration_seconds",
+                "Total time taken to sync the list of etcd snapshots",
+                status_hist(),
+            ),
+            reconcile_local: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_reconcile_local_duration_seconds",
+                "Total time taken to list local snapshot files",
+                status_hist(),
+            ),
+            reconcile_s3: register(
+                &mut r,
+                "etcdsnap_etcd_snapshot_reconcile_s3_duration_seconds",
+                "Total time taken to list S3 snapshot files",
+                status_hist(),
+            ),
+            last_success: register(
+                &mut r,
+                "etcdsnap_snapshot_last_success_timestamp_seconds",
+                "Unix time of the last successful snapshot in each store (at start, the newest one found)",
+                SecondsByStore::default(),
+            ),
+            last_failure: register(
+                &mut r,
+                "etcdsnap_snapshot_last_failure_timestamp_seconds",
+                "Unix time of the last failed snapshot save (local) or upload (s3)",
+                SecondsByStore::default(),
+            ),
+            last_size: register(
+                &mut r,
+                "etcdsnap_snapshot_last_size_bytes",
+                "Bytes of the last successful snapshot in each store",
+                ByStore::default(),
+            ),
+            files: register(
+                &mut r,
+                "etcdsnap_snapshot_files",
+                "Snapshot files (objects) in each store at the last listing",
+                ByStore::default(),
+            ),
+            bytes: register(
+                &mut r,
+                "etcdsnap_snapshot_stored_bytes",
+                "Bytes of all snapshot files (objects) in each store at the last listing",
+                ByStore::default(),
+            ),
+            schedule_interval: register(
+                &mut r,
+                "etcdsnap_snapshot_schedule_interval_seconds",
+                "Seconds between two scheduled snapshots (0: none scheduled)",
+                Seconds::default(),
+            ),
+            started: register(
+                &mut r,
+                "etcdsnap_server_start_time_seconds",
+                "Unix time the server started",
+                started,
+            ),
+            drill_last_success: register(
+                &mut r,
+                "etcdsnap_restore_drill_last_success_timestamp_seconds",
+                "Unix time of the last restore drill that passed (0: none yet)",
+                Seconds::default(),
+            ),
+            drill_last_failure: register(
+                &mut r,
+                "etcdsnap_restore_drill_last_failure_timestamp_seconds",
+                "Unix time of the last restore drill that failed (0: none)",
+                Seconds::default(),
+            ),
+            drill_duration: register(
+                &mut r,
+                "etcdsnap_restore_drill_duration_seconds",
+                "Seconds the last passing restore drill took",
+                Seconds::default(),
+            ),
+            drill_interval: register(
+                &mut r,
+                "etcdsnap_restore_drill_interval_seconds",
+                "Seconds between two scheduled restore drills (0: none scheduled)",
+                Seconds::default(),
+            ),
+            registry: Mutex::new(r),
             failure_messages: Mutex::default(),
             history: Mutex::default(),
         }

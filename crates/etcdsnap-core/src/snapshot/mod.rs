@@ -7,9 +7,9 @@
 //! requests are resolved in [`plan`], stores are connected by the caller.
 
 pub mod confine;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod plan;
-pub mod s3secret;
+pub(crate) mod s3secret;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +239,32 @@ impl Engine {
         });
     }
 
+    /// Records a saved local file as an ETCDSnapshotFile (with the token hash, as K3s
+    /// annotates successful saves); the names recorded. A failure is logged, not returned:
+    /// the snapshot exists whether or not its record does.
+    async fn record_saved(&self, local: &LocalStore, written: &Written) -> Vec<String> {
+        let mut recorded = Vec::new();
+        if let Some(records) = &self.records {
+            match local.record_for(&written.path) {
+                Ok(mut rec) => {
+                    // A file does not say which token saved it; the save does (K3s annotates
+                    // records of successful saves).
+                    if !self.cfg.token_hash.is_empty() {
+                        rec.token_hash = Some(self.cfg.token_hash.clone());
+                    }
+                    match records.saved(&rec).await {
+                        Ok(obj) => recorded.extend(record_name(&obj)),
+                        Err(e) => {
+                            tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message)
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot record snapshot {}: {e}", written.file_name),
+            }
+        }
+        recorded
+    }
+
     /// Saves as `plan` says; `file` is set to the local file's name and size once it is written.
     async fn save_locked(
         &self,
@@ -320,25 +346,7 @@ impl Engine {
         *file = Some((written.file_name.clone(), written.size));
         result.created.push(written.file_name.clone());
         // The records of this save, to which its status figures are added afterwards.
-        let mut recorded = Vec::new();
-        if let Some(records) = &self.records {
-            match local.record_for(&written.path) {
-                Ok(mut rec) => {
-                    // A file does not say which token saved it; the save does (K3s annotates
-                    // records of successful saves).
-                    if !self.cfg.token_hash.is_empty() {
-                        rec.token_hash = Some(self.cfg.token_hash.clone());
-                    }
-                    match records.saved(&rec).await {
-                        Ok(obj) => recorded.extend(record_name(&obj)),
-                        Err(e) => {
-                            tracing::warn!("cannot record snapshot {}: {}", rec.name, e.message)
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!("cannot record snapshot {}: {e}", written.file_name),
-            }
-        }
+        let mut recorded = self.record_saved(&local, &written).await;
         self.local_retention(&local, plan, &written.file_name, &mut result)
             .await;
         if let (Some(r), Some(task)) = (remote, task) {

@@ -624,23 +624,28 @@ impl S3Store {
             }
             Err(e) => {
                 parts.shutdown().await;
-                let Some(mut upload) = upload.0.take() else {
-                    return Err(e);
-                };
-                match tokio::time::timeout(ABORT_GRACE, upload.abort()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(ae)) => tracing::warn!(
-                        "Failed to abort multipart upload of {}: {}",
-                        self.key_location(key),
-                        self.err("abort", &ae)
-                    ),
-                    Err(_) => tracing::warn!(
-                        "Abort of multipart upload of {} timed out",
-                        self.key_location(key)
-                    ),
+                if let Some(upload) = upload.0.take() {
+                    self.abort_multipart(upload, key).await;
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Aborts a multipart upload that failed, waiting at most `ABORT_GRACE`; a failure to
+    /// abort is logged (the bucket's lifecycle rule for incomplete uploads is the backstop).
+    async fn abort_multipart(&self, mut upload: Box<dyn MultipartUpload>, key: &str) {
+        match tokio::time::timeout(ABORT_GRACE, upload.abort()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(ae)) => tracing::warn!(
+                "Failed to abort multipart upload of {}: {}",
+                self.key_location(key),
+                self.err("abort", &ae)
+            ),
+            Err(_) => tracing::warn!(
+                "Abort of multipart upload of {} timed out",
+                self.key_location(key)
+            ),
         }
     }
 
@@ -810,6 +815,62 @@ impl S3Store {
             .await
     }
 
+    /// The extra metadata of each snapshot, base64, by the snapshot's key: one GET for each
+    /// `.metadata/<file>` in `wanted` (snapshot key, metadata path). One that cannot be read is
+    /// logged and left out.
+    async fn read_extra_metadata(&self, wanted: Vec<(String, ObjPath)>) -> HashMap<String, String> {
+        futures::stream::iter(wanted)
+            .map(|(snap_key, meta_path)| async move {
+                match self.store.get(&meta_path).await {
+                    Ok(g) => match g.bytes().await {
+                        Ok(b) => Some((
+                            snap_key,
+                            base64::engine::general_purpose::STANDARD.encode(&b),
+                        )),
+                        Err(e) => {
+                            tracing::warn!("{}", self.err(&format!("read of {meta_path}"), &e));
+                            None
+                        }
+                    },
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => {
+                        tracing::warn!("{}", self.err(&format!("read of {meta_path}"), &e));
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    }
+
+    /// Reads the node name and token hash of each snapshot not in the cache, one HEAD each.
+    async fn head_uncached(&self, snapshots: &[(&ObjectMeta, &str, &str)]) {
+        let missing: Vec<ObjectMeta> = snapshots
+            .iter()
+            .filter(|(o, _, _)| self.cache_get(o).is_none())
+            .map(|(o, _, _)| (*o).clone())
+            .collect();
+        futures::stream::iter(missing)
+            .map(|o: ObjectMeta| async move {
+                let opts = GetOptions {
+                    head: true,
+                    ..Default::default()
+                };
+                match self.store.get_opts(&o.location, opts).await {
+                    Ok(r) => self.remember_attributes(&r.meta, &r.attributes),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!("{}", self.err(&format!("HEAD of {}", o.location), &e))
+                    }
+                }
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
     async fn list_records_inner(&self, with_node_metadata: bool) -> Result<Vec<SnapshotRecord>> {
         let objects = self.list_objects().await?;
         let mut snapshots: Vec<(&ObjectMeta, &str, &str)> = Vec::new();
@@ -836,54 +897,9 @@ impl S3Store {
                     .map(|m| (o.location.to_string(), m.location.clone()))
             })
             .collect();
-        let extra: HashMap<String, String> = futures::stream::iter(wanted)
-            .map(|(snap_key, meta_path)| async move {
-                match self.store.get(&meta_path).await {
-                    Ok(g) => match g.bytes().await {
-                        Ok(b) => Some((
-                            snap_key,
-                            base64::engine::general_purpose::STANDARD.encode(&b),
-                        )),
-                        Err(e) => {
-                            tracing::warn!("{}", self.err(&format!("read of {meta_path}"), &e));
-                            None
-                        }
-                    },
-                    Err(object_store::Error::NotFound { .. }) => None,
-                    Err(e) => {
-                        tracing::warn!("{}", self.err(&format!("read of {meta_path}"), &e));
-                        None
-                    }
-                }
-            })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .filter_map(|x| async move { x })
-            .collect()
-            .await;
-
+        let extra = self.read_extra_metadata(wanted).await;
         if with_node_metadata {
-            let missing: Vec<ObjectMeta> = snapshots
-                .iter()
-                .filter(|(o, _, _)| self.cache_get(o).is_none())
-                .map(|(o, _, _)| (*o).clone())
-                .collect();
-            futures::stream::iter(missing)
-                .map(|o: ObjectMeta| async move {
-                    let opts = GetOptions {
-                        head: true,
-                        ..Default::default()
-                    };
-                    match self.store.get_opts(&o.location, opts).await {
-                        Ok(r) => self.remember_attributes(&r.meta, &r.attributes),
-                        Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            tracing::warn!("{}", self.err(&format!("HEAD of {}", o.location), &e))
-                        }
-                    }
-                })
-                .buffer_unordered(LIST_CONCURRENCY)
-                .collect::<Vec<()>>()
-                .await;
+            self.head_uncached(&snapshots).await;
         }
 
         // Forget objects that are gone.

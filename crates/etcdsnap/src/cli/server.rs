@@ -27,35 +27,7 @@ pub fn hostname() -> String {
 
 /// Validates the flags into a server configuration.
 pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
-    if a.cluster_reset_restore_path.is_some() && !a.cluster_reset {
-        bail!("invalid flag use; --cluster-reset required with --cluster-reset-restore-path");
-    }
-    if a.cluster_reset && a.server.as_deref().is_some_and(|s| !s.is_empty()) {
-        bail!(
-            "cannot perform cluster-reset while server URL is set - remove server from configuration before resetting"
-        );
-    }
-    let join = a
-        .server
-        .clone()
-        .filter(|s| !s.is_empty() && !a.cluster_reset);
-    if let Some(url) = &join {
-        if !url.starts_with("https://") {
-            bail!(
-                "--server must be the https:// supervisor URL of a server of the cluster (https://<host>:9345), got {url:?}"
-            );
-        }
-        if a.datastore_endpoint.is_some() {
-            bail!(
-                "--server joins the embedded etcd of another server; with --datastore-endpoint every server attaches to the external cluster itself: drop --server"
-            );
-        }
-        if a.token.is_none() && a.token_file.is_none() {
-            bail!(
-                "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)"
-            );
-        }
-    }
+    let join = join_url(a)?;
     let learner_promotion_delay =
         etcdsnap_core::duration::parse_go_duration(&a.etcd_learner_promotion_delay)
             .map_err(|e| anyhow::anyhow!("invalid --etcd-learner-promotion-delay: {e}"))?;
@@ -66,20 +38,7 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
         );
     }
     let schedule = Schedule::parse(&a.etcd_snapshot_schedule_cron)?;
-    let drill = match a.etcd_snapshot_drill_schedule_cron.trim() {
-        "" => None,
-        spec => Some(etcdsnap_core::server::DrillRequest {
-            schedule: Schedule::parse(spec).map_err(|e| {
-                anyhow::anyhow!(
-                    "invalid --etcd-snapshot-drill-schedule-cron {:?}: {}",
-                    e.spec(),
-                    e.problem()
-                )
-            })?,
-            etcdutl_binary: a.etcdutl_binary.clone(),
-            etcdctl_binary: a.etcdctl_binary.clone(),
-        }),
-    };
+    let drill = drill_request(a)?;
     let reconcile_interval =
         etcdsnap_core::duration::parse_go_duration(&a.etcd_snapshot_reconcile_interval)
             .map_err(|e| anyhow::anyhow!("invalid --etcd-snapshot-reconcile-interval: {e}"))?;
@@ -98,117 +57,9 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             .unwrap_or_else(super::default_kubeconfig),
         mode: etcdsnap_core::server::kubeconfig::parse_mode(&a.write_kubeconfig_mode)?,
     };
-    validate_prefix(&a.etcd_snapshot_name).context("invalid --etcd-snapshot-name")?;
-    check_retention("--etcd-snapshot-retention", a.etcd_snapshot_retention)?;
-    if let Some(r) = a.s3.retention {
-        check_retention("--etcd-s3-retention", r)?;
-    }
-    if a.etcd_snapshot_retention == 0 && !a.etcd_disable_snapshots {
-        tracing::warn!(
-            "--etcd-snapshot-retention 0: retention is off, scheduled snapshots are never pruned"
-        );
-    }
-    if let Some(bind) = &a.bind_address
-        && bind.parse::<std::net::IpAddr>().is_err()
-    {
-        bail!(
-            "invalid --bind-address {bind:?}: give an IP address of this host, such as 0.0.0.0 (all) or 127.0.0.1"
-        );
-    }
-    if let Some(dir) = &a.etcd_snapshot_dir {
-        check_snapshot_dir(dir)?;
-    }
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => Some((t.clone(), "--token (or ETCDSNAP_TOKEN)".to_string())),
-        (None, Some(f)) => Some((
-            {
-                etcdsnap_core::token::check_file_mode(f)?;
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read --token-file {}", f.display()))?
-                    .trim()
-                    .to_string()
-            },
-            format!("--token-file {}", f.display()),
-        )),
-        (None, None) => None,
-    };
-    // A weak token is refused where it is given; a reset may need the old cluster's token,
-    // whatever it is, to read back its CAs.
-    if let Some((t, source)) = &token
-        && !a.cluster_reset
-    {
-        let parsed = etcdsnap_core::token::Token::parse(t)?;
-        etcdsnap_core::token::check_strength(&parsed.password, source)?;
-        match parsed.username.as_str() {
-            "server" => {}
-            "join" if join.is_some() => {}
-            "join" => bail!(
-                "{source} holds a join token, which only joins a cluster: give --server too, or this server's own token"
-            ),
-            user => bail!(
-                "{source} holds a {user} token: it takes the server token (<data-dir>/server/token of a server of the cluster) or, with --server, its join token (<data-dir>/server/join-token)"
-            ),
-        }
-    }
-    let token = token.map(|(t, _)| t);
-    let datastore = match &a.datastore_endpoint {
-        Some(eps) => {
-            let endpoints: Vec<String> = eps
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if endpoints.is_empty() {
-                bail!(
-                    "--datastore-endpoint is empty: give one or more etcd client URLs, comma-separated"
-                );
-            }
-            for e in &endpoints {
-                if !(e.starts_with("http://") || e.starts_with("https://")) {
-                    bail!(
-                        "--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL"
-                    );
-                }
-            }
-            match (&a.datastore_certfile, &a.datastore_keyfile) {
-                (Some(_), None) | (None, Some(_)) => bail!(
-                    "an etcd client certificate needs both --datastore-certfile and --datastore-keyfile"
-                ),
-                _ => {}
-            }
-            use etcdsnap_core::tls::{PemKind, check_pem_file};
-            for (f, flag, kind) in [
-                (
-                    &a.datastore_cafile,
-                    "--datastore-cafile",
-                    PemKind::Certificates,
-                ),
-                (
-                    &a.datastore_certfile,
-                    "--datastore-certfile",
-                    PemKind::Certificates,
-                ),
-                (
-                    &a.datastore_keyfile,
-                    "--datastore-keyfile",
-                    PemKind::PrivateKey,
-                ),
-            ] {
-                if let Some(f) = f {
-                    check_pem_file(f, flag, kind)?;
-                }
-            }
-            Some(ExternalDatastore {
-                endpoints,
-                tls: ClientTls {
-                    ca_file: a.datastore_cafile.clone(),
-                    cert_file: a.datastore_certfile.clone(),
-                    key_file: a.datastore_keyfile.clone(),
-                },
-            })
-        }
-        None => None,
-    };
+    check_snapshot_and_bind_flags(a)?;
+    let token = server_token(a, join.is_some())?;
+    let datastore = external_datastore(a)?;
     let node_name = a
         .node_name
         .clone()
@@ -268,6 +119,179 @@ pub fn config(a: &ServerArgs) -> Result<ServerConfig> {
             etcdctl_binary: a.etcdctl_binary.clone(),
         }),
     })
+}
+
+/// The snapshot name prefix, retention counts, `--bind-address` and a custom snapshot dir,
+/// checked before anything starts; retention 0 is said once.
+fn check_snapshot_and_bind_flags(a: &ServerArgs) -> Result<()> {
+    validate_prefix(&a.etcd_snapshot_name).context("invalid --etcd-snapshot-name")?;
+    check_retention("--etcd-snapshot-retention", a.etcd_snapshot_retention)?;
+    if let Some(r) = a.s3.retention {
+        check_retention("--etcd-s3-retention", r)?;
+    }
+    if a.etcd_snapshot_retention == 0 && !a.etcd_disable_snapshots {
+        tracing::warn!(
+            "--etcd-snapshot-retention 0: retention is off, scheduled snapshots are never pruned"
+        );
+    }
+    if let Some(bind) = &a.bind_address
+        && bind.parse::<std::net::IpAddr>().is_err()
+    {
+        bail!(
+            "invalid --bind-address {bind:?}: give an IP address of this host, such as 0.0.0.0 (all) or 127.0.0.1"
+        );
+    }
+    if let Some(dir) = &a.etcd_snapshot_dir {
+        check_snapshot_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// `--server`, checked: only outside a reset, an https:// supervisor URL, with a token and
+/// without an external datastore. `None` when this server starts or resets a cluster.
+fn join_url(a: &ServerArgs) -> Result<Option<String>> {
+    if a.cluster_reset_restore_path.is_some() && !a.cluster_reset {
+        bail!("invalid flag use; --cluster-reset required with --cluster-reset-restore-path");
+    }
+    if a.cluster_reset && a.server.as_deref().is_some_and(|s| !s.is_empty()) {
+        bail!(
+            "cannot perform cluster-reset while server URL is set - remove server from configuration before resetting"
+        );
+    }
+    let join = a
+        .server
+        .clone()
+        .filter(|s| !s.is_empty() && !a.cluster_reset);
+    if let Some(url) = &join {
+        if !url.starts_with("https://") {
+            bail!(
+                "--server must be the https:// supervisor URL of a server of the cluster (https://<host>:9345), got {url:?}"
+            );
+        }
+        if a.datastore_endpoint.is_some() {
+            bail!(
+                "--server joins the embedded etcd of another server; with --datastore-endpoint every server attaches to the external cluster itself: drop --server"
+            );
+        }
+        if a.token.is_none() && a.token_file.is_none() {
+            bail!(
+                "joining a cluster with --server needs its token: pass --token or --token-file (the token is in <data-dir>/server/token on a server of the cluster)"
+            );
+        }
+    }
+    Ok(join)
+}
+
+/// The restore drills' schedule (`--etcd-snapshot-drill-schedule-cron`), `None` when empty.
+fn drill_request(a: &ServerArgs) -> Result<Option<etcdsnap_core::server::DrillRequest>> {
+    Ok(match a.etcd_snapshot_drill_schedule_cron.trim() {
+        "" => None,
+        spec => Some(etcdsnap_core::server::DrillRequest {
+            schedule: Schedule::parse(spec).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid --etcd-snapshot-drill-schedule-cron {:?}: {}",
+                    e.spec(),
+                    e.problem()
+                )
+            })?,
+            etcdutl_binary: a.etcdutl_binary.clone(),
+            etcdctl_binary: a.etcdctl_binary.clone(),
+        }),
+    })
+}
+
+/// The server token from `--token` or `--token-file`: a weak token or one of another role
+/// is refused where it is given, except in a reset, which may need the old cluster's token,
+/// whatever it is, to read back its CAs.
+fn server_token(a: &ServerArgs, joining: bool) -> Result<Option<String>> {
+    let token = match (&a.token, &a.token_file) {
+        (Some(t), _) => Some((t.clone(), "--token (or ETCDSNAP_TOKEN)".to_string())),
+        (None, Some(f)) => Some((
+            {
+                etcdsnap_core::token::check_file_mode(f)?;
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read --token-file {}", f.display()))?
+                    .trim()
+                    .to_string()
+            },
+            format!("--token-file {}", f.display()),
+        )),
+        (None, None) => None,
+    };
+    if let Some((t, source)) = &token
+        && !a.cluster_reset
+    {
+        let parsed = etcdsnap_core::token::Token::parse(t)?;
+        etcdsnap_core::token::check_strength(&parsed.password, source)?;
+        match parsed.username.as_str() {
+            "server" => {}
+            "join" if joining => {}
+            "join" => bail!(
+                "{source} holds a join token, which only joins a cluster: give --server too, or this server's own token"
+            ),
+            user => bail!(
+                "{source} holds a {user} token: it takes the server token (<data-dir>/server/token of a server of the cluster) or, with --server, its join token (<data-dir>/server/join-token)"
+            ),
+        }
+    }
+    Ok(token.map(|(t, _)| t))
+}
+
+/// `--datastore-endpoint` and its client TLS files, checked: etcd client URLs, a certificate
+/// with its key, and PEM of the right kind in each file.
+fn external_datastore(a: &ServerArgs) -> Result<Option<ExternalDatastore>> {
+    let Some(eps) = &a.datastore_endpoint else {
+        return Ok(None);
+    };
+    let endpoints: Vec<String> = eps
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        bail!("--datastore-endpoint is empty: give one or more etcd client URLs, comma-separated");
+    }
+    for e in &endpoints {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            bail!("--datastore-endpoint {e:?} must be an http:// or https:// etcd client URL");
+        }
+    }
+    match (&a.datastore_certfile, &a.datastore_keyfile) {
+        (Some(_), None) | (None, Some(_)) => bail!(
+            "an etcd client certificate needs both --datastore-certfile and --datastore-keyfile"
+        ),
+        _ => {}
+    }
+    use etcdsnap_core::tls::{PemKind, check_pem_file};
+    for (f, flag, kind) in [
+        (
+            &a.datastore_cafile,
+            "--datastore-cafile",
+            PemKind::Certificates,
+        ),
+        (
+            &a.datastore_certfile,
+            "--datastore-certfile",
+            PemKind::Certificates,
+        ),
+        (
+            &a.datastore_keyfile,
+            "--datastore-keyfile",
+            PemKind::PrivateKey,
+        ),
+    ] {
+        if let Some(f) = f {
+            check_pem_file(f, flag, kind)?;
+        }
+    }
+    Ok(Some(ExternalDatastore {
+        endpoints,
+        tls: ClientTls {
+            ca_file: a.datastore_cafile.clone(),
+            cert_file: a.datastore_certfile.clone(),
+            key_file: a.datastore_keyfile.clone(),
+        },
+    }))
 }
 
 /// A retention count must be 0 (keep every snapshot) or more. K3s takes any number below 1
