@@ -242,25 +242,9 @@ async fn endpoint_status(s: &EtcdSettings, ep: &str) -> crate::Result<(String, V
     let line = format!(
         "{ep}: etcd {}, db {}, {leader}{learner}, {alarm_text}",
         st.version(),
-        human_bytes(st.db_size().max(0) as u64)
+        crate::units::iec_bytes(st.db_size().max(0) as u64)
     );
     Ok((line, alarms))
-}
-
-/// `1.5 MiB`, `20 KiB`, `512 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// The status of a certificate valid from `not_before` to `not_after`, at `now`: a warning
@@ -596,7 +580,7 @@ pub fn snapshot_dir(d: &SnapshotDir) -> CheckResult {
             NAME,
             format!(
                 "{state}, {} free; no snapshot yet to compare the free space with",
-                human_bytes(free)
+                crate::units::iec_bytes(free)
             ),
             "take one with `etcdsnap etcd-snapshot save` and check again",
         ),
@@ -604,9 +588,9 @@ pub fn snapshot_dir(d: &SnapshotDir) -> CheckResult {
             NAME,
             format!(
                 "{state} but has {} free, less than the newest snapshot {} ({})",
-                human_bytes(free),
+                crate::units::iec_bytes(free),
                 newest.name,
-                human_bytes(newest.size)
+                crate::units::iec_bytes(newest.size)
             ),
             "free space on that file system (lower --etcd-snapshot-retention, or enable --etcd-snapshot-compress), or pass an --etcd-snapshot-dir on a larger one",
         ),
@@ -614,9 +598,9 @@ pub fn snapshot_dir(d: &SnapshotDir) -> CheckResult {
             NAME,
             format!(
                 "{state}, {} free, newest snapshot {} is {}",
-                human_bytes(free),
+                crate::units::iec_bytes(free),
                 newest.name,
-                human_bytes(newest.size)
+                crate::units::iec_bytes(newest.size)
             ),
         ),
     };

@@ -172,8 +172,8 @@ fn main() {
         }
     };
     let debug = match &cli.command {
-        Command::Server(a) => a.debug,
-        Command::Check(a) => a.server.debug,
+        Command::Server(a) => a.common.debug,
+        Command::Check(a) => a.server.common.debug,
         Command::EtcdSnapshot(_)
         | Command::Member(_)
         | Command::Kubectl(_)

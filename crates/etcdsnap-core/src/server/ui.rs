@@ -347,21 +347,6 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn or_never(t: &Option<String>) -> String {
     t.as_deref().map(escape).unwrap_or_else(|| "never".into())
 }
@@ -512,7 +497,7 @@ fn render_store(h: &mut String, s: &StoreView) {
          <thead><tr><th>Name</th><th>Size</th><th>Created</th><th>Status</th></tr></thead><tbody>",
         s.snapshots.len(),
         if s.snapshots.len() == 1 { "" } else { "s" },
-        human(total)
+        crate::units::iec_bytes(total)
     );
     for r in &s.snapshots {
         let (class, status) = match &r.message {
@@ -529,7 +514,7 @@ fn render_store(h: &mut String, s: &StoreView) {
             escape(&r.name),
             r.size,
             r.size,
-            human(r.size),
+            crate::units::iec_bytes(r.size),
             escape(&r.created),
         );
     }
@@ -580,7 +565,7 @@ fn render_charts(h: &mut String, st: &UiStatus) {
             Some(Point {
                 x: ts(&s.started),
                 y: size as f64,
-                label: format!("{file}: {} at {}", human(size), s.started),
+                label: format!("{file}: {} at {}", crate::units::iec_bytes(size), s.started),
                 failed: false,
             })
         })
@@ -617,7 +602,7 @@ fn render_charts(h: &mut String, st: &UiStatus) {
 }
 
 fn human_axis(v: f64) -> String {
-    human(v.max(0.0) as u64)
+    crate::units::iec_bytes(v.max(0.0) as u64)
 }
 
 /// A duration in seconds in the unit that suits it: saves of a small etcd take milliseconds,

@@ -42,24 +42,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .context("the reading task failed")?
 }
 
-/// Bytes in SI units as etcdutl prints them (`1.3 GB`).
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else if v < 10.0 {
-        format!("{v:.1} {}", UNITS[u])
-    } else {
-        format!("{v:.0} {}", UNITS[u])
-    }
-}
-
 /// The status as a two-column table.
 pub fn status_table(r: &StatusReport) -> String {
     let mut rows: Vec<Vec<String>> = vec![
@@ -68,7 +50,11 @@ pub fn status_table(r: &StatusReport) -> String {
         vec!["TOTAL KEYS".into(), r.total_key.to_string()],
         vec![
             "TOTAL SIZE".into(),
-            format!("{} ({} bytes)", human(r.total_size), r.total_size),
+            format!(
+                "{} ({} bytes)",
+                etcdsnap_core::units::si_bytes(r.total_size),
+                r.total_size
+            ),
         ],
         vec!["NAME".into(), r.name.clone()],
         vec!["LOCATION".into(), r.location.clone()],
@@ -447,17 +433,4 @@ pub async fn drill(a: &DrillArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_etcdutl() {
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(2_100_000), "2.1 MB");
-        assert_eq!(human(1_253_289_984), "1.3 GB");
-        assert_eq!(human(45_000), "45 kB");
-    }
 }

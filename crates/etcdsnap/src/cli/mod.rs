@@ -125,6 +125,17 @@ pub enum MemberAction {
     Remove(MemberRemoveArgs),
 }
 
+/// The flags every command that reads a config file takes (K3s's `--config` and `--debug`).
+#[derive(Debug, Args, Clone)]
+pub struct CommonFlags {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Turn on debug logs
+    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub debug: bool,
+}
+
 /// How the `etcd-snapshot` and `member` commands reach a server.
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
@@ -206,12 +217,8 @@ pub enum SnapshotAction {
 /// the flag set and config files of the other subcommands work here too.
 #[derive(Debug, Args, Clone)]
 pub struct ReadFlags {
-    /// Config file
-    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-    /// Turn on debug logs
-    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub debug: bool,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Folder to hold state, whose server/db/snapshots is searched for snapshot names
     /// (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
     #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
@@ -330,12 +337,8 @@ pub struct EtcdTools {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Config file
-    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-    /// Turn on debug logs
-    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub debug: bool,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Snapshot file (raw or .zip), or with --s3 its name in the bucket
     pub snapshot: Option<String>,
     /// Directory to write the restored data dir to (must not exist or be empty)
@@ -399,12 +402,8 @@ pub struct PruneArgs {
 /// Flags of every `etcd-snapshot` subcommand (K3s's shared set).
 #[derive(Debug, Args, Clone)]
 pub struct SnapshotFlags {
-    /// Config file
-    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-    /// Turn on debug logs
-    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub debug: bool,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Node name (unused: the server names snapshots after its own node)
     #[arg(long = "node-name", env = "ETCDSNAP_NODE_NAME")]
     pub node_name: Option<String>,
@@ -447,12 +446,8 @@ pub struct SnapshotFlags {
 /// Flags of `etcdsnap server`.
 #[derive(Debug, Args, Clone)]
 pub struct ServerArgs {
-    /// Config file
-    #[arg(short = 'c', long = "config", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
-    /// Turn on debug logs
-    #[arg(long, env = "ETCDSNAP_DEBUG", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub debug: bool,
+    #[command(flatten)]
+    pub common: CommonFlags,
     /// Folder to hold state (default: /var/lib/etcdsnap, or ~/.etcdsnap when not root)
     #[arg(short = 'd', long = "data-dir", env = "ETCDSNAP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
