@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -84,8 +84,10 @@ fn temp_sibling(path: &Path) -> PathBuf {
     parent_dir(path).join(format!(".{name}.tmp"))
 }
 
-/// Mode bits of a path (`None` if it cannot be read).
+/// Mode bits of a path (`None` if it cannot be read); for the tests of file modes.
+#[cfg(test)]
 pub fn mode_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)

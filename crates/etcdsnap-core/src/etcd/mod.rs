@@ -2,8 +2,8 @@
 //! and its implementation over `etcd-client`, trying the given endpoints in order. The process
 //! supervisor of the embedded etcd is in [`process`].
 
-pub mod kv;
-pub mod members;
+pub(crate) mod kv;
+pub(crate) mod members;
 pub mod process;
 
 use std::path::PathBuf;

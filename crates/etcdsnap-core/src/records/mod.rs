@@ -3,7 +3,7 @@
 //! rule are K3s's. [`manager`] keeps them in etcd: a record for every snapshot file and object
 //! and for every failure, events, the reconcile, and the legacy ConfigMap.
 
-pub mod manager;
+pub(crate) mod manager;
 
 use std::collections::BTreeMap;
 

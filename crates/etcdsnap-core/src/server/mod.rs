@@ -11,21 +11,21 @@
 //! drills, [`ui`] renders the status page.
 
 pub mod auth;
-pub mod cluster_api;
+pub(crate) mod cluster_api;
 pub mod datastore;
-pub mod drills;
+pub(crate) mod drills;
 pub(crate) mod extract;
-pub mod http;
-pub mod join;
+pub(crate) mod http;
+pub(crate) mod join;
 pub mod kubeconfig;
 mod local_etcd;
-pub mod notify;
+pub(crate) mod notify;
 pub(crate) mod reply;
 pub mod reset;
 pub mod scheduler;
-pub mod serve;
+pub(crate) mod serve;
 mod supervisor;
-pub mod ui;
+pub(crate) mod ui;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -3,6 +3,6 @@
 //! Both the engine and the stores build on this module; it depends on neither.
 
 pub mod growing;
-pub mod parzip;
+pub(crate) mod parzip;
 pub mod verify;
 pub mod writer;
