@@ -17,8 +17,9 @@ use etcd_client::{Client, ConnectOptions, GetOptions, SortOrder, SortTarget};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::inspect::{self, InspectOptions, Source};
+use crate::inspect::{self, InspectOptions};
 use crate::restore::{DirRestore, Membership, RestoreTool};
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// The newest successful, non-empty snapshot of a local store: what a drill takes by default.
