@@ -1,5 +1,5 @@
-//! Restore's first step on a hostile file: `restore::prepare` on the input as `x.zip`, as
-//! `x.zst` and as a raw file `x`. It succeeds only when the (decompressed) bytes end with the SHA-256 of the rest
+//! Restore's first step on a hostile file: the snapshot source's `open_local` for a restore
+//! (then `verify`) on the input as `x.zip`, as `x.zst` and as a raw file `x`. It succeeds only when the (decompressed) bytes end with the SHA-256 of the rest
 //! and are whole 512-byte pages plus that trailer; a success leaves exactly the raw snapshot in
 //! the work dir, removed when dropped, and a failure leaves nothing (no `.part` file).
 
@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use etcdsnap_core::restore::prepare;
+use etcdsnap_core::source::{Purpose, Raw, Unpack, open_local};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
@@ -38,6 +38,19 @@ fn dirs() -> &'static Dirs {
             _root: root,
         }
     })
+}
+
+/// What a restore does first: the snapshot raw, its trailer verified.
+fn prepare(source: &Path, work: &Path, parent: &Path) -> etcdsnap_core::Result<Raw> {
+    let unpack = Unpack::new(
+        Purpose::Restore {
+            data_parent: parent.to_path_buf(),
+        },
+        work,
+    );
+    let mut raw = open_local(source, &unpack)?;
+    raw.verify()?;
+    Ok(raw)
 }
 
 /// Whether `bytes` is an intact etcd snapshot: pages plus the SHA-256 of them.
@@ -76,9 +89,9 @@ fn check_zip(d: &Dirs, data: &[u8]) {
     }
     let source = d.src.join("x.zip");
     std::fs::write(&source, data).unwrap();
-    match prepare(&source, &d.work, &d.parent, true) {
+    match prepare(&source, &d.work, &d.parent) {
         Ok(prepared) => {
-            assert!(prepared.verified);
+            assert!(prepared.verified());
             assert_eq!(
                 work_entries(&d.work),
                 std::slice::from_ref(&prepared.raw),
@@ -101,7 +114,7 @@ fn check_zip(d: &Dirs, data: &[u8]) {
             drop(prepared);
             assert!(
                 work_entries(&d.work).is_empty(),
-                "the decompressed copy outlives the Prepared"
+                "the decompressed copy outlives the Raw"
             );
         }
         Err(e) => {
@@ -134,7 +147,7 @@ fn zstd_bytes(data: &[u8]) -> Option<Vec<u8>> {
 fn check_zst(d: &Dirs, data: &[u8]) {
     let source = d.src.join("x.zst");
     std::fs::write(&source, data).unwrap();
-    let result = prepare(&source, &d.work, &d.parent, true);
+    let result = prepare(&source, &d.work, &d.parent);
     let want = zstd_bytes(data).filter(|b| intact(b));
     match result {
         Ok(prepared) => {
@@ -144,7 +157,7 @@ fn check_zst(d: &Dirs, data: &[u8]) {
             drop(prepared);
             assert!(
                 work_entries(&d.work).is_empty(),
-                "the copy outlives the Prepared"
+                "the copy outlives the Raw"
             );
         }
         Err(e) => {
@@ -158,7 +171,7 @@ fn check_zst(d: &Dirs, data: &[u8]) {
 fn check_raw(d: &Dirs, data: &[u8]) {
     let source = d.src.join("x");
     std::fs::write(&source, data).unwrap();
-    let result = prepare(&source, &d.work, &d.parent, true);
+    let result = prepare(&source, &d.work, &d.parent);
     assert_eq!(
         result.is_ok(),
         intact(data),
@@ -168,7 +181,7 @@ fn check_raw(d: &Dirs, data: &[u8]) {
     if let Ok(p) = result {
         assert_eq!(p.raw, source);
         assert_eq!(p.raw_size, data.len() as u64);
-        assert!(p.verified);
+        assert!(p.verified());
     }
     assert!(work_entries(&d.work).is_empty(), "a raw file is not copied");
 }

@@ -18,7 +18,7 @@ use crate::etcd::{ClientTls, EtcdTarget};
 use crate::naming::{future_name_time, parse_snapshot_time};
 use crate::schedule::Schedule;
 use crate::store::local::LocalStore;
-use crate::store::s3::{Provider, S3Identity, S3Store, S3Target};
+use crate::store::s3::{Provider, S3Identity, S3Target};
 
 /// A serving, peer or client certificate expiring within this many days is a warning (the
 /// server renews it at its next start, as K3s does).
@@ -742,7 +742,7 @@ pub async fn s3(target: &S3Target, now: impl Fn() -> DateTime<Utc>) -> CheckResu
             "fix the --etcd-azure-* setting the message names, and check that the endpoint is up"
         }
     };
-    let store = match S3Store::connect(target, S3Identity::default()).await {
+    let store = match crate::source::connect(target, S3Identity::default()).await {
         Ok(s) => s,
         Err(e) => {
             return CheckResult::fail(NAME, scrub(e.to_string()), fix_for(&e));

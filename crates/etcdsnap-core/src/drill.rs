@@ -17,8 +17,9 @@ use etcd_client::{Client, ConnectOptions, GetOptions, SortOrder, SortTarget};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::inspect::{self, InspectOptions, Source};
+use crate::inspect::{self, InspectOptions};
 use crate::restore::{DirRestore, Membership, RestoreTool};
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// The newest successful, non-empty snapshot of a local store: what a drill takes by default.
@@ -162,95 +163,58 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Client and peer ports for the restored etcd: free when picked, but another process may bind
+/// one before etcd does; then etcd exits at once and is started again on new ones.
+fn free_ports() -> Result<(u16, u16)> {
+    Ok((free_port()?, free_port()?))
+}
+
+/// How often the restored etcd is started on new ports when one of its ports was taken.
+const BIND_ATTEMPTS: u32 = 5;
+
+/// Whether the etcd that wrote `log` failed to bind a port.
+fn bind_failed(log: &Path) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|l| l.contains("address already in use"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Other(format!("drill task failed: {e}")))?
+}
+
+/// Our side: every key at the snapshot's latest revision, read from the file by our own bbolt
+/// reader; returns the revision, the count and the digest.
+fn read_snapshot(raw: &Path) -> Result<(i64, u64, String)> {
+    let db = crate::bbolt::Db::open(raw)?;
+    let list = inspect::listing(&db, &InspectOptions::default())?;
+    let mut d = EntryDigest::default();
+    list.for_each(|e| {
+        d.add(
+            &e.key,
+            e.value.as_deref().unwrap_or(&[]),
+            e.head.mod_revision,
+        );
+        Ok(())
+    })?;
+    let (n, sha) = d.finish();
+    Ok((list.revision(), n, sha))
+}
+
 impl Drill {
     pub async fn run(&self) -> Result<DrillReport> {
         let started = Instant::now();
         remove_stale_work(&self.work_parent, false);
-        let opened = match &self.source {
-            // A local file is decompressed next to the drill's data dir, not in $TMPDIR
-            // (often a RAM disk).
-            Source::Path(p) => {
-                let scratch = work_dir(&self.work_parent, "raw")?;
-                let p = p.clone();
-                tokio::task::spawn_blocking(move || inspect::open_path_in(&p, scratch))
-                    .await
-                    .map_err(|e| Error::Other(format!("drill task failed: {e}")))??
-            }
-            Source::S3 { .. } => inspect::open(&self.source).await?,
-        };
+        let opened = self.open().await?;
         let info = opened.info.clone();
-        if info.trailer.is_none() {
-            // A raw file: its SHA-256 trailer first (a compressed one was checked as it was
-            // decompressed).
-            let raw = opened.raw.clone();
-            tokio::task::spawn_blocking(move || crate::snapfile::verify::verify_file(&raw))
-                .await
-                .map_err(|e| Error::Other(format!("drill task failed: {e}")))??;
-        }
         tracing::info!("Drill: reading {} for its keys", info.location);
-        // Our side: every key at the latest revision, straight from the file.
-        let (revision, want_n, want) = tokio::task::spawn_blocking({
-            let raw = opened.raw.clone();
-            move || -> Result<(i64, u64, String)> {
-                let db = crate::bbolt::Db::open(&raw)?;
-                let list = inspect::listing(&db, &InspectOptions::default())?;
-                let mut d = EntryDigest::default();
-                list.for_each(|e| {
-                    d.add(
-                        &e.key,
-                        e.value.as_deref().unwrap_or(&[]),
-                        e.head.mod_revision,
-                    );
-                    Ok(())
-                })?;
-                let (n, sha) = d.finish();
-                Ok((list.revision(), n, sha))
-            }
-        })
-        .await
-        .map_err(|e| Error::Other(format!("drill task failed: {e}")))??;
+        let raw = opened.raw.clone();
+        let (revision, want_n, want) = blocking(move || read_snapshot(&raw)).await?;
 
         let work = work_dir(&self.work_parent, "etcd")?;
-        // Ports are picked free but may be taken before etcd binds them: then the restore
-        // (which records the peer URL) and the start are tried again with new ones.
-        let mut attempt = 0;
-        let (restore_seconds, outcome) = loop {
-            attempt += 1;
-            let data_dir = work.path().join(format!("etcd-{attempt}"));
-            let (client_port, peer_port) = (free_port()?, free_port()?);
-            let peer = format!("http://127.0.0.1:{peer_port}");
-            let restore_started = Instant::now();
-            DirRestore {
-                snapshot: opened.raw.display().to_string(),
-                s3: None,
-                output_dir: data_dir.clone(),
-                membership: Membership {
-                    name: "drill".into(),
-                    initial_cluster: None,
-                    peer_urls: peer.clone(),
-                    cluster_token: Some("etcdsnap-drill".into()),
-                },
-                tool: self.tool.clone(),
-            }
-            .run()
+        let (restore_seconds, outcome) = self
+            .restore_and_read(&opened, work.path(), revision)
             .await?;
-            let restore_seconds = restore_started.elapsed().as_secs_f64();
-            let client_url = format!("http://127.0.0.1:{client_port}");
-            let log = work.path().join(format!("etcd-{attempt}.log"));
-            let mut etcd = self.start_etcd(&data_dir, &client_url, &peer, &log)?;
-            let outcome = read_back(&client_url, revision, &mut etcd, &log).await;
-            let _ = etcd.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(10), etcd.wait()).await;
-            let port_taken = outcome.is_err()
-                && std::fs::read_to_string(&log)
-                    .is_ok_and(|l| l.contains("address already in use"));
-            if port_taken && attempt < 3 {
-                tracing::warn!("Drill: a port of the restored etcd was taken; trying others");
-                let _ = std::fs::remove_dir_all(&data_dir);
-                continue;
-            }
-            break (restore_seconds, outcome);
-        };
         drop(opened);
         let (etcd_version, got_n, got) = outcome?;
         if (got_n, &got) != (want_n, &want) {
@@ -269,6 +233,74 @@ impl Drill {
             restore_seconds,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The snapshot as a raw file through the snapshot source, its trailer verified.
+    async fn open(&self) -> Result<inspect::Opened> {
+        let opened = match &self.source {
+            // A local file is decompressed next to the drill's data dir, not in $TMPDIR
+            // (often a RAM disk).
+            Source::Path(p) => {
+                let scratch = work_dir(&self.work_parent, "raw")?;
+                let p = p.clone();
+                blocking(move || inspect::open_path_in(&p, scratch)).await?
+            }
+            Source::S3 { .. } => inspect::open(&self.source).await?,
+        };
+        if opened.info.trailer.is_none() {
+            // A raw file: its SHA-256 trailer first (a compressed one was hashed as it was
+            // decompressed, and is checked again by the restore).
+            let raw = opened.raw.clone();
+            blocking(move || crate::snapfile::verify::verify_file(&raw)).await?;
+        }
+        Ok(opened)
+    }
+
+    /// Restores the snapshot into `work` once, then starts etcd on it and reads it back. The
+    /// ports are picked free but may be taken before etcd binds them: then etcd exits at once
+    /// and is started again on new ones (a single member's restored data dir does not care
+    /// which ports it is served on). Returns the restore's time and the outcome of the read.
+    async fn restore_and_read(
+        &self,
+        opened: &inspect::Opened,
+        work: &Path,
+        revision: i64,
+    ) -> Result<(f64, Result<(String, u64, String)>)> {
+        let data_dir = work.join("etcd");
+        let (mut client_port, mut peer_port) = free_ports()?;
+        let restore_started = Instant::now();
+        DirRestore {
+            snapshot: opened.raw.display().to_string(),
+            s3: None,
+            output_dir: data_dir.clone(),
+            membership: Membership {
+                name: "drill".into(),
+                initial_cluster: None,
+                peer_urls: format!("http://127.0.0.1:{peer_port}"),
+                cluster_token: Some("etcdsnap-drill".into()),
+            },
+            tool: self.tool.clone(),
+        }
+        .run()
+        .await?;
+        let restore_seconds = restore_started.elapsed().as_secs_f64();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client_url = format!("http://127.0.0.1:{client_port}");
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let log = work.join(format!("etcd-{attempt}.log"));
+            let mut etcd = self.start_etcd(&data_dir, &client_url, &peer, &log)?;
+            let outcome = read_back(&client_url, revision, &mut etcd, &log).await;
+            let _ = etcd.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), etcd.wait()).await;
+            if outcome.is_err() && attempt < BIND_ATTEMPTS && bind_failed(&log) {
+                tracing::warn!("Drill: a port of the restored etcd was taken; trying others");
+                (client_port, peer_port) = free_ports()?;
+                continue;
+            }
+            return Ok((restore_seconds, outcome));
+        }
     }
 
     fn start_etcd(

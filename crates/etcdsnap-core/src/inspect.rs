@@ -1,10 +1,10 @@
 //! Reading snapshots without restoring them: `status`, `verify`, `inspect` and `diff`.
 //!
-//! * [`resolve`] turns what the user typed into a [`Source`]: a path that exists, a name in the
-//!   snapshot dir, or with S3 an object name; [`open`] makes it a readable database: an S3
-//!   object is downloaded (verified) into a temporary directory and a `.zip` is decompressed to
-//!   a temporary file there while its SHA-256 trailer is checked. The directory goes away with
-//!   the [`Opened`] value. Memory stays bounded: files are streamed, never held whole.
+//! * [`open`] makes a [`Source`] (from [`crate::source::resolve`]) a readable database through
+//!   [`crate::source`]: an S3 object is downloaded (verified) into a temporary directory and a
+//!   `.zip` is decompressed to a temporary file there while its SHA-256 trailer is hashed. The
+//!   directory goes away with the [`Opened`] value. Memory stays bounded: files are streamed,
+//!   never held whole.
 //! * [`status`] is `etcdutl snapshot status` (hash, revision, total keys, total size) plus what
 //!   etcdsnap knows: the trailer, sizes, node and creation time from the name.
 //! * [`verify`] checks the trailer and the bbolt structure and names the first problem.
@@ -15,7 +15,6 @@
 //! with the number of keys, not their values); values are then read one at a time.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -29,56 +28,13 @@ use crate::bbolt::{Db, Heads, KeyHead};
 use crate::kube::{self, Encrypted, KubeObject};
 use crate::naming::{
     DEFAULT_ON_DEMAND_PREFIX, DEFAULT_SCHEDULED_PREFIX, is_compressed, parse_snapshot_time,
-    validate_plain_name,
 };
-use crate::snapfile::verify::TrailerHasher;
-use crate::store::s3::{S3Identity, S3Store, S3Target};
+use crate::source::{self, Checked, Purpose, Raw, Source, Unpack};
+use crate::store::s3::S3Identity;
 use crate::{Error, Result};
 
 /// The SHA-256 trailer etcd appends to a snapshot.
 const TRAILER: u64 = 32;
-
-/// Where a snapshot comes from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A file on this machine, raw or `.zip`.
-    Path(PathBuf),
-    /// An object of the S3 folder, by file name.
-    S3 { target: Box<S3Target>, name: String },
-}
-
-/// Resolves what the user gave: a path that exists is used as it is; otherwise a plain name is
-/// an S3 object when `s3` is set, else a file in `snapshot_dir`.
-pub fn resolve(arg: &str, snapshot_dir: &Path, s3: Option<&S3Target>) -> Result<Source> {
-    if arg.is_empty() {
-        return Err(Error::InvalidInput(
-            "give a snapshot: a file, or a snapshot name as `etcd-snapshot ls` prints it".into(),
-        ));
-    }
-    let path = Path::new(arg);
-    if path.exists() {
-        return Ok(Source::Path(path.to_path_buf()));
-    }
-    if validate_plain_name(arg).is_err() {
-        return Err(Error::InvalidInput(format!(
-            "snapshot file {arg} does not exist"
-        )));
-    }
-    if let Some(target) = s3 {
-        return Ok(Source::S3 {
-            target: Box::new(target.clone()),
-            name: arg.to_string(),
-        });
-    }
-    let in_dir = snapshot_dir.join(arg);
-    if in_dir.is_file() {
-        return Ok(Source::Path(in_dir));
-    }
-    Err(Error::InvalidInput(format!(
-        "snapshot {arg} not found: it is not a file here, nor in the snapshot dir {}; give a path, --dir (or -d) for another snapshot dir, or --s3 for a snapshot in S3",
-        snapshot_dir.display()
-    )))
-}
 
 /// What the SHA-256 trailer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +143,8 @@ pub struct Opened {
     /// The raw snapshot on disk (the file itself, or a temporary copy).
     pub raw: PathBuf,
     pub info: SnapshotInfo,
+    /// Holds the temporary copy, removed before `_tmp`.
+    _copy: Option<Raw>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -245,12 +203,11 @@ pub async fn open(source: &Source) -> Result<Opened> {
             // The download's extra metadata lands in `../.metadata`: keep it inside `tmp`.
             let dl = tmp.path().join("s3");
             crate::fsutil::create_private_dir(&dl)?;
-            let store = S3Store::connect(target, S3Identity::default()).await?;
-            let path = crate::store::SnapshotStore::get(&store, name, &dl).await?;
-            let location = store.location(name);
-            let node = store.uploaded_by(name).or_else(|| node_from_name(name));
+            let store = source::connect(target, S3Identity::default()).await?;
+            let got = source::fetch(&store, name, &dl).await?;
+            let node = got.node.or_else(|| node_from_name(name));
             tokio::task::spawn_blocking(move || {
-                let mut o = open_local(&path, Some(tmp), Some(location))?;
+                let mut o = open_local(&got.path, Some(tmp), Some(got.location))?;
                 o.info.node = node;
                 Ok(o)
             })
@@ -271,21 +228,7 @@ fn open_local(
     tmp: Option<tempfile::TempDir>,
     location: Option<String>,
 ) -> Result<Opened> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("stat", path, e))?;
-    if meta.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "{} is a directory; give a snapshot file",
-            path.display()
-        )));
-    }
-    if !meta.is_file() {
-        // Opening a FIFO waits for a writer, and a device may never end: refuse before.
-        return Err(Error::InvalidInput(format!(
-            "{} is a {}, not a regular file; give a snapshot file (copy the snapshot to a file first)",
-            path.display(),
-            special_kind(&meta.file_type())
-        )));
-    }
+    let file_size = source::check_file(path, &Purpose::Read)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -300,14 +243,15 @@ fn open_local(
         compressed: is_compressed(&name),
         name,
         location,
-        file_size: meta.len(),
-        raw_size: meta.len(),
+        file_size,
+        raw_size: file_size,
         trailer: None,
     };
     if !info.compressed {
         return Ok(Opened {
             raw: path.to_path_buf(),
             info,
+            _copy: None,
             _tmp: tmp,
         });
     }
@@ -315,65 +259,21 @@ fn open_local(
         Some(t) => t,
         None => temp_dir()?,
     };
-    let (raw, raw_size, trailer) = decompress(path, tmp.path())?;
-    info.raw_size = raw_size;
-    info.trailer = Some(trailer);
-    Ok(Opened {
-        raw,
-        info,
-        _tmp: Some(tmp),
-    })
-}
-
-/// What a file that is neither a regular file nor a directory is, for messages.
-fn special_kind(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_fifo() {
-        "FIFO (named pipe)"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_char_device() {
-        "character device"
-    } else {
-        "special file"
+    let copy = source::open_checked(path, file_size, &Unpack::new(Purpose::Read, tmp.path()))?;
+    info.raw_size = copy.raw_size;
+    if let Checked::Hashed {
+        total,
+        computed,
+        tail,
+    } = &copy.checked
+    {
+        info.trailer = Some(Trailer::from_parts(*total, *computed, tail));
     }
-}
-
-/// Decompresses the snapshot in `path` (`.zip` or `.zst`) into `dir`, checking its trailer on
-/// the way; a `.zst`, which records no size, is measured by a first pass for the space check.
-fn decompress(path: &Path, dir: &Path) -> Result<(PathBuf, u64, Trailer)> {
-    crate::snapfile::verify::with_decompressed(path, |raw| {
-        let free = crate::fsutil::free_space(dir)?;
-        let size = match raw.size {
-            Some(size) => size,
-            None => measure_raw(path)?,
-        };
-        if free < size {
-            return Err(Error::InvalidInput(format!(
-                "not enough space in {} to decompress {}: it needs {} MiB, {} MiB are free; set TMPDIR to a directory with more space",
-                dir.display(),
-                path.display(),
-                size.div_ceil(1 << 20),
-                free >> 20
-            )));
-        }
-        let dest = dir.join("snapshot.db");
-        let mut out =
-            std::io::BufWriter::with_capacity(1 << 20, crate::fsutil::create_private_file(&dest)?);
-        let hasher = TrailerHasher::copy(raw.reader, &mut out, path, &dest)?;
-        out.flush().map_err(|e| Error::io("write", &dest, e))?;
-        let (total, computed, tail) = hasher.into_parts();
-        Ok((dest, total, Trailer::from_parts(total, computed, &tail)))
-    })
-}
-
-/// The decompressed size of a compressed snapshot, read without writing anything.
-fn measure_raw(path: &Path) -> Result<u64> {
-    crate::snapfile::verify::with_decompressed(path, |raw| {
-        std::io::copy(raw.reader, &mut std::io::sink())
-            .map_err(|e| Error::Integrity(format!("{}: cannot decompress: {e}", path.display())))
+    Ok(Opened {
+        raw: copy.raw.clone(),
+        info,
+        _copy: Some(copy),
+        _tmp: Some(tmp),
     })
 }
 

@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod server;
 pub mod snapfile;
 pub mod snapshot;
+pub mod source;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -39,6 +39,8 @@ pub fn install(sink: Box<dyn Sink>) {
 /// checksum inside a decompression does not replace the decompression's bar.
 pub struct Task {
     reporting: bool,
+    /// The sink of a task made by [`task_to`]; `None` for the process's.
+    own: Option<Arc<dyn Sink>>,
 }
 
 /// Starts a task (see [`Sink::begin`]).
@@ -50,25 +52,43 @@ pub fn task(what: &str, total: Option<u64>) -> Task {
         }
         _ => false,
     };
-    Task { reporting }
+    Task {
+        reporting,
+        own: None,
+    }
 }
 
-impl Task {
-    /// `n` more bytes handled.
-    pub fn advance(&self, n: u64) {
-        if self.reporting
-            && let Some(sink) = SINK.get()
-        {
-            sink.advance(n);
-        }
+/// Starts a task that reports to `sink` rather than to the process's: for work whose caller
+/// watches it itself (tests of the snapshot source). It does not nest with other tasks.
+pub fn task_to(sink: Arc<dyn Sink>, what: &str, total: Option<u64>) -> Task {
+    sink.begin(what, total);
+    Task {
+        reporting: true,
+        own: Some(sink),
     }
 }
 
 impl Task {
+    fn sink(&self) -> Option<&dyn Sink> {
+        match &self.own {
+            Some(sink) => Some(sink.as_ref()),
+            None => SINK.get().map(|s| s.as_ref()),
+        }
+    }
+
+    /// `n` more bytes handled.
+    pub fn advance(&self, n: u64) {
+        if self.reporting
+            && let Some(sink) = self.sink()
+        {
+            sink.advance(n);
+        }
+    }
+
     /// `n` bytes handled in all.
     pub fn set_position(&self, n: u64) {
         if self.reporting
-            && let Some(sink) = SINK.get()
+            && let Some(sink) = self.sink()
         {
             sink.set_position(n);
         }
@@ -78,10 +98,12 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         if self.reporting {
-            if let Some(sink) = SINK.get() {
+            if let Some(sink) = self.sink() {
                 sink.end();
             }
-            BUSY.store(false, Ordering::Release);
+            if self.own.is_none() {
+                BUSY.store(false, Ordering::Release);
+            }
         }
     }
 }

@@ -1,14 +1,11 @@
 //! Turning a snapshot file into an etcd data dir, verified before anything changes:
-//! * [`prepare`]: the file must exist and be a file (K3s's messages); a `.zip` (or a `.zst`,
-//!   beyond K3s) is decompressed next to it through a `.part` file while its SHA-256 trailer is
-//!   checked; a raw file's
-//!   trailer is checked by the restore tool itself as it reads the file (etcdutl's
-//!   `--skip-hash-check` is never used), and again by us when the tool fails, so the message
-//!   names the problem. A file without the trailer is refused, and so is a zip with other than
-//!   one entry or an entry name with a directory. A `.zst` records no raw size, so it is
-//!   decompressed and verified once without writing before the space check.
-//! * [`check_space`]: about twice the snapshot must be free (the restored db plus etcd's 64 MB
-//!   WAL, and the decompressed copy), checked before decompressing or restoring.
+//! * the snapshot comes through [`crate::source`]: the file must exist and be a regular file
+//!   (K3s's messages), about twice the snapshot must be free where the data dir goes (the
+//!   restored db plus etcd's 64 MB WAL, and the decompressed copy), and a `.zip` (or a `.zst`,
+//!   beyond K3s) is decompressed through a `.part` file while its SHA-256 trailer is checked;
+//!   a raw file's trailer is checked by the restore tool itself as it reads the file
+//!   (etcdutl's `--skip-hash-check` is never used), and again by us when the tool fails, so
+//!   the message names the problem;
 //! * [`RestoreTool`]: the restore itself is etcd's own, `etcdutl snapshot restore` for etcd 3.5
 //!   and later or `etcdctl snapshot restore` for 3.4, chosen from the version of the etcd binary
 //!   in use (writing etcd's WAL and raft snapshot ourselves would need a second, untested
@@ -18,178 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::etcd::process::{find_on_path, is_executable};
-use crate::fsutil::{RemoveOnDrop, create_private_file, free_space, publish};
-use crate::naming::{PART_SUFFIX, is_compressed, validate_plain_name};
-use crate::snapfile::verify::{TrailerHasher, verify_file, with_decompressed};
+use crate::naming::validate_plain_name;
+use crate::snapfile::verify::verify_file;
+use crate::source::{self, Checked, Purpose, Raw, Unpack};
 use crate::{Error, Result};
-
-/// etcd preallocates its first WAL file to this size.
-const WAL_SIZE: u64 = 64_000_000;
-
-/// A raw, verified snapshot, ready for the restore tool.
-#[derive(Debug)]
-pub struct Prepared {
-    pub raw: PathBuf,
-    /// Bytes of the raw snapshot, trailer included.
-    pub raw_size: u64,
-    /// Whether the trailer was checked already (a decompressed zip is checked as it is
-    /// written; a raw file by the restore tool, see [`RestoreTool::restore`]).
-    pub verified: bool,
-    /// The decompressed copy, removed when this is dropped.
-    _temp: Option<RemoveOnDrop>,
-}
-
-fn mib(b: u64) -> u64 {
-    b.div_ceil(1 << 20)
-}
-
-/// Fails unless `need` bytes are free on the file system of `dir`.
-pub fn check_space(dir: &Path, need: u64, what: &str) -> Result<()> {
-    let free = free_space(dir)?;
-    if free < need {
-        return Err(Error::InvalidInput(format!(
-            "not enough disk space in {}: {what} needs about {} MiB, only {} MiB are free; free some space (nothing was changed)",
-            dir.display(),
-            mib(need),
-            mib(free)
-        )));
-    }
-    Ok(())
-}
-
-/// Space a restore of a `raw_size` snapshot needs where the data dir goes: the db, the WAL, and
-/// as much again for the decompressed copy or etcd's own copy.
-pub fn space_needed(raw_size: u64) -> u64 {
-    raw_size.saturating_mul(2) + WAL_SIZE
-}
-
-/// Checks the file K3s checks and returns it raw. A `.zip` is decompressed into `work_dir`
-/// (which should be on the data dir's file system) while its trailer is checked, after the
-/// space check against `data_parent`, the directory the restored data dir will live in. A raw
-/// file is checked later, while it is restored (`verified` is false), unless `verify_raw`.
-pub fn prepare(
-    source: &Path,
-    work_dir: &Path,
-    data_parent: &Path,
-    verify_raw: bool,
-) -> Result<Prepared> {
-    let meta = std::fs::metadata(source).map_err(|_| {
-        Error::InvalidInput(format!(
-            "etcd: snapshot path does not exist: {}",
-            source.display()
-        ))
-    })?;
-    if meta.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "etcd: snapshot path must be a file, not a directory: {}",
-            source.display()
-        )));
-    }
-    let name = source
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    if !is_compressed(name) {
-        check_space(
-            data_parent,
-            space_needed(meta.len()),
-            "restoring this snapshot",
-        )?;
-        let mut p = Prepared {
-            raw: source.to_path_buf(),
-            raw_size: meta.len(),
-            verified: false,
-            _temp: None,
-        };
-        if verify_raw {
-            p.verify()?;
-        }
-        return Ok(p);
-    }
-    decompress(source, work_dir, data_parent)
-}
-
-impl Prepared {
-    /// Checks the trailer of the raw file.
-    pub fn verify(&mut self) -> Result<()> {
-        if self.verified {
-            return Ok(());
-        }
-        let started = Instant::now();
-        self.raw_size = verify_file(&self.raw)?;
-        self.verified = true;
-        tracing::info!(
-            "Restore: checksum of {} verified ({} MiB in {:.1?})",
-            self.raw.display(),
-            mib(self.raw_size),
-            started.elapsed()
-        );
-        Ok(())
-    }
-}
-
-fn decompress(source: &Path, work_dir: &Path, data_parent: &Path) -> Result<Prepared> {
-    let bad = |m: String| Error::Integrity(format!("{}: {m}", source.display()));
-    let started = Instant::now();
-    // `with_decompressed` has checked that the entry's name is a plain file name.
-    let (dest, part, raw_size) = with_decompressed(source, |raw| {
-        let size = match raw.size {
-            Some(size) => size,
-            // A zstd stream does not record its size: a first pass checks it without writing.
-            None => verify_file(source)?,
-        };
-        // The space for the decompressed copy plus the restore, before anything is written.
-        check_space(
-            data_parent,
-            space_needed(size),
-            "decompressing and restoring this snapshot",
-        )?;
-        let dest = work_dir.join(&raw.name);
-        let part = work_dir.join(format!("{}{PART_SUFFIX}", raw.name));
-        let _ = std::fs::remove_file(&part);
-        let part_guard = RemoveOnDrop::new(part.clone());
-        tracing::info!(
-            "Restore: decompressing {} into {}",
-            source.display(),
-            dest.display()
-        );
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, create_private_file(&part)?);
-        let task = crate::progress::task(&format!("decompress {}", raw.name), raw.size);
-        let mut reader = crate::progress::ReadProgress::new(raw.reader, &task);
-        let hasher = TrailerHasher::copy(&mut reader, &mut out, source, &part)?;
-        drop(task);
-        let raw_size = hasher.finish().map_err(|e| bad(e.to_string()))?;
-        let out = out
-            .into_inner()
-            .map_err(|e| Error::io("write", &part, e.into_error()))?;
-        out.sync_all().map_err(|e| Error::io("fsync", &part, e))?;
-        part_guard.disarm();
-        Ok((dest, part, raw_size))
-    })?;
-    let part_guard = RemoveOnDrop::new(part.clone());
-    tracing::info!(
-        "Restore: decompressed and verified {} MiB in {:.1?}",
-        mib(raw_size),
-        started.elapsed()
-    );
-    if dest.exists() {
-        // A raw copy of the same name already there is left alone; ours stays a temporary file.
-        return Ok(Prepared {
-            raw: part,
-            raw_size,
-            verified: true,
-            _temp: Some(part_guard),
-        });
-    }
-    publish(&part, &dest)?;
-    part_guard.disarm();
-    Ok(Prepared {
-        raw: dest.clone(),
-        raw_size,
-        verified: true,
-        _temp: Some(RemoveOnDrop::new(dest)),
-    })
-}
 
 /// Which of etcd's tools restores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,12 +142,7 @@ impl RestoreTool {
     /// trailer before they write anything, and `--skip-hash-check` is never passed. When the
     /// tool fails, the file is checked here too, so a corrupt snapshot is reported in our words
     /// rather than the tool's. Whatever the tool wrote is removed on failure.
-    pub async fn restore(
-        &self,
-        snapshot: &mut Prepared,
-        data_dir: &Path,
-        m: &Membership,
-    ) -> Result<()> {
+    pub async fn restore(&self, snapshot: &mut Raw, data_dir: &Path, m: &Membership) -> Result<()> {
         let r = {
             let task = std::sync::Arc::new(crate::progress::task(
                 &format!(
@@ -349,12 +173,12 @@ impl RestoreTool {
         };
         match r {
             Ok(()) => {
-                snapshot.verified = true;
+                snapshot.checked = Checked::Verified;
                 Ok(())
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(data_dir);
-                if !snapshot.verified {
+                if !snapshot.verified() {
                     let raw = snapshot.raw.clone();
                     let ours = tokio::task::spawn_blocking(move || verify_file(&raw))
                         .await
@@ -487,22 +311,28 @@ impl DirRestore {
                         self.snapshot
                     ))
                 })?;
-                let store = crate::store::s3::S3Store::connect(target, Default::default()).await?;
+                let store = source::connect(target, Default::default()).await?;
                 tracing::info!(
                     "Retrieving etcd snapshot {} from {}",
                     self.snapshot,
                     target.config().provider.label()
                 );
-                crate::store::SnapshotStore::get(&store, &self.snapshot, work.path()).await?
+                source::fetch(&store, &self.snapshot, work.path())
+                    .await?
+                    .path
             }
             None => PathBuf::from(&self.snapshot),
         };
-        let mut prepared = tokio::task::spawn_blocking({
-            let (source, work_dir, parent) = (source, work.path().to_path_buf(), parent.clone());
-            move || prepare(&source, &work_dir, &parent, false)
-        })
-        .await
-        .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
+        let unpack = Unpack::new(
+            Purpose::Restore {
+                data_parent: parent.clone(),
+            },
+            work.path(),
+        );
+        let mut prepared =
+            tokio::task::spawn_blocking(move || source::open_local(&source, &unpack))
+                .await
+                .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
         if existed_empty {
             std::fs::remove_dir(out).map_err(|e| Error::io("remove", out, e))?;
         }
@@ -535,150 +365,6 @@ impl DirRestore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::snapshot_bytes;
-    use std::io::Write;
-
-    fn write_zip(path: &Path, entry: &str, data: &[u8], extra: bool) {
-        let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-        z.start_file(entry, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        z.write_all(data).unwrap();
-        if extra {
-            z.start_file("second", zip::write::SimpleFileOptions::default())
-                .unwrap();
-            z.write_all(b"x").unwrap();
-        }
-        z.finish().unwrap();
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn raw_and_zip_are_verified_and_the_copy_is_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = snapshot_bytes(5);
-        let raw = dir.path().join("s-n1-1");
-        std::fs::write(&raw, &data).unwrap();
-        let p = prepare(&raw, dir.path(), dir.path(), true).unwrap();
-        assert_eq!(
-            (p.raw.as_path(), p.raw_size),
-            (raw.as_path(), data.len() as u64)
-        );
-        drop(p);
-        assert!(raw.exists(), "a raw snapshot is never removed");
-
-        let zip = dir.path().join("z-n1-2.zip");
-        write_zip(&zip, "z-n1-2", &data, false);
-        let p = prepare(&zip, dir.path(), dir.path(), true).unwrap();
-        assert_eq!(std::fs::read(&p.raw).unwrap(), data);
-        assert_eq!(p.raw, dir.path().join("z-n1-2"));
-        drop(p);
-        assert_eq!(names(dir.path()), ["s-n1-1", "z-n1-2.zip"]);
-    }
-
-    #[test]
-    fn bad_files_are_refused_and_leave_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let work = dir.path();
-        let data = snapshot_bytes(5);
-        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            (
-                "trunc",
-                data[..data.len() - 700].to_vec(),
-                "sha256 checksum not found",
-            ),
-            (
-                "flip",
-                {
-                    let mut d = data.clone();
-                    d[5000] ^= 4;
-                    d
-                },
-                "checksum mismatch",
-            ),
-            (
-                "bare",
-                data[..data.len() - 32].to_vec(),
-                "sha256 checksum not found",
-            ),
-        ];
-        for (name, bytes, want) in &cases {
-            let p = work.join(name);
-            std::fs::write(&p, bytes).unwrap();
-            let err = prepare(&p, work, work, true).unwrap_err().to_string();
-            assert!(err.contains(want), "{name}: {err}");
-            let z = work.join(format!("{name}.zip"));
-            write_zip(&z, name, bytes, false);
-            std::fs::remove_file(&p).unwrap();
-            let err = prepare(&z, work, work, true).unwrap_err().to_string();
-            assert!(err.contains(want), "{name}.zip: {err}");
-        }
-        let two = work.join("two.zip");
-        write_zip(&two, "two", &data, true);
-        assert!(
-            prepare(&two, work, work, true)
-                .unwrap_err()
-                .to_string()
-                .contains("exactly one entry")
-        );
-        let slip = work.join("slip.zip");
-        write_zip(&slip, "../evil", &data, false);
-        assert!(
-            prepare(&slip, work, work, true)
-                .unwrap_err()
-                .to_string()
-                .contains("not a plain file name")
-        );
-        let garbage = work.join("garbage.zip");
-        std::fs::write(&garbage, b"PK\x03\x04 not really").unwrap();
-        assert!(
-            prepare(&garbage, work, work, true)
-                .unwrap_err()
-                .to_string()
-                .contains("not a readable zip")
-        );
-        let mut left = names(work);
-        left.retain(|n| !n.ends_with(".zip"));
-        assert!(left.is_empty(), "{left:?}");
-    }
-
-    #[test]
-    fn k3s_messages_for_missing_paths_and_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope");
-        assert_eq!(
-            prepare(&missing, dir.path(), dir.path(), true)
-                .unwrap_err()
-                .to_string(),
-            format!("etcd: snapshot path does not exist: {}", missing.display())
-        );
-        assert_eq!(
-            prepare(dir.path(), dir.path(), dir.path(), true)
-                .unwrap_err()
-                .to_string(),
-            format!(
-                "etcd: snapshot path must be a file, not a directory: {}",
-                dir.path().display()
-            )
-        );
-    }
-
-    #[test]
-    fn space_is_checked_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = check_space(dir.path(), u64::MAX / 2, "restoring")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not enough disk space"), "{err}");
-        assert!(err.contains("nothing was changed"), "{err}");
-    }
 
     #[test]
     fn tool_follows_the_etcd_version() {

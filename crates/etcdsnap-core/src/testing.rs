@@ -503,8 +503,14 @@ impl SnapshotStore for MemStore {
                 cause: RemoteCause::NotFound,
                 message: format!("snapshot {name} not found in bucket memory"),
             })?;
+            // As the real stores: verified under a `.part` name before it gets its own.
             let dest = dest_dir.join(name);
-            crate::fsutil::write_private(&dest, &data)?;
+            let part = dest_dir.join(format!("{name}{}", crate::naming::PART_SUFFIX));
+            let guard = crate::fsutil::RemoveOnDrop::new(part.clone());
+            std::fs::write(&part, &data).map_err(|e| Error::io("write", &part, e))?;
+            crate::snapfile::verify::verify_file(&part)?;
+            crate::fsutil::publish(&part, &dest)?;
+            guard.disarm();
             Ok(dest)
         }
         .boxed()

@@ -275,20 +275,3 @@ fn differing_paths() {
     differing(&a, &b, "", 3, &mut out);
     assert_eq!(out, ["data.k", "metadata.resourceVersion", "new"]);
 }
-
-#[test]
-fn resolve_prefers_existing_paths_then_the_snapshot_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("snap-n1-1"), b"x").unwrap();
-    let p = dir.path().join("snap-n1-1");
-    assert!(
-        matches!(resolve(p.to_str().unwrap(), Path::new("/nowhere"), None).unwrap(), Source::Path(x) if x == p)
-    );
-    assert!(matches!(resolve("snap-n1-1", dir.path(), None).unwrap(), Source::Path(x) if x == p));
-    let err = resolve("nope", dir.path(), None).unwrap_err().to_string();
-    assert!(err.contains("not found") && err.contains("--dir"), "{err}");
-    let err = resolve("/no/such/file", dir.path(), None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("does not exist"), "{err}");
-}

@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use super::ServerState;
 use crate::drill::{Drill, DrillReport};
-use crate::inspect::Source;
 use crate::restore::RestoreTool;
 use crate::schedule::Schedule;
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// What scheduled drills need, resolved when the server starts.

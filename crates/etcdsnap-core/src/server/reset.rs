@@ -36,10 +36,10 @@ use crate::etcd::EtcdSource;
 use crate::etcd::process::{EmbeddedEtcd, EtcdChild, binary_version};
 use crate::fsutil::{RemoveOnDrop, create_private_dir, sync_dir, write_private};
 use crate::naming::validate_plain_name;
-use crate::restore::{Membership, RestoreTool, prepare};
-use crate::store::SnapshotStore;
+use crate::restore::{Membership, RestoreTool};
+use crate::source::{self, Purpose, Unpack};
 use crate::store::local::resolve_snapshot_dir;
-use crate::store::s3::{S3Identity, S3Store, S3Target};
+use crate::store::s3::{S3Identity, S3Target};
 use crate::tls::{ensure_etcd_certs, ensure_supervisor_certs};
 use crate::token::Token;
 use crate::{Error, Result};
@@ -382,6 +382,8 @@ fn reset_token(cfg: &ServerConfig) -> Result<Token> {
     }
 }
 
+/// Restores the snapshot at `path` into a staging dir beside `db/etcd` and reads its bootstrap
+/// data; returns the moves that put it in place. Nothing of the server changes here.
 async fn restore(
     cfg: &ServerConfig,
     reset: &ResetSettings,
@@ -390,61 +392,24 @@ async fn restore(
     token: &Token,
     path: &str,
 ) -> Result<Staged> {
-    let snapdir = resolve_snapshot_dir(&cfg.data_dir, cfg.snapshots.dir.as_deref(), true)?;
     let db = cfg.server_dir().join("db");
     // A download is ours to remove if the restore fails before anything changed.
-    let mut downloaded: Vec<RemoveOnDrop> = Vec::new();
-    let source = match &reset.s3 {
-        Some(target) => {
-            if target.config().config_secret.trim() != "" {
-                return Err(Error::InvalidInput(
-                    "cannot use S3 config secret when restoring snapshot; configuration must be set in CLI or config file".into(),
-                ));
-            }
-            validate_plain_name(path).map_err(|_| {
-                Error::InvalidInput(format!(
-                    "with --etcd-s3 the restore path is the snapshot's name in the bucket, as `etcd-snapshot ls --s3` prints it, not {path:?}; to restore a local file pass --etcd-s3=false"
-                ))
-            })?;
-            let existed = snapdir.join(path).exists();
-            let label = target.config().provider.label();
-            tracing::info!("Retrieving etcd snapshot {path} from {label}");
-            let started = Instant::now();
-            let store = S3Store::connect(
-                target,
-                S3Identity {
-                    node_name: cfg.node_name.clone(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let file = store.get(path, &snapdir).await?;
-            if !existed {
-                downloaded.push(RemoveOnDrop::new(file.clone()));
-            }
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            tracing::info!(
-                "{label} download complete for {} ({} bytes in {:.1?})",
-                file.display(),
-                size,
-                started.elapsed()
-            );
-            file
-        }
-        None => PathBuf::from(path),
-    };
+    let (source, downloaded) = locate(cfg, reset, path).await?;
     // A compressed snapshot is decompressed into a staging dir of its own beside `db/etcd`,
     // never into the snapshot dir, where a killed restore would leave it listed as a
     // snapshot; the next start removes it with the other staging dirs.
     let work = unique_beside(&db, SOURCE_STAGING_STEM.trim_end_matches('-'));
     create_private_dir(&work)?;
     let _work_guard = RemoveDirOnDrop(Some(work.clone()));
-    let mut prepared = tokio::task::spawn_blocking({
-        let (source, work, db) = (source.clone(), work.clone(), db.clone());
-        move || prepare(&source, &work, &db, false)
-    })
-    .await
-    .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
+    let unpack = Unpack::new(
+        Purpose::Restore {
+            data_parent: db.clone(),
+        },
+        &work,
+    );
+    let mut prepared = tokio::task::spawn_blocking(move || source::open_local(&source, &unpack))
+        .await
+        .map_err(|e| Error::Other(format!("restore task failed: {e}")))??;
     let tool = RestoreTool::for_etcd(
         &etcd.binary,
         version,
@@ -478,9 +443,70 @@ async fn restore(
         staging.display(),
         live_dir.display()
     );
+    Ok(Staged {
+        bootstrap: data,
+        moves: restore_moves(cfg, &live_dir, &staging)?,
+        guards: vec![staging_guard],
+        downloaded,
+    })
+}
+
+/// The snapshot file to restore: `path` itself, or with `--etcd-s3` the object of that name
+/// downloaded (verified) into the snapshot dir. A download that was not there before comes
+/// with a guard that removes it unless the reset gets as far as its journal.
+async fn locate(
+    cfg: &ServerConfig,
+    reset: &ResetSettings,
+    path: &str,
+) -> Result<(PathBuf, Vec<RemoveOnDrop>)> {
+    let snapdir = resolve_snapshot_dir(&cfg.data_dir, cfg.snapshots.dir.as_deref(), true)?;
+    let Some(target) = &reset.s3 else {
+        return Ok((PathBuf::from(path), Vec::new()));
+    };
+    if target.config().config_secret.trim() != "" {
+        return Err(Error::InvalidInput(
+            "cannot use S3 config secret when restoring snapshot; configuration must be set in CLI or config file".into(),
+        ));
+    }
+    validate_plain_name(path).map_err(|_| {
+        Error::InvalidInput(format!(
+            "with --etcd-s3 the restore path is the snapshot's name in the bucket, as `etcd-snapshot ls --s3` prints it, not {path:?}; to restore a local file pass --etcd-s3=false"
+        ))
+    })?;
+    let existed = snapdir.join(path).exists();
+    let label = target.config().provider.label();
+    tracing::info!("Retrieving etcd snapshot {path} from {label}");
+    let started = Instant::now();
+    let store = source::connect(
+        target,
+        S3Identity {
+            node_name: cfg.node_name.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let file = source::fetch(&store, path, &snapdir).await?.path;
+    let mut downloaded = Vec::new();
+    if !existed {
+        downloaded.push(RemoveOnDrop::new(file.clone()));
+    }
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(
+        "{label} download complete for {} ({} bytes in {:.1?})",
+        file.display(),
+        size,
+        started.elapsed()
+    );
+    Ok((file, downloaded))
+}
+
+/// The moves that put a restored `staging` dir in place of `live_dir` (`db/etcd`), which goes
+/// aside to `db/etcd-old-<unix>` when it exists; paths relative to `server/`.
+fn restore_moves(cfg: &ServerConfig, live_dir: &Path, staging: &Path) -> Result<Vec<Move>> {
     let server_dir = cfg.server_dir();
+    let db = server_dir.join("db");
     let rel = |p: &Path| p.strip_prefix(&server_dir).map(Path::to_path_buf);
-    let (Ok(live_rel), Ok(staging_rel)) = (rel(&live_dir), rel(&staging)) else {
+    let (Ok(live_rel), Ok(staging_rel)) = (rel(live_dir), rel(staging)) else {
         return Err(Error::Other(format!(
             "{} is not below {}",
             staging.display(),
@@ -496,12 +522,7 @@ async fn restore(
         ));
     }
     moves.push(Move::into_place(staging_rel, live_rel));
-    Ok(Staged {
-        bootstrap: data,
-        moves,
-        guards: vec![staging_guard],
-        downloaded,
-    })
+    Ok(moves)
 }
 
 /// Resets membership on the data dir as it is.

@@ -135,6 +135,11 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
     /// Fetches `name` into `dest_dir` (its extra metadata beside it, in `../.metadata/`),
     /// verified before it gets its final name; returns the local path.
     fn get<'a>(&'a self, name: &'a str, dest_dir: &'a Path) -> BoxFuture<'a, Result<PathBuf>>;
+    /// The node that uploaded `name`, when the store has seen it say so (after a `get` or a
+    /// full listing); `None` by default.
+    fn uploaded_by(&self, _name: &str) -> Option<String> {
+        None
+    }
     /// Every snapshot file in the store, in no particular order.
     fn list(&self, detail: ListDetail) -> BoxFuture<'_, Result<Vec<SnapshotRecord>>>;
     /// Removes `key` and its extra metadata; `Ok(false)` if it was absent.

@@ -1152,6 +1152,10 @@ impl SnapshotStore for S3Store {
         Box::pin(self.download(name, dest_dir))
     }
 
+    fn uploaded_by(&self, name: &str) -> Option<String> {
+        S3Store::uploaded_by(self, name)
+    }
+
     fn list(&self, detail: ListDetail) -> BoxFuture<'_, Result<Vec<SnapshotRecord>>> {
         Box::pin(self.list_records(detail == ListDetail::Full))
     }

@@ -6,8 +6,9 @@ use std::io::{BufWriter, Write};
 
 use anyhow::{Context, Result, bail};
 use etcdsnap_core::inspect::{
-    self, DiffReport, Entry, InspectOptions, Opened, Source, StatusReport, Trailer,
+    self, DiffReport, Entry, InspectOptions, Opened, StatusReport, Trailer,
 };
+use etcdsnap_core::source::Source;
 use etcdsnap_core::store::local::default_snapshot_dir;
 use etcdsnap_core::store::s3::S3Target;
 
@@ -24,7 +25,7 @@ fn source(flags: &ReadFlags, arg: &str) -> Result<Source> {
         Some(cfg) => Some(S3Target::new(cfg)?),
         None => None,
     };
-    Ok(inspect::resolve(arg, &dir, s3.as_ref())?)
+    Ok(etcdsnap_core::source::resolve(arg, &dir, s3.as_ref())?)
 }
 
 async fn open(flags: &ReadFlags, arg: Option<&str>) -> Result<Opened> {
