@@ -13,7 +13,7 @@ use etcdsnap_core::naming::{Compression, validate_plain_name, validate_prefix};
 use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::snapshot::confine::RequestDirs;
 use etcdsnap_core::snapshot::plan::{Operation, SnapshotSettings, resolve};
-use etcdsnap_core::store::s3::S3Target;
+use etcdsnap_core::store::remote::S3Target;
 use libfuzzer_sys::fuzz_target;
 
 const SERVER_DIR: &str = "/srv/snaps";

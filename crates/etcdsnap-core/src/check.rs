@@ -18,7 +18,7 @@ use crate::etcd::{ClientTls, EtcdTarget};
 use crate::naming::{future_name_time, parse_snapshot_time};
 use crate::schedule::Schedule;
 use crate::store::local::LocalStore;
-use crate::store::s3::{Provider, S3Identity, S3Target};
+use crate::store::remote::{Provider, S3Identity, S3Target};
 
 /// A serving, peer or client certificate expiring within this many days is a warning (the
 /// server renews it at its next start, as K3s does).

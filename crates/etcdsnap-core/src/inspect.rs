@@ -30,7 +30,7 @@ use crate::naming::{
     DEFAULT_ON_DEMAND_PREFIX, DEFAULT_SCHEDULED_PREFIX, is_compressed, parse_snapshot_time,
 };
 use crate::source::{self, Checked, Purpose, Raw, Source, Unpack};
-use crate::store::s3::S3Identity;
+use crate::store::remote::S3Identity;
 use crate::{Error, Result};
 
 /// The SHA-256 trailer etcd appends to a snapshot.

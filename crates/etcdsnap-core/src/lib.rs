@@ -13,7 +13,6 @@ pub mod etcd;
 pub(crate) mod fsutil;
 pub mod inspect;
 pub mod kube;
-pub(crate) mod kubeapi;
 pub mod naming;
 pub mod progress;
 pub mod records;

@@ -267,7 +267,7 @@ impl RestoreTool {
 pub struct DirRestore {
     /// A local file, or with `s3` the object's name.
     pub snapshot: String,
-    pub s3: Option<crate::store::s3::S3Target>,
+    pub s3: Option<crate::store::remote::S3Target>,
     pub output_dir: PathBuf,
     pub membership: Membership,
     pub tool: RestoreTool,

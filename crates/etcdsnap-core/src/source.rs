@@ -29,7 +29,7 @@ use crate::naming::{PART_SUFFIX, is_compressed, validate_plain_name};
 use crate::progress;
 use crate::snapfile::verify::{TrailerHasher, verify_file, with_decompressed};
 use crate::store::SnapshotStore;
-use crate::store::s3::{S3Identity, S3Store, S3Target};
+use crate::store::remote::{S3Identity, S3Store, S3Target};
 use crate::{Error, Result};
 
 /// Where a snapshot comes from.

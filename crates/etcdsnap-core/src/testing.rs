@@ -21,7 +21,7 @@ use crate::etcd::{
 use crate::naming::parse_snapshot_time;
 use crate::snapfile::growing::GrowingFile;
 use crate::snapfile::verify::with_trailer;
-use crate::store::s3::{S3Identity, S3Target};
+use crate::store::remote::{S3Identity, S3Target};
 use crate::store::{
     ListDetail, RemoteStores, RetentionOrder, RetentionRule, SnapshotRecord, SnapshotStatus,
     SnapshotStore,

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use etcdsnap_core::Error;
 use etcdsnap_core::error::{RemoteCause, RemoteStage};
 use etcdsnap_core::retention::{RetentionContext, apply_retention};
-use etcdsnap_core::store::s3::{
+use etcdsnap_core::store::remote::{
     S3Config, S3Identity, S3Store, S3StoreCache, S3Target, UPLOAD_CHUNK_SIZE,
 };
 use etcdsnap_core::store::{ListDetail, SnapshotStatus, SnapshotStore};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::s3::S3Config;
+use crate::store::remote::S3Config;
 
 /// What the CLI asks the server to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,9 +25,9 @@ use sha2::{Digest, Sha256};
 use super::{
     ANNOTATION_TOKEN_HASH, EtcdSnapshotFile, LABEL_STORAGE_NODE, object_name, storage_kind,
 };
-use crate::kubeapi::resources::{CONFIGMAPS, EVENTS, SNAPSHOT_FILES};
-use crate::kubeapi::store::{ObjectStore, now_rfc3339};
-use crate::kubeapi::{ApiError, ApiResult};
+use crate::kube::api::resources::{CONFIGMAPS, EVENTS, SNAPSHOT_FILES};
+use crate::kube::api::store::{ObjectStore, now_rfc3339};
+use crate::kube::api::{ApiError, ApiResult};
 use crate::naming::legacy_key;
 use crate::store::{S3Spec, SnapshotRecord, SnapshotStatus};
 
@@ -535,7 +535,7 @@ impl Records {
     /// Every stored record, [`RECONCILE_PAGE`] at a time.
     fn record_pages(
         &self,
-    ) -> impl futures::Stream<Item = ApiResult<crate::kubeapi::store::Page>> + use<> {
+    ) -> impl futures::Stream<Item = ApiResult<crate::kube::api::store::Page>> + use<> {
         self.store.pages(SNAPSHOT_FILES, None, None, RECONCILE_PAGE)
     }
 

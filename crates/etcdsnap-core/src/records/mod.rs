@@ -107,7 +107,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// Storage kind of a record: `s3` (any remote store: S3, and GCS or Azure Blob beyond K3s) or
 /// `local`.
 pub fn storage_kind(r: &SnapshotRecord) -> &'static str {
-    if crate::store::s3::is_remote_location(&r.location)
+    if crate::store::remote::is_remote_location(&r.location)
         || (r.location.is_empty() && r.node_name == "s3")
     {
         "s3"

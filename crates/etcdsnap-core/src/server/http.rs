@@ -29,7 +29,7 @@ use crate::api::paths::{
 use crate::records::EtcdSnapshotFileList;
 use crate::snapshot::plan::{Operation, Remote, RemotePlan, SavePlan, resolve};
 use crate::store::ListDetail;
-use crate::store::s3::S3Target;
+use crate::store::remote::S3Target;
 use crate::{Error, Result};
 
 /// Readiness of the datastore, flipped by the server once etcd answers, with the reason it
@@ -376,7 +376,7 @@ async fn stored_list(
         .enumerate()
         .map(|(i, r)| (crate::records::object_name(r), i))
         .collect();
-    let files = &crate::kubeapi::resources::SNAPSHOT_FILES;
+    let files = &crate::kube::api::resources::SNAPSHOT_FILES;
     let mut after: Option<String> = None;
     while !wanted.is_empty() {
         let Ok(page) = records
@@ -473,8 +473,8 @@ pub(super) mod tests {
                 join: Some(credential(Role::Join, dir.path())),
                 viewer: Some(credential(Role::Viewer, dir.path())),
             },
-            Arc::new(crate::kubeapi::KubeApi::new(
-                crate::kubeapi::store::ObjectStore::new(etcd.clone()),
+            Arc::new(crate::kube::api::KubeApi::new(
+                crate::kube::api::store::ObjectStore::new(etcd.clone()),
                 "kube-token".into(),
             )),
         ));

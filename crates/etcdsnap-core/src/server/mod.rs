@@ -39,7 +39,7 @@ pub use crate::snapshot::plan::SnapshotSettings;
 use crate::Result;
 use crate::etcd::ClientTls;
 use crate::snapshot::{Engine, EngineConfig};
-use crate::store::s3::S3StoreCache;
+use crate::store::remote::S3StoreCache;
 use crate::tls::{default_hosts, ensure_supervisor_certs};
 use crate::token::Token;
 
@@ -156,7 +156,7 @@ pub struct ServerState {
     pub(crate) credentials: auth::Credentials,
     pub(crate) after_request: Option<RequestHook>,
     /// The Kubernetes API subset (records, Secrets, ConfigMaps, events).
-    pub(crate) kube: Arc<crate::kubeapi::KubeApi>,
+    pub(crate) kube: Arc<crate::kube::api::KubeApi>,
     /// `<data-dir>/server` of a server that owns its etcd (embedded): it keeps its bootstrap
     /// data in etcd and clears `db/reset-flag` once started normally.
     pub(crate) owned_server_dir: Option<PathBuf>,
@@ -177,7 +177,7 @@ impl ServerState {
         ca_pem: String,
         snapshots: SnapshotSettings,
         credentials: auth::Credentials,
-        kube: Arc<crate::kubeapi::KubeApi>,
+        kube: Arc<crate::kube::api::KubeApi>,
     ) -> Self {
         ServerState {
             engine,
@@ -426,12 +426,12 @@ fn server_state(
     let server_dir = cfg.server_dir();
     let cluster = owns_etcd.then(|| target.clone());
     let etcd: Arc<dyn crate::etcd::EtcdSource> = Arc::new(target);
-    let objects = crate::kubeapi::store::ObjectStore::new(etcd.clone());
+    let objects = crate::kube::api::store::ObjectStore::new(etcd.clone());
     let records = Arc::new(crate::records::manager::Records::new(
         objects.clone(),
         cfg.node_name.clone(),
     ));
-    let mut kube = crate::kubeapi::KubeApi::new(objects, kubeconfig::admin_token(&server_dir)?);
+    let mut kube = crate::kube::api::KubeApi::new(objects, kubeconfig::admin_token(&server_dir)?);
     let hook_records = records.clone();
     kube.on_snapshot_deleted = Some(Arc::new(move |obj| {
         let r = hook_records.clone();

@@ -39,7 +39,7 @@ use crate::naming::validate_plain_name;
 use crate::restore::{Membership, RestoreTool};
 use crate::source::{self, Purpose, Unpack};
 use crate::store::local::resolve_snapshot_dir;
-use crate::store::s3::{S3Identity, S3Target};
+use crate::store::remote::{S3Identity, S3Target};
 use crate::tls::{ensure_etcd_certs, ensure_supervisor_certs};
 use crate::token::Token;
 use crate::{Error, Result};

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::ServerState;
 use crate::snapshot::plan::{Remote, RemotePlan, SavePlan};
-use crate::store::s3::S3Target;
+use crate::store::remote::S3Target;
 
 /// How long a scheduled snapshot waits for an on-demand save that is running.
 pub const SAVE_WAIT: Duration = Duration::from_secs(15 * 60);

@@ -214,7 +214,7 @@ async fn local_view(state: &ServerState) -> StoreView {
 }
 
 /// The server's S3 store, listed at most once per [`S3_CACHE_TTL`].
-async fn s3_view(state: &ServerState, target: &crate::store::s3::S3Target) -> StoreView {
+async fn s3_view(state: &ServerState, target: &crate::store::remote::S3Target) -> StoreView {
     let mut cached = state.ui.s3.lock().await;
     if let Some((at, view)) = cached.as_ref()
         && at.elapsed() < S3_CACHE_TTL
@@ -1034,12 +1034,12 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_s3_store_is_a_message_on_the_page() {
         let mut a = api();
-        let cfg = crate::store::s3::S3Config {
+        let cfg = crate::store::remote::S3Config {
             bucket: "gone".into(),
             folder: "f".into(),
             ..Default::default()
         };
-        let target = crate::store::s3::S3Target::new(cfg).unwrap();
+        let target = crate::store::remote::S3Target::new(cfg).unwrap();
         Arc::get_mut(&mut a.state).unwrap().snapshots.s3 = Some(target);
         *a.remotes.fail_connect.lock().unwrap() = Some(|b| {
             crate::Error::remote_unavailable(format!("cannot connect to S3 endpoint for {b} <x>"))
@@ -1081,11 +1081,11 @@ mod tests {
     #[tokio::test]
     async fn the_s3_listing_is_cached() {
         let mut a = api();
-        let cfg = crate::store::s3::S3Config {
+        let cfg = crate::store::remote::S3Config {
             bucket: "bkt".into(),
             ..Default::default()
         };
-        let target = crate::store::s3::S3Target::new(cfg).unwrap();
+        let target = crate::store::remote::S3Target::new(cfg).unwrap();
         Arc::get_mut(&mut a.state).unwrap().snapshots.s3 = Some(target);
         let (code, body) = a
             .post(r#"{"operation":"save","s3":{"bucket":"bkt","timeout":"5m","accessKey":"AK","secretKey":"SK"}}"#)

@@ -21,7 +21,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::store::s3::{Provider, S3Config};
+use crate::store::remote::{Provider, S3Config};
 use crate::{Error, Result};
 
 /// One directory a request may name.
@@ -199,7 +199,7 @@ fn is_path_item(item: &str) -> bool {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(item)
-        .map(|pem| crate::store::s3::pem_certificates(&pem).is_empty())
+        .map(|pem| crate::store::remote::pem_certificates(&pem).is_empty())
         .unwrap_or(true)
 }
 
@@ -256,7 +256,7 @@ pub fn confine_remote(req: &S3Config, server: Option<&S3Config>) -> Result<S3Con
         Provider::Azure => cfg.secret_key.is_empty(),
     };
     if keyless {
-        return Err(invalid(crate::store::s3::NO_REQUEST_KEYS.to_string()));
+        return Err(invalid(crate::store::remote::NO_REQUEST_KEYS.to_string()));
     }
     Ok(cfg)
 }

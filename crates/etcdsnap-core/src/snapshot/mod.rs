@@ -25,7 +25,7 @@ use crate::retention::{RetentionContext, apply_retention};
 use crate::snapfile::growing::{GrowthSender, growing};
 use crate::snapfile::writer::{self, WriteSpec, Written, write_stream};
 use crate::store::local::{LocalStore, resolve_snapshot_dir};
-use crate::store::s3::{S3Identity, S3Target};
+use crate::store::remote::{S3Identity, S3Target};
 use crate::store::{ListDetail, RemoteStores, S3Spec, SnapshotRecord, SnapshotStore};
 use crate::{Error, Result};
 use metrics::Metrics;
@@ -575,8 +575,9 @@ impl Engine {
 
     async fn record_failure(&self, name: &str, location: &str, message: &str, s3: Option<S3Spec>) {
         if let Some(records) = &self.records {
-            let s3 =
-                s3.or_else(|| crate::store::s3::is_remote_location(location).then(S3Spec::default));
+            let s3 = s3.or_else(|| {
+                crate::store::remote::is_remote_location(location).then(S3Spec::default)
+            });
             records
                 .failed_or_later(name, location, message, s3, RECORD_FAILURE_WAIT)
                 .await;
@@ -606,7 +607,7 @@ impl Engine {
         let read = tokio::time::timeout(
             EXTRA_METADATA_WAIT,
             records.store().get(
-                &crate::kubeapi::resources::CONFIGMAPS,
+                &crate::kube::api::resources::CONFIGMAPS,
                 Some("kube-system"),
                 EXTRA_METADATA,
             ),

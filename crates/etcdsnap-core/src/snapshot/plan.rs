@@ -18,7 +18,7 @@ use super::confine::{RequestDirs, confine_remote};
 use crate::api::{self, SnapshotRequest};
 use crate::naming::{Compression, DEFAULT_ON_DEMAND_PREFIX, validate_plain_name, validate_prefix};
 use crate::schedule::Schedule;
-use crate::store::s3::{S3Config, S3Target};
+use crate::store::remote::{S3Config, S3Target};
 use crate::store::{S3Spec, SnapshotStore};
 use crate::{Error, Result};
 
@@ -158,7 +158,7 @@ pub fn resolve(req: &SnapshotRequest, settings: &SnapshotSettings) -> Result<Ope
         Some(cfg) => {
             // The settings' own checks first (pure: nothing is read), so that a bad endpoint
             // is named as such rather than as a store without keys.
-            if cfg.provider == crate::store::s3::Provider::S3 && !cfg.uses_config_secret() {
+            if cfg.provider == crate::store::remote::Provider::S3 && !cfg.uses_config_secret() {
                 S3Target::new(S3Config {
                     endpoint_ca: String::new(),
                     ..cfg.clone()

@@ -8,9 +8,9 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::kubeapi::resources::{CONFIGMAPS, SECRETS};
-use crate::kubeapi::store::ObjectStore;
-use crate::store::s3::S3Config;
+use crate::kube::api::resources::{CONFIGMAPS, SECRETS};
+use crate::kube::api::store::ObjectStore;
+use crate::store::remote::S3Config;
 use crate::{Error, Result};
 
 fn secret_error(cause: impl std::fmt::Display) -> Error {

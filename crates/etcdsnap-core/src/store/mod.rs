@@ -1,10 +1,10 @@
 //! Where snapshot files live. One trait, [`SnapshotStore`], with four verbs (put, get, list,
-//! delete) and two implementations: `local` (the snapshot directory) and `s3` (a bucket and
-//! folder). Both list files as [`SnapshotRecord`]s; retention over them is written once in
-//! [`crate::retention`].
+//! delete) and two implementations: `local` (the snapshot directory) and `remote` (a folder of
+//! an S3, GCS or Azure Blob bucket). Both list files as [`SnapshotRecord`]s; retention over
+//! them is written once in [`crate::retention`].
 
 pub mod local;
-pub mod s3;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 
@@ -153,7 +153,7 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
 pub trait RemoteStores: Send + Sync {
     fn connect<'a>(
         &'a self,
-        target: &'a s3::S3Target,
-        identity: s3::S3Identity,
+        target: &'a remote::S3Target,
+        identity: remote::S3Identity,
     ) -> BoxFuture<'a, Result<std::sync::Arc<dyn SnapshotStore>>>;
 }

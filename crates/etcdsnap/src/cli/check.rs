@@ -9,7 +9,7 @@ use etcdsnap_core::etcd::ClientTls;
 use etcdsnap_core::schedule::Schedule;
 use etcdsnap_core::server::scheduler::longest_gap;
 use etcdsnap_core::store::local::default_snapshot_dir;
-use etcdsnap_core::store::s3::S3Target;
+use etcdsnap_core::store::remote::S3Target;
 
 use super::{CheckArgs, ServerArgs, default_data_dir};
 

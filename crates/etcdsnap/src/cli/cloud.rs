@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use clap::Args;
 use clap::builder::BoolishValueParser;
-use etcdsnap_core::store::s3::{Provider, S3Config};
+use etcdsnap_core::store::remote::{Provider, S3Config};
 
 use super::S3Flags;
 
@@ -116,7 +116,7 @@ pub fn remote_config(
             ..cloud_base(&shared)
         },
     };
-    etcdsnap_core::store::s3::S3Target::new(cfg.clone())?;
+    etcdsnap_core::store::remote::S3Target::new(cfg.clone())?;
     Ok(Some(cfg))
 }
 

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use etcdsnap_core::api::{Operation, SnapshotRequest, SnapshotResult};
 use etcdsnap_core::records::EtcdSnapshotFileList;
 use etcdsnap_core::restore::{DirRestore, Membership, RestoreTool};
-use etcdsnap_core::store::s3::{S3Config, S3Target};
+use etcdsnap_core::store::remote::{S3Config, S3Target};
 
 use super::client::SupervisorClient;
 use super::render::{Format, render_list};
@@ -34,7 +34,7 @@ fn for_request(cfg: Option<S3Config>) -> Result<Option<S3Config>> {
     let Some(mut cfg) = cfg else {
         return Ok(None);
     };
-    cfg.endpoint_ca = etcdsnap_core::store::s3::inline_endpoint_ca(&cfg.endpoint_ca)?;
+    cfg.endpoint_ca = etcdsnap_core::store::remote::inline_endpoint_ca(&cfg.endpoint_ca)?;
     if !cfg.credentials_file.is_empty() {
         let file = std::mem::take(&mut cfg.credentials_file);
         cfg.credentials_json = std::fs::read_to_string(&file).map_err(|e| {

@@ -10,7 +10,7 @@ use etcdsnap_core::inspect::{
 };
 use etcdsnap_core::source::Source;
 use etcdsnap_core::store::local::default_snapshot_dir;
-use etcdsnap_core::store::s3::S3Target;
+use etcdsnap_core::store::remote::S3Target;
 
 use super::render::{Format, table};
 use super::{DrillArgs, InspectArgs, ReadFlags, StatusArgs, VerifyArgs, default_data_dir};

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Args;
 use clap::builder::BoolishValueParser;
-use etcdsnap_core::store::s3::S3Config;
+use etcdsnap_core::store::remote::S3Config;
 
 /// S3 settings, shared by `server` (`--etcd-s3-*`) and `etcd-snapshot` (`--s3-*`, with the
 /// `--etcd-` spelling as an alias). Every field is optional so that "not given" is visible.

@@ -9,7 +9,7 @@ use etcdsnap_core::server::RequestHook;
 use etcdsnap_core::server::reset::ResetSettings;
 use etcdsnap_core::server::{ExternalDatastore, ServerConfig, SnapshotSettings};
 use etcdsnap_core::snapshot::confine::RequestDirs;
-use etcdsnap_core::store::s3::S3Target;
+use etcdsnap_core::store::remote::S3Target;
 
 use super::{ServerArgs, default_data_dir};
 

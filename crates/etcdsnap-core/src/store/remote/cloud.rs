@@ -256,7 +256,7 @@ pub fn build_azure(cfg: &S3Config) -> Result<BuiltClient> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::s3::Provider;
+    use crate::store::remote::Provider;
 
     fn azure() -> S3Config {
         S3Config {

@@ -501,7 +501,7 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubeapi::resources::{CONFIGMAPS, EVENTS, SECRETS, SNAPSHOT_FILES};
+    use crate::kube::api::resources::{CONFIGMAPS, EVENTS, SECRETS, SNAPSHOT_FILES};
     use serde_json::json;
 
     #[test]

@@ -435,7 +435,7 @@ impl ObjectStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubeapi::resources::{CONFIGMAPS, SNAPSHOT_FILES};
+    use crate::kube::api::resources::{CONFIGMAPS, SNAPSHOT_FILES};
     use crate::testing::FakeEtcd;
 
     #[tokio::test]

@@ -1,4 +1,6 @@
-//! S3-compatible storage of snapshot files, with K3s's object layout: `<folder>/<file>`, extra
+//! Object storage of snapshot files: S3-compatible buckets, and GCS and Azure Blob through the
+//! same object_store client (`cloud.rs`); the flags and types keep K3s's `s3` names. K3s's
+//! object layout: `<folder>/<file>`, extra
 //! metadata at `<folder>/.metadata/<file>`, and `K3s-Cluster-Id`/`K3s-Node-Name`/`K3s-Token-Hash`
 //! user metadata on both.
 //!

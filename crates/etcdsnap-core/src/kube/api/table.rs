@@ -191,7 +191,7 @@ pub fn wants_table(accept: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubeapi::resources::SNAPSHOT_FILES;
+    use crate::kube::api::resources::SNAPSHOT_FILES;
 
     #[test]
     fn snapshot_rows_have_k3s_columns() {

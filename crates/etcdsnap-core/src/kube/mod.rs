@@ -8,6 +8,10 @@
 //! and are named in [`KubeObject::note`]. The result is the object as the API server shows it in
 //! JSON (camelCase names, RFC 3339 times, base64 bytes), so that protobuf and JSON objects look
 //! alike.
+//!
+//! [`api`] is the Kubernetes API subset the supervisor serves over the same etcd.
+
+pub(crate) mod api;
 
 use std::collections::BTreeMap;
 
