@@ -894,20 +894,34 @@ impl ListOptions {
     }
 }
 
-/// The request body, at most [`MAX_BODY`] bytes: larger is the API server's 413.
+/// How much more of a body over [`MAX_BODY`] is read (and dropped) before the 413 goes out: a
+/// client still sending when the connection closes sees a broken pipe instead of the answer.
+const DRAIN_BEYOND: usize = 16 << 20;
+
+/// The request body, at most [`MAX_BODY`] bytes: larger is the API server's 413, answered
+/// once the client has sent the rest (up to [`DRAIN_BEYOND`] more; the body deadline bounds
+/// the time).
 async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
+    let mut dropped = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if out.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::too_large(format!(
-                "Request entity too large: limit is {MAX_BODY}"
-            )));
+        if dropped > 0 || out.len() + chunk.len() > MAX_BODY {
+            dropped += chunk.len();
+            if dropped > DRAIN_BEYOND {
+                break;
+            }
+            continue;
         }
         out.extend_from_slice(&chunk);
+    }
+    if dropped > 0 {
+        return Err(ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_BODY}"
+        )));
     }
     Ok(out)
 }
