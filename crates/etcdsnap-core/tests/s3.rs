@@ -83,6 +83,39 @@ async fn put_raw(raw: &object_store::aws::AmazonS3, key: &str, data: &[u8]) {
         .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
 }
 
+/// The LastModified the store lists for `key` (a listing, as retention reads it).
+async fn listed_modified(
+    raw: &object_store::aws::AmazonS3,
+    key: &str,
+) -> impl Ord + std::fmt::Debug {
+    let (folder, _) = key.rsplit_once('/').unwrap();
+    let listed: Vec<_> = raw.list(Some(&ObjPath::from(folder))).collect().await;
+    listed
+        .into_iter()
+        .map(|m| m.unwrap_or_else(|e| panic!("LIST {folder}: {e}")))
+        .find(|m| m.location.as_ref() == key)
+        .unwrap_or_else(|| panic!("{key} is not listed"))
+        .last_modified
+}
+
+/// Waits until the store stamps a new object later than it lists `key` as last modified, so
+/// that the next upload lists after `key` whatever the store's resolution (a second on many):
+/// a throwaway object outside every folder under test is written until it does.
+async fn after_last_modified(raw: &object_store::aws::AmazonS3, key: &str) {
+    const PROBE: &str = "clock-probe/probe";
+    let last = listed_modified(raw, key).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        put_raw(raw, PROBE, b"x").await;
+        if listed_modified(raw, PROBE).await > last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store still stamps {last:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    raw.delete(&ObjPath::from(PROBE)).await.unwrap();
+}
+
 #[tokio::test]
 async fn upload_writes_k3s_metadata_and_content_type() {
     let server = S3sFs::start(&[BUCKET]);
@@ -657,10 +690,10 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
         (&b, "etcd-snapshot-node-b-1700000200"),
         (&a, "etcd-snapshot-node-a-1700000100"),
     ];
+    let raw = server.raw_client(BUCKET);
     for (i, (store, name)) in plan.iter().enumerate() {
         if i > 0 {
-            // LastModified has one-second resolution on many servers.
-            tokio::time::sleep(Duration::from_millis(1100)).await;
+            after_last_modified(&raw, &format!("k3s/{}", plan[i - 1].1)).await;
         }
         let p = write_file(dir.path(), name, &raw_snapshot(512, i as u8));
         store.upload(&p, Some(&sidecar)).await.unwrap();
@@ -691,7 +724,6 @@ async fn retention_keeps_newest_by_last_modified_across_nodes() {
         .into_iter()
         .collect::<Vec<_>>()
     );
-    let raw = server.raw_client(BUCKET);
     for (_, name) in &plan {
         let kept = !deleted.iter().any(|d| d == name);
         assert_eq!(exists(&raw, &format!("k3s/{name}")).await, kept, "{name}");
@@ -1004,10 +1036,14 @@ mod moto {
             "etcd-snapshot-node-a-1700000300",
             "etcd-snapshot-node-a-1700000400",
         ];
+        let raw = raw_client(
+            &format!("https://{}", m.endpoint()),
+            "anon",
+            Some(&m.pki.ca_pem),
+        );
         for (i, name) in names.iter().enumerate() {
             if i > 0 {
-                // LastModified has one-second resolution.
-                tokio::time::sleep(Duration::from_millis(1100)).await;
+                after_last_modified(&raw, &format!("k3s/{}", names[i - 1])).await;
             }
             let p = write_file(dir.path(), name, &raw_snapshot(512, i as u8));
             store.upload(&p, Some(&sidecar)).await.unwrap();

@@ -377,6 +377,12 @@ impl AuthGuard {
 mod tests {
     use super::*;
 
+    /// As if [`RECHECK`] had passed since `c` last looked at its file, without waiting for it.
+    fn recheck_is_due(c: &CredentialFile) {
+        let mut st = c.state.lock().unwrap();
+        st.checked = Instant::now().checked_sub(RECHECK).unwrap();
+    }
+
     #[test]
     fn delays_grow_and_are_capped() {
         assert_eq!(AuthGuard::delay(1), Duration::from_millis(50));
@@ -441,14 +447,14 @@ mod tests {
         // A rotated file is in force within RECHECK; a weak one disables the credential.
         let rotated = "0123456789abcdef0123456789abcdef";
         std::fs::write(&default, rotated).unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        recheck_is_due(&c);
         assert_eq!(c.secret().as_deref(), Some(rotated));
         std::fs::write(&default, "short").unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        recheck_is_due(&c);
         assert_eq!(c.secret(), None);
         // A deleted default file is made again, with a new secret.
         std::fs::remove_file(&default).unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        recheck_is_due(&c);
         let again = c.secret().unwrap();
         assert!(again != first.password && again != rotated && again.len() == 32);
 

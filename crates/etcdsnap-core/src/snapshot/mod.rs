@@ -6,6 +6,7 @@
 //! retention; a remote failure never loses the local file. The engine runs what it is given:
 //! requests are resolved in [`plan`], stores are connected by the caller.
 
+mod clock;
 pub mod confine;
 pub(crate) mod metrics;
 pub mod plan;
@@ -411,7 +412,7 @@ impl Engine {
     /// save within the same second waits for the next one (K3s overwrote the first).
     async fn free_spec(&self, local: &LocalStore, plan: &SavePlan) -> WriteSpec {
         loop {
-            let now = Utc::now();
+            let now = clock::name_time();
             let spec = self.write_spec(local, plan, now);
             if !writer::final_path(&spec).exists() {
                 return spec;

@@ -118,9 +118,14 @@ async fn save_writes_a_verified_file_raw_and_zip() {
 async fn two_saves_in_one_second_get_two_names() {
     let r = rig();
     let p = plan("twice", false, 0, RemotePlan::None);
+    // The clock reads 0.2 s into a second, then 0.499 s (the name is taken: the save waits
+    // 1 ms for the next name's second), then the half second that rounds to the next second.
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap();
+    super::clock::fake::set([at(200), at(499), at(500)]);
     let a = r.engine.save(&p).await.unwrap().created.remove(0);
     let b = r.engine.save(&p).await.unwrap().created.remove(0);
-    assert_ne!(a, b);
+    assert_eq!(a, "twice-n1-1700000000");
+    assert_eq!(b, "twice-n1-1700000001");
     assert_eq!(r.files(), {
         let mut v = vec![a, b];
         v.sort();

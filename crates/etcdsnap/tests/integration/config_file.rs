@@ -6,7 +6,8 @@ use crate::harness::*;
 
 #[test]
 fn config_keys_apply_through_etcd_aliases_and_flags_win() {
-    let s = Server::start(Etcd::V35);
+    // The two saves below are named for two seconds, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = cfg_dir.path().join("config.yaml");
     // A K3s server config: server-only keys are warned about and skipped.
@@ -50,7 +51,6 @@ fn config_keys_apply_through_etcd_aliases_and_flags_win() {
         "{files:?}"
     );
     // Explicit flags beat the file.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     ok(&run(&["--snapshot-compress=false", "--name", "explicit"]));
     let files = s.snapshot_files();
     assert!(

@@ -34,16 +34,18 @@ fn live_keys(s: &Server, rev: i64) -> i64 {
     })
 }
 
-fn no_drill_etcd_runs(marker: &Path) {
+/// The pids of processes whose command line holds `marker` (a drill's etcd).
+fn drill_etcd_pids(marker: &Path) -> String {
     let out = Command::new("pgrep")
         .args(["-f", &marker.display().to_string()])
         .output()
         .unwrap();
-    assert!(
-        stdout(&out).trim().is_empty(),
-        "an etcd of a drill still runs: {}",
-        stdout(&out)
-    );
+    stdout(&out).trim().to_string()
+}
+
+fn no_drill_etcd_runs(marker: &Path) {
+    let pids = drill_etcd_pids(marker);
+    assert!(pids.is_empty(), "an etcd of a drill still runs: {pids}");
 }
 
 both!(
@@ -211,13 +213,16 @@ fn scheduled_drills_fail_without_a_snapshot_pass_with_one_and_clean_up() {
     // Stopped mid-schedule (perhaps mid-drill): no drill files, no drill etcd.
     let db = s.data_dir().join("server/db");
     let (dir, _) = s.stop();
-    std::thread::sleep(Duration::from_millis(500));
+    // The server has exited; a drill's etcd it stopped may take a moment to be gone.
+    let marker = dir.path().join("server/db/.etcdsnap-drill");
+    wait_for(Duration::from_secs(10), "no etcd of a drill to run", || {
+        drill_etcd_pids(&marker).is_empty().then_some(())
+    });
     let left: Vec<String> = list_files(&db)
         .into_iter()
         .filter(|f| f.contains("drill"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    no_drill_etcd_runs(&dir.path().join("server/db/.etcdsnap-drill"));
 }
 
 fn drill_dirs(dir: &Path) -> Vec<String> {

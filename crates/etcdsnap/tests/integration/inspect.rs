@@ -1183,7 +1183,8 @@ fn status_of_an_s3_object() {
 /// files, and show in `ls -o wide`; a compressed one shows `-`.
 #[test]
 fn saved_snapshots_carry_their_status_figures_in_records_and_ls_wide() {
-    let s = Server::start(Etcd::V35);
+    // The raw and the compressed snapshot are named for two seconds, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     s.put(
         &(0..50)
             .map(|i| (format!("/fig/{i}"), format!("v{i}").into_bytes()))
@@ -1194,7 +1195,6 @@ fn saved_snapshots_carry_their_status_figures_in_records_and_ls_wide() {
         .nth(1)
         .unwrap()
         .to_string();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let zip = ok(&s.cli(&["save", "--snapshot-compress"]))
         .split_whitespace()
         .nth(1)

@@ -54,6 +54,16 @@ impl Trap {
     }
 }
 
+/// Reconciles of the snapshot records the server has finished, as its metrics count them.
+fn reconciles(s: &Server) -> u64 {
+    let (code, body) = https_get(&format!("{}/metrics", s.url())).unwrap();
+    assert_eq!(code, 200);
+    body.lines()
+        .filter(|l| l.starts_with("etcdsnap_etcd_snapshot_reconcile_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// The message without its `etcd-snapshot error ID <n>: ` prefix.
 fn message(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -143,7 +153,8 @@ fn a_request_reaches_only_the_servers_snapshot_dirs() {
     let listed = ok(&s.cli(&["ls", "--dir", allowed.path().to_str().unwrap()]));
     assert!(listed.contains(&list_files(allowed.path())[0]), "{listed}");
     // Records cover every allowed dir: listing one does not delete and re-create the
-    // records of the other (same uids). Absence of churn needs a window to watch: 3 s.
+    // records of the other (same uids). Each listing reconciles the records after it answers,
+    // in the background: the uids are compared once those reconciles have run.
     let uids = || {
         let out = s.kubectl(&[
             "get",
@@ -162,13 +173,15 @@ fn a_request_reaches_only_the_servers_snapshot_dirs() {
         let u = uids();
         (u.len() == 2).then_some(u)
     });
+    let reconciled = reconciles(&s);
     ok(&s.cli(&["ls", "--dir", allowed.path().to_str().unwrap()]));
     ok(&s.cli(&["ls"]));
-    let watch = std::time::Instant::now();
-    while watch.elapsed() < Duration::from_secs(3) {
-        assert_eq!(uids(), before, "records were re-created");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(
+        Duration::from_secs(20),
+        "the reconciles of both listings",
+        || (reconciles(&s) >= reconciled + 2).then_some(()),
+    );
+    assert_eq!(uids(), before, "records were re-created");
     let mine = format!("{}/", snapdir.display());
     let listed = ok(&s.cli(&["ls", "--dir", &mine]));
     assert!(listed.contains(&own[0]), "{listed}");

@@ -273,24 +273,37 @@ fn path_with_kubectl() -> String {
 #[test]
 fn watch_sees_a_new_record() {
     let s = Server::start(Etcd::V35);
+    // -v=6: kubectl logs each response, the list's among them.
     let mut child = Command::new(env_bin("KUBECTL_BIN"))
         .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
-        .args(["get", "etcdsnapshotfile", "--watch", "-o", "name"])
+        .args(["get", "etcdsnapshotfile", "--watch", "-o", "name", "-v=6"])
         .env_remove("KUBECONFIG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    let lines_of = |out: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
-    std::thread::sleep(Duration::from_secs(1));
+        });
+        rx
+    };
+    let rx = lines_of(Box::new(child.stdout.take().unwrap()));
+    let log = lines_of(Box::new(child.stderr.take().unwrap()));
+    // kubectl watches from the revision of its list: once the list has answered, a record
+    // made after it reaches kubectl through the watch, not the list.
+    let mut said = Vec::new();
+    let listed = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(30)).ok())
+        .inspect(|l| said.push(l.clone()))
+        .any(|l| {
+            l.contains("etcdsnapshotfiles") && l.contains("200 OK") && !l.contains("watch=true")
+        });
+    assert!(listed, "kubectl did not list:\n{}", said.join("\n"));
     let name = saved_name(&ok(&s.cli(&["save"])));
     let want = format!(
         "etcdsnapshotfile.k3s.cattle.io/{}",

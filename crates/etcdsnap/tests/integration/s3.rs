@@ -94,11 +94,6 @@ fn lines(out: &str) -> Vec<&str> {
     out.lines().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// Snapshot names take the second they were taken: a second save must start a second later.
-fn next_second() {
-    std::thread::sleep(Duration::from_millis(1100));
-}
-
 /// The one file that `save` added to the snapshot dir.
 fn new_file(s: &Server, before: &[String]) -> String {
     let added: Vec<String> = s
@@ -257,7 +252,8 @@ impl Raw {
 fn save_uploads_body(v: Etcd) {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
-    let s = Server::start(v);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(v).distinct_name_seconds().start();
     let flags = s3_flags(&fs, "f");
 
     let out = ok(&snap(&s, "save", &flags));
@@ -293,7 +289,6 @@ fn save_uploads_body(v: Etcd) {
     assert_eq!(raw.snapshot_keys("f"), BTreeSet::from([name.clone()]));
 
     // Compressed: the .zip is uploaded as application/zip.
-    next_second();
     let before = s.snapshot_files();
     let out = ok(&snap(&s, "save", &with(&flags, &["--snapshot-compress"])));
     let zip = new_file(&s, &before);
@@ -306,7 +301,6 @@ fn save_uploads_body(v: Etcd) {
     assert_eq!(h.meta.get("k3s-node-name").map(String::as_str), Some("n1"));
 
     // zstd (naming the format turns compression on): a .zst, as application/zstd.
-    next_second();
     let before = s.snapshot_files();
     let out = ok(&snap(
         &s,
@@ -482,11 +476,11 @@ fn ls_shows_local_and_s3_rows_and_only_folder_snapshots() {
 fn delete_removes_local_file_object_and_metadata_object() {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
-    let s = Server::start(Etcd::V35);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let flags = s3_flags(&fs, "f");
     ok(&snap(&s, "save", &flags));
     let name = new_file(&s, &[]);
-    next_second();
     ok(&snap(&s, "save", &flags));
     let other = new_file(&s, std::slice::from_ref(&name));
     let meta_key = format!("f/.metadata/{name}");
@@ -522,19 +516,18 @@ fn delete_removes_local_file_object_and_metadata_object() {
 fn s3_retention_keeps_newest_objects_across_nodes() {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
-    // Two servers of one cluster: n2 joins n1.
-    let s1 = Server::start(Etcd::V35);
+    // Two servers of one cluster: n2 joins n1. Saves in a row are named for seconds in a row,
+    // at once.
+    let s1 = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let s2 = Server::builder(Etcd::V35)
+        .distinct_name_seconds()
         .node("n2")
         .args(["--server", &s1.url(), "--token", &s1.token()])
         .start();
     crate::cluster::wait_voters(&s1, &["n1", "n2"]);
     let flags = with(&s3_flags(&fs, "shared"), &["--s3-retention=2"]);
     let mut order = Vec::new();
-    for (i, s) in [&s1, &s2, &s1, &s2, &s1].into_iter().enumerate() {
-        if i > 0 {
-            next_second();
-        }
+    for s in [&s1, &s2, &s1, &s2, &s1] {
         let before = s.snapshot_files();
         ok(&snap(s, "save", &flags));
         order.push(new_file(s, &before));
@@ -579,16 +572,14 @@ fn s3_retention_keeps_newest_objects_across_nodes() {
 fn prune_applies_s3_retention_to_the_named_prefix_only() {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
-    let s = Server::start(Etcd::V35);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let flags = s3_flags(&fs, "f");
     // Retention 0 disables pruning on save (checklist 10), so all of these stay.
     let keep_all = with(&flags, &["--s3-retention=0"]);
     let mut on_demand = Vec::new();
     let mut scheduled = Vec::new();
     for i in 0..5 {
-        if i > 0 {
-            next_second();
-        }
         let before = s.snapshot_files();
         if i < 3 {
             ok(&snap(&s, "save", &keep_all));
@@ -718,14 +709,14 @@ fn scheduled_upload_failure_keeps_local_snapshots() {
 #[test]
 fn cli_upload_failure_is_a_warning_and_keeps_the_local_snapshot() {
     let fs = S3sFs::start(&[BUCKET]);
-    let s = Server::start(Etcd::V35);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let flags = with(&s3_flags(&fs, "f"), &["--s3-timeout=8s"]);
     let out = ok(&snap(&s, "save", &flags));
     let first = new_file(&s, &[]);
     assert_eq!(lines(&out).len(), 2, "{out}");
     // The S3 server goes away; the server's cached client fails on upload.
     drop(fs);
-    next_second();
     let started = Instant::now();
     let out = snap(&s, "save", &flags);
     let stdout = ok(&out);
@@ -840,7 +831,8 @@ fn https_endpoint_needs_the_ca_or_skip_verify() {
     let moto = MotoTls::start();
     rt().block_on(moto.create_bucket("tlsbucket"));
     let raw = Raw::moto(&moto, "tlsbucket");
-    let s = Server::start(Etcd::V35);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     let base: Vec<String> = vec![
         "--s3".into(),
         format!("--s3-endpoint={}", moto.endpoint()),
@@ -859,7 +851,6 @@ fn https_endpoint_needs_the_ca_or_skip_verify() {
     );
 
     // Without the CA the certificate is unknown: the error names the two ways out.
-    next_second();
     let started = Instant::now();
     let err = fails(&snap(&s, "save", &base));
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -1011,7 +1002,9 @@ fn s3_proxy_from_environment_none_and_explicit() {
     // absolute-form request target.
     let relay = relay_rt.block_on(RecordingProxy::start(fs.port));
     let proxy_url = format!("http://127.0.0.1:{}", relay.port);
+    // Saves in a row are named for seconds in a row, at once.
     let s = Server::builder(Etcd::V35)
+        .distinct_name_seconds()
         .env("HTTP_PROXY", &proxy_url)
         .env("http_proxy", &proxy_url)
         .env("NO_PROXY", "")
@@ -1027,7 +1020,6 @@ fn s3_proxy_from_environment_none_and_explicit() {
     );
 
     relay.clear();
-    next_second();
     ok(&snap(&s, "save", &with(&flags, &["--s3-proxy=none"])));
     assert_eq!(relay.request_lines(), Vec::<String>::new());
 
@@ -1097,7 +1089,8 @@ fn s3_faults_mid_upload_keep_the_local_snapshot_and_the_last_good_copy() {
     let fs = S3sFs::start(&[BUCKET]);
     let raw = Raw::s3s(&fs);
     let proxy = FaultProxy::start(fs.port);
-    let s = Server::start(Etcd::V35);
+    // Saves in a row are named for seconds in a row, at once.
+    let s = Server::builder(Etcd::V35).distinct_name_seconds().start();
     // About 8 MiB, so that every upload is far longer than the cut.
     let data: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| {
@@ -1128,7 +1121,6 @@ fn s3_faults_mid_upload_keep_the_local_snapshot_and_the_last_good_copy() {
         (Fault::Close, "closing connections"),
     ] {
         proxy.set(fault);
-        next_second();
         let cuts = proxy.cuts();
         let started = Instant::now();
         let out = snap(&s, "save", &flags);
@@ -1185,7 +1177,6 @@ fn s3_faults_mid_upload_keep_the_local_snapshot_and_the_last_good_copy() {
 
     // The S3 server is reachable again: the next save uploads, and retention 1 now keeps it.
     proxy.set(Fault::Pass);
-    next_second();
     let out = ok(&snap(&s, "save", &flags));
     let last = new_file(&s, &locals);
     assert_eq!(

@@ -193,12 +193,22 @@ fn disabled_snapshots_run_no_schedule() {
             "--etcd-disable-snapshots",
         ])
         .start();
-    std::thread::sleep(Duration::from_secs(8));
-    assert!(s.snapshot_files().is_empty(), "{:?}", s.snapshot_files());
+    // The server decides once etcd answers, before it is ready: no scheduler was started. A
+    // started one says so at once (its first log line, the schedule's interval in the
+    // metrics), well before the save below has gone through the CLI and the API.
     assert!(s.proc.log_text().contains("ETCD snapshots are disabled"));
     // On-demand saves still work.
     ok(&s.cli(&["save"]));
-    assert_eq!(s.snapshot_files().len(), 1);
+    assert_eq!(s.snapshot_files().len(), 1, "{:?}", s.snapshot_files());
+    let log = s.proc.log_text();
+    assert!(!log.contains("scheduled snapshots:"), "{log}");
+    let (code, body) = https_get(&format!("{}/metrics", s.url())).unwrap();
+    assert_eq!(code, 200);
+    let interval = body
+        .lines()
+        .find_map(|l| l.strip_prefix("etcdsnap_snapshot_schedule_interval_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(interval, Some(0.0), "a schedule is set:\n{body}");
 }
 
 #[test]
@@ -296,9 +306,16 @@ fn external_etcd_with_mtls_and_endpoint_fallback() {
         .arg(format!("--datastore-cafile={}", ca.display()))
         .no_wait()
         .start();
-    std::thread::sleep(Duration::from_secs(3));
-    let (code, _) = https_get(&format!("{}/healthz", s2.url())).unwrap();
-    assert_eq!(code, 503);
+    // Wait for the server to have asked etcd: until then it answers 503 with no cause.
+    let (code, body) = wait_for(
+        Duration::from_secs(30),
+        "an answer after asking etcd",
+        || {
+            https_get(&format!("{}/healthz", s2.url()))
+                .filter(|(code, body)| *code != 503 || body.trim() != "etcd is not ready:")
+        },
+    );
+    assert_eq!(code, 503, "{body}");
 }
 
 /// Under systemd (`Type=notify`) the server says READY=1 only once etcd answers and the API

@@ -348,13 +348,20 @@ func main() {
 
 both!(ls_lists_in_table_json_and_yaml, ls_formats);
 fn ls_formats(v: Etcd) {
-    let s = Server::start(v);
+    // b is named for an earlier second than a, at once.
+    let s = Server::builder(v).distinct_name_seconds().start();
     ok(&s.cli(&["save", "--name", "b"]));
-    std::thread::sleep(Duration::from_millis(1100));
     ok(&s.cli(&["save", "--name", "a"]));
-    // A stray file without a timestamp is listed with its mtime; .part files are not listed.
-    std::thread::sleep(Duration::from_millis(1600));
-    std::fs::write(s.snapshot_dir().join("stray"), b"x").unwrap();
+    // A stray file without a timestamp is listed with its mtime (a minute ahead: after both
+    // names); .part files are not listed.
+    let stray = s.snapshot_dir().join("stray");
+    std::fs::write(&stray, b"x").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
     std::fs::write(s.snapshot_dir().join("x-1.part"), b"x").unwrap();
     let table = ok(&s.cli(&["ls"]));
     let lines: Vec<&str> = table.lines().collect();
