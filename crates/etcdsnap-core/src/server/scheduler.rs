@@ -199,6 +199,27 @@ mod test_hooks {
     }
 }
 
+/// Before the first tick: the multipart uploads of this server's snapshots that an earlier
+/// process of it left unfinished (killed mid-upload) are aborted, so their parts stop being
+/// stored. Uploads begun since this process started, and other servers' uploads, are left
+/// alone. A failure is a warning: the bucket's lifecycle rule is the backstop (README).
+async fn abort_stale_uploads(state: &ServerState, target: &S3Target) {
+    let started = chrono::DateTime::from_timestamp(state.engine.metrics.started.get() as i64, 0)
+        .unwrap_or_else(Utc::now);
+    let node = state.engine.node_name();
+    let result = match state.engine.connect(target).await {
+        Ok(store) => store.abort_stale_uploads(node, started).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("aborted {n} incomplete upload(s) left by an earlier process"),
+        Err(e) => {
+            tracing::warn!("cannot look for incomplete uploads left by an earlier process: {e}")
+        }
+    }
+}
+
 pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let s = &state.snapshots;
     tracing::info!(
@@ -215,6 +236,9 @@ pub async fn run(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
         .metrics
         .schedule_interval
         .set(longest_gap(&s.schedule, Utc::now()).as_secs_f64());
+    if let Some(target) = &s.s3 {
+        abort_stale_uploads(&state, target).await;
+    }
     let mut after = Utc::now();
     loop {
         let Some(next) = next_tick(&s.schedule, after, jitter(), "snapshot", &mut stop).await

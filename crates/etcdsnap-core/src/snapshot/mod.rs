@@ -122,6 +122,11 @@ impl Engine {
         self.etcd.as_ref()
     }
 
+    /// The node this engine names its snapshots after.
+    pub fn node_name(&self) -> &str {
+        &self.cfg.node_name
+    }
+
     /// The local store in `dir` (default: `<data-dir>/server/db/snapshots`, created when
     /// `create` is set).
     pub fn local(&self, dir: Option<&Path>, create: bool) -> Result<LocalStore> {

@@ -146,6 +146,16 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
     /// How retention orders and selects this store's files.
     fn retention_rule(&self) -> RetentionRule;
+    /// Aborts the incomplete uploads of `node`'s snapshots begun before `before` (a killed
+    /// process leaves them); how many. Stores without such uploads have none.
+    fn abort_stale_uploads<'a>(
+        &'a self,
+        node: &'a str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<usize>> {
+        let _ = (node, before);
+        Box::pin(async { Ok(0) })
+    }
 }
 
 /// Connects to remote stores (S3 today) by configuration, reusing connected clients. A trait so

@@ -19,6 +19,7 @@ mod cloud;
 mod config;
 mod keys;
 mod transport;
+mod uploads;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjPath;
@@ -121,6 +122,8 @@ pub struct S3Store {
     endpoint_url: String,
     secrets: Vec<String>,
     meta_cache: Mutex<HashMap<String, CachedMeta>>,
+    /// S3 only: its incomplete multipart uploads.
+    uploads: Option<Arc<uploads::Uploads>>,
 }
 
 impl fmt::Debug for S3Store {
@@ -174,6 +177,7 @@ impl S3Store {
             endpoint_url: built.addressing.endpoint_url,
             store: built.store,
             lister: built.lister,
+            uploads: built.uploads,
             cfg: cfg.clone(),
             identity,
             secrets,
@@ -338,6 +342,21 @@ impl S3Store {
                 message: msg,
             },
         }
+    }
+
+    /// A failed request of ours outside object_store (`e` already says what the server said).
+    fn operation_error(&self, what: &str, e: String) -> Error {
+        Error::remote(
+            RemoteStage::Operation,
+            scrub(
+                &format!(
+                    "{} {what} in {}: {e}",
+                    self.cfg.provider.label(),
+                    self.cfg.bucket
+                ),
+                &self.secrets,
+            ),
+        )
     }
 
     fn timed_out(&self, op: &str) -> Error {
@@ -1122,6 +1141,50 @@ impl Drop for AbortOnDrop {
     }
 }
 
+impl S3Store {
+    /// Aborts the incomplete multipart uploads of `node`'s snapshot files directly in the
+    /// folder that began before `before`: what a process killed mid-upload left (its parts are
+    /// stored, and billed, until aborted). Other nodes' uploads, and uploads begun since, may
+    /// be saves in progress and are left alone. S3 only; bounded by the timeout.
+    async fn abort_stale_uploads_of(&self, node: &str, before: DateTime<Utc>) -> Result<usize> {
+        let Some(uploads) = &self.uploads else {
+            return Ok(0);
+        };
+        let prefix = self.dir_prefix().unwrap_or_default();
+        let mark = format!("-{node}-");
+        let work = async {
+            let Some(pending) = uploads
+                .list(&prefix)
+                .await
+                .map_err(|e| self.operation_error("list of incomplete uploads", e))?
+            else {
+                tracing::debug!("the S3 server cannot list incomplete uploads (HTTP 501)");
+                return Ok(0);
+            };
+            let mut aborted = 0;
+            for u in pending {
+                if !u.is_stale_of(&prefix, &mark, before) {
+                    continue;
+                }
+                uploads
+                    .abort(&u)
+                    .await
+                    .map_err(|e| self.operation_error("abort of an incomplete upload", e))?;
+                tracing::info!(
+                    "aborted the incomplete multipart upload of {} begun {} (left by an earlier process)",
+                    self.key_location(&u.key),
+                    u.initiated.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+                aborted += 1;
+            }
+            Ok(aborted)
+        };
+        tokio::time::timeout(self.cfg.timeout, work)
+            .await
+            .map_err(|_| self.timed_out("abort of incomplete uploads"))?
+    }
+}
+
 impl SnapshotStore for S3Store {
     fn kind(&self) -> &'static str {
         // Every remote store is the `s3` storage node of records, as K3s labels them.
@@ -1174,6 +1237,14 @@ impl SnapshotStore for S3Store {
             order: RetentionOrder::Modified,
             nested: false,
         }
+    }
+
+    fn abort_stale_uploads<'a>(
+        &'a self,
+        node: &'a str,
+        before: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(self.abort_stale_uploads_of(node, before))
     }
 }
 

@@ -182,6 +182,17 @@ impl Raw {
             .collect()
     }
 
+    /// Starts a multipart upload of `key` with one part and leaves it, as a killed process does.
+    fn leave_unfinished_upload(&self, key: &str) {
+        self.rt.block_on(async {
+            let mut up = self.store.put_multipart(&ObjPath::from(key)).await.unwrap();
+            up.put_part(PutPayload::from(vec![7u8; 5 << 20]))
+                .await
+                .unwrap();
+            std::mem::forget(up);
+        })
+    }
+
     fn exists(&self, key: &str) -> bool {
         self.rt.block_on(async {
             match self.store.head(&ObjPath::from(key)).await {
@@ -865,6 +876,43 @@ fn https_endpoint_needs_the_ca_or_skip_verify() {
     assert_eq!(lines(&out), vec![format!("Snapshot {second} saved."); 2]);
     assert!(raw.exists(&format!("tls/{second}")));
     assert_log_clean(&s, &[]);
+}
+
+/// A server killed mid-upload left its multipart upload in the bucket (parts stored and
+/// billed); started again, it aborts it before its first scheduled snapshot, and leaves
+/// another node's upload (maybe a save in progress) to that node.
+#[test]
+fn a_restarted_server_aborts_the_upload_its_killed_process_left() {
+    let moto = MotoTls::start();
+    rt().block_on(moto.create_bucket("stale"));
+    let raw = Raw::moto(&moto, "stale");
+    raw.leave_unfinished_upload("up/etcd-snapshot-n1-1700000001");
+    raw.leave_unfinished_upload("up/etcd-snapshot-n2-1700000002");
+    let s = Server::builder(Etcd::V35)
+        .args([
+            "--etcd-s3".to_string(),
+            format!("--etcd-s3-endpoint={}", moto.endpoint()),
+            "--etcd-s3-bucket=stale".into(),
+            format!("--etcd-s3-access-key={ACCESS_KEY}"),
+            format!("--etcd-s3-secret-key={SECRET_KEY}"),
+            "--etcd-s3-folder=up".into(),
+            format!("--etcd-s3-endpoint-ca={}", moto.ca_path().display()),
+        ])
+        .start();
+    let own =
+        "aborted the incomplete multipart upload of s3://stale/up/etcd-snapshot-n1-1700000001";
+    wait_for(
+        Duration::from_secs(30),
+        "the stale upload to be aborted",
+        || s.log_text().contains(own).then_some(()),
+    );
+    let log = s.log_text();
+    assert!(!log.contains("etcd-snapshot-n2-1700000002"), "{log}");
+    assert!(log.contains("aborted 1 incomplete upload(s)"), "{log}");
+    assert!(
+        !raw.exists("up/etcd-snapshot-n1-1700000001"),
+        "no object was made of it"
+    );
 }
 
 // --- 10. the session token reaches S3 ------------------------------------------------------

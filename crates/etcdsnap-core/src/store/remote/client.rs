@@ -250,6 +250,13 @@ fn build_s3_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltCl
     };
     let (options, retry) = request_policy(cfg.timeout, cfg.insecure);
     let (checksum, unsigned_payload) = upload_integrity(cfg)?;
+    let uploads_http = {
+        use object_store::client::HttpConnector;
+        transport
+            .clone()
+            .connect(&options)
+            .map_err(|e| Error::remote_init(scrub(&error_chain(&e), &cfg.secrets())))?
+    };
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&cfg.bucket)
         .with_region(cfg.effective_region())
@@ -309,7 +316,19 @@ fn build_s3_client(target: &S3Target, env: &dyn CredentialEnv) -> Result<BuiltCl
     let store = builder
         .build()
         .map_err(|e| Error::remote_init(scrub(&error_chain(&e), &cfg.secrets())))?;
-    Ok(BuiltClient::new(store, addressing, credential_source))
+    let uploads = super::uploads::Uploads {
+        http: uploads_http,
+        credentials: (credential_source != "anonymous").then(|| store.credentials().clone()),
+        region: cfg.effective_region().to_string(),
+        bucket_url: if addressing.virtual_hosted {
+            addressing.store_endpoint.clone()
+        } else {
+            format!("{}/{}", addressing.endpoint_url, cfg.bucket)
+        },
+    };
+    let mut built = BuiltClient::new(store, addressing, credential_source);
+    built.uploads = Some(std::sync::Arc::new(uploads));
+    Ok(built)
 }
 
 /// The checksum uploads carry and whether their payload goes unsigned. A SHA-256 checksum

@@ -268,6 +268,8 @@ pub struct BuiltClient {
     pub lister: Arc<dyn PaginatedListStore>,
     pub addressing: Addressing,
     pub credential_source: String,
+    /// S3 only: its incomplete multipart uploads.
+    pub uploads: Option<Arc<super::uploads::Uploads>>,
 }
 
 impl BuiltClient {
@@ -282,6 +284,7 @@ impl BuiltClient {
             lister: client,
             addressing,
             credential_source,
+            uploads: None,
         }
     }
 }
