@@ -1074,23 +1074,22 @@ mod moto {
         assert_eq!(deleted, [names[2], names[3]]);
     }
 
-    /// Starts a multipart upload of `name` that is never completed nor aborted (as a process
-    /// killed mid-upload leaves it): the upload future is dropped without running its drop.
-    async fn leave_unfinished_upload(store: &S3Store, name: &str, dir: &std::path::Path) {
-        use std::io::Write;
-        let (tx, rx) = etcdsnap_core::snapfile::growing::growing();
-        let mut f = std::fs::File::create_new(dir.join(name)).unwrap();
-        tx.opened(&f).unwrap();
-        let data = raw_snapshot(UPLOAD_CHUNK_SIZE + 1, 3);
-        f.write_all(&data).unwrap();
-        tx.wrote(data.len());
-        let mut up = Box::pin(store.upload_growing(name, rx, None));
-        tokio::select! {
-            r = &mut up => panic!("the upload ended: {r:?}"),
-            () = tokio::time::sleep(Duration::from_secs(3)) => {}
-        }
+    /// Starts a multipart upload of `name` in the folder with one part and leaves it, neither
+    /// completed nor aborted, as a process killed mid-upload does.
+    async fn leave_unfinished_upload(m: &MotoTls, bucket: &str, name: &str) {
+        let raw = raw_client(
+            &format!("https://127.0.0.1:{}", m.port),
+            bucket,
+            Some(&m.pki.ca_pem),
+        );
+        let mut up = raw
+            .put_multipart(&ObjPath::from(format!("k3s/{name}")))
+            .await
+            .unwrap();
+        up.put_part(PutPayload::from(vec![7u8; 5 << 20]))
+            .await
+            .unwrap();
         std::mem::forget(up);
-        std::mem::forget(tx);
     }
 
     /// A killed process leaves its multipart upload in the bucket (parts stored and billed);
@@ -1104,9 +1103,8 @@ mod moto {
             ..moto_cfg(&m, "stale")
         };
         let store = connect(&cfg, identity("node-a")).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        leave_unfinished_upload(&store, "etcd-snapshot-node-a-1700000001", dir.path()).await;
-        leave_unfinished_upload(&store, "etcd-snapshot-node-b-1700000002", dir.path()).await;
+        leave_unfinished_upload(&m, "stale", "etcd-snapshot-node-a-1700000001").await;
+        leave_unfinished_upload(&m, "stale", "etcd-snapshot-node-b-1700000002").await;
         // (moto reports every upload as begun in 2010, so uploads begun after the cutoff, which
         // are left alone, are covered by the unit test `only_this_nodes_uploads_begun_before_are_stale`.)
         let now = chrono::Utc::now() + chrono::Duration::seconds(5);
